@@ -1,0 +1,257 @@
+"""RunConfig: the whole run as validated data, loaded from TOML plus dotted overrides.
+
+Every component owns its section (``optim/config.py`` holds ``[optim]`` and ``[schedule]``,
+``train/config.py`` holds ``[train]``...); this module composes them, merges the task's
+defaults under the user's values, and reports every problem at once with the key that is
+wrong and what would be valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, Field, ValidationError
+
+from trainwell.errors import ConfigError
+from trainwell.models.config import ModelConfig
+from trainwell.optim.config import OptimConfig, ScheduleConfig
+from trainwell.section import Section
+from trainwell.sinks.config import LogConfig
+from trainwell.tasks.config import TaskConfig
+from trainwell.train.config import ClipConfig, EMAConfig, TrainConfig
+
+DEFAULT_TASK = "bytes-lm"
+
+
+class RunConfig(Section):
+    """A whole run. Round-trips to TOML; the resolved config is saved in every run directory."""
+
+    seed: int = 0
+    """Seed of every random number generator (python, numpy, torch). Same config + seed on CPU gives the same numbers."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Numeric precision of forward/backward: fp32, bf16 autocast, or fp16 autocast with dynamic loss scaling. 'auto' = bf16 on a GPU that supports it, fp32 on CPU (bf16 autocast is slower than fp32 on most CPUs). Master weights and norms stay fp32."""
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(self.model_dump(mode="json"))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Build a RunConfig from (lowest to highest priority): the task's defaults, ``base``
+    (a nested dict, e.g. from the Python API), the TOML file at ``path``, and ``overrides``
+    (``"optim.lr=3e-4"``). Raises ConfigError listing every problem."""
+    raw: dict[str, Any] = copy.deepcopy(dict(base or {}))
+    source = None
+    if path is not None:
+        source = str(path)
+        raw = deep_merge(raw, read_toml(path))
+    problems: list[str] = []
+    try:
+        raw = deep_merge(raw, parse_overrides(overrides))
+    except ConfigError as e:
+        problems.extend(e.problems)
+    return resolve(raw, source=source, problems=problems)
+
+
+def resolve(
+    raw: Mapping[str, Any], *, source: str | None = None, problems: list[str] | None = None
+) -> RunConfig:
+    """Validate a nested dict after merging the chosen task's defaults underneath it."""
+    problems = list(problems or [])
+    task_name = raw.get("task", {}).get("name", DEFAULT_TASK) if isinstance(raw.get("task"), dict) else DEFAULT_TASK
+    merged = deep_merge(_task_defaults(task_name, problems), raw)
+    problems.extend(_registry_problems(merged))
+    try:
+        cfg = RunConfig.model_validate(merged)
+    except ValidationError as e:
+        problems.extend(_format_validation(e))
+        cfg = None
+    if problems:
+        raise ConfigError(problems, source=source)
+    assert cfg is not None
+    return cfg
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    if p.is_dir():
+        raise ConfigError(f"config path {str(p)!r} is a directory, expected a .toml file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (TOML must be UTF-8)") from None
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "task.name=digits"]`` -> nested dict. Values are read as TOML
+    (numbers, booleans, lists, quoted strings); anything else is a plain string."""
+    out: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=3e-4")
+            continue
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"--set {item!r}: {part!r} is not a section")
+                break
+        else:
+            node[parts[-1]] = parse_value(text.strip())
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def deep_merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(low))
+    for k, v in high.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ---------------------------------------------------------------- describing
+
+
+def describe(cfg: RunConfig) -> str:
+    """The resolved config as TOML with each field's description above it."""
+    lines: list[str] = []
+
+    def emit(model: BaseModel, prefix: str) -> None:
+        subsections = []
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                subsections.append((name, value))
+                continue
+            if info.description:
+                for chunk in _wrap(info.description):
+                    lines.append(f"# {chunk}")
+            if value is None:
+                lines.append(f"# {name} = (unset)")
+            else:
+                lines.append(tomli_w.dumps({name: _jsonable(value)}).rstrip())
+        for name, sub in subsections:
+            lines.append("")
+            lines.append(f"[{prefix}{name}]")
+            emit(sub, f"{prefix}{name}.")
+
+    emit(cfg, "")
+    return "\n".join(lines) + "\n"
+
+
+def field_names(model_cls: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the config tree (for suggestions)."""
+    names = []
+    for name, info in model_cls.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            names.extend(field_names(ann, f"{prefix}{name}."))
+        else:
+            names.append(f"{prefix}{name}")
+    return names
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _task_defaults(task_name: Any, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(task_name, str):
+        return {}
+    from trainwell.tasks import TASKS
+
+    if task_name in TASKS:
+        return copy.deepcopy(TASKS.get(task_name).defaults)
+    if ":" not in task_name:
+        problems.append(TASKS.unknown(task_name) + ", or a user entry point 'pkg.module:function'")
+    return {}
+
+
+def _registry_problems(raw: Mapping[str, Any]) -> list[str]:
+    problems = []
+    name = raw.get("optim", {}).get("name") if isinstance(raw.get("optim"), Mapping) else None
+    if isinstance(name, str):
+        from trainwell.optim import OPTIMIZERS
+
+        if name not in OPTIMIZERS:
+            problems.append(OPTIMIZERS.unknown(name))
+    return problems
+
+
+def _format_validation(e: ValidationError) -> list[str]:
+    valid_keys = field_names()
+    out = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, valid_keys, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            section = key.rpartition(".")[0]
+            siblings = [k.rpartition(".")[2] for k in valid_keys if k.rpartition(".")[0] == section]
+            valid = f"; valid keys here: {', '.join(siblings)}" if siblings and not hint else ""
+            out.append(f"unknown key {key!r}{hint}{valid}")
+        elif err["type"] in ("model_type", "dict_type") and err["loc"]:
+            out.append(f"{key}: expected a section (a table of keys), got {err['input']!r}")
+        else:
+            msg = err["msg"]
+            out.append(f"{key}: {msg[0].lower() + msg[1:]}, got {err['input']!r}")
+    return out
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _wrap(text: str, width: int = 96) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]

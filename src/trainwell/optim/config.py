@@ -1,0 +1,43 @@
+"""The ``[optim]`` and ``[schedule]`` sections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from trainwell.section import Section
+
+
+class OptimConfig(Section):
+    name: str = "adamw"
+    """Optimizer (see `trainwell config show` for the list). AdamW is the default of the Tuning Playbook and of LLM training (OPT, LLaMA)."""
+    lr: float = Field(1e-3, gt=0.0)
+    """Peak learning rate (after warmup)."""
+    weight_decay: float = Field(0.1, ge=0.0)
+    """Decoupled weight decay (OPT: 0.1). Never applied to biases, norm weights and embeddings."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam-family (beta1, beta2). beta2=0.95 is more stable than 0.999 for large models (OPT, LLaMA; seed 001)."""
+    eps: float = Field(1e-8, gt=0.0)
+    """Adam-family epsilon."""
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """Momentum for sgd, rmsprop and lars-style optimizers."""
+    nesterov: bool = True
+    """Nesterov momentum for sgd (the Tuning Playbook's preferred SGD)."""
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "warmup_cosine", "warmup_linear", "wsd", "trapezoidal", "step"] = (
+        "warmup_cosine"
+    )
+    """Learning-rate schedule. Warmup then decay is the playbook default; warmup_linear decays to 10% like OPT; wsd = warmup-stable-decay."""
+    warmup_steps: int = Field(100, ge=0)
+    """Linear warmup from 0 to the peak LR over this many steps (crucial for transformers, seed 000)."""
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    """Floor of the decay as a fraction of the peak LR (warmup_cosine, wsd, trapezoidal). warmup_linear always ends at 0.1 (OPT)."""
+    decay_fraction: float = Field(0.2, gt=0.0, le=1.0)
+    """wsd and trapezoidal: fraction of training spent in the final decay."""
+    step_every: int = Field(1000, ge=1)
+    """step: multiply the LR by step_gamma every this many steps."""
+    step_gamma: float = Field(0.1, gt=0.0, le=1.0)
+    """step: the factor applied every step_every steps."""

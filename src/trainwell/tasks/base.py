@@ -1,0 +1,97 @@
+"""The Task contract: data + model + loss + metrics.
+
+The loss is what we optimise; metrics are what we judge by (seed 000: "the metric is
+something different to the loss function"). Built-in tasks and user tasks
+(``task.name = "my_pkg.my_mod:make_task"``) are the same type.
+
+Batches: the loader draws sample indices ``idx`` (a LongTensor), builds the batch with
+``dataset.get_batch(idx)`` when the dataset has that fast path, else with
+``task.collate([dataset[i] for i in idx])``, and moves it to the device. ``idx`` travels
+beside the batch (for quarantine), not inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, default_collate
+
+
+@dataclass
+class LossOutput:
+    """What ``Task.loss`` returns for one (micro-)batch.
+
+    ``sum`` is the SUM over this batch's targets of the loss to optimise (components
+    included, already weighted). The step divides by the total ``count`` across all
+    micro-batches, so accumulation is exact even with unequal micro-batch sizes or padding
+    (the HF 2024 gradient-accumulation bug was a mean of means).
+    """
+
+    sum: Tensor
+    """scalar: sum over targets of the total loss."""
+    count: Tensor
+    """scalar: number of targets (tokens, samples, ...) that ``sum`` covers."""
+    components: dict[str, Tensor] = field(default_factory=dict)
+    """name -> scalar SUM over targets of each loss term (logged as ``train/loss/<name>``)."""
+    per_sample: Tensor | None = None
+    """(B,) sum of the loss per sample, when cheap (used to find bad samples)."""
+
+
+MetricSums = dict[str, tuple[Tensor, Tensor]]
+"""metric name -> (sum, count); an evaluation reports sum/count over the whole split."""
+
+
+class Task:
+    """Base class of every task. Subclasses set ``name``, ``metric`` and
+    ``higher_is_better`` and implement the methods that raise NotImplementedError."""
+
+    name: str = "task"
+    metric: str = "loss"
+    """The main evaluation metric (a key of ``metrics()``): what the run is judged by."""
+    higher_is_better: bool = False
+    unit: str = "samples"
+    """What ``count`` counts, for throughput: 'samples' or 'tokens'."""
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError  # abstract
+
+    def train_data(self) -> Dataset:
+        raise NotImplementedError  # abstract
+
+    def eval_data(self) -> Dataset | None:
+        return None
+
+    def collate(self, samples: list[Any]) -> Any:
+        return default_collate(samples)
+
+    def loss(self, model: nn.Module, batch: Any) -> LossOutput:
+        raise NotImplementedError  # abstract
+
+    def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
+        """Default: the loss itself, per target."""
+        out = self.loss(model, batch)
+        return {"loss": (out.sum.detach(), out.count)}
+
+    def sample(self, model: nn.Module, n: int) -> str | None:
+        """A short generated sample to show at the end of the run (language models)."""
+        return None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered built-in task."""
+
+    name: str
+    help: str
+    build: Callable[[Any], Task]
+    """RunConfig -> Task."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Config values this task prefers (nested dict), merged under the user's values."""
+
+
+def count_of(x: Tensor | int | float) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.tensor(float(x))
