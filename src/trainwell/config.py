@@ -59,6 +59,8 @@ def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
+    *,
+    check_task: bool = True,
 ) -> RunConfig:
     """Build a RunConfig from (lowest to highest priority): the task's defaults, ``base``
     (a nested dict, e.g. from the Python API), the TOML file at ``path``, and ``overrides``
@@ -73,16 +75,23 @@ def load_config(
         raw = deep_merge(raw, parse_overrides(overrides))
     except ConfigError as e:
         problems.extend(e.problems)
-    return resolve(raw, source=source, problems=problems)
+    return resolve(raw, source=source, problems=problems, check_task=check_task)
 
 
 def resolve(
-    raw: Mapping[str, Any], *, source: str | None = None, problems: list[str] | None = None
+    raw: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    problems: list[str] | None = None,
+    check_task: bool = True,
 ) -> RunConfig:
-    """Validate a nested dict after merging the chosen task's defaults underneath it."""
+    """Validate a nested dict after merging the chosen task's defaults underneath it.
+    ``check_task=False`` when the caller brings its own Task object (the Python API)."""
     problems = list(problems or [])
-    task_name = raw.get("task", {}).get("name", DEFAULT_TASK) if isinstance(raw.get("task"), dict) else DEFAULT_TASK
-    merged = deep_merge(_task_defaults(task_name, problems), raw)
+    task = raw.get("task")
+    task_name = task.get("name", DEFAULT_TASK) if isinstance(task, Mapping) else DEFAULT_TASK
+    defaults = _task_defaults(task_name, problems if check_task else [])
+    merged = deep_merge(defaults, raw)
     problems.extend(_registry_problems(merged))
     try:
         cfg = RunConfig.model_validate(merged)

@@ -29,6 +29,8 @@ class StepRecord:
     """Wall time of this update (data + forward + backward + step)."""
     data_time_s: float = 0.0
     """Part of time_s spent waiting for data."""
+    final_act_norm: float = 0.0
+    """RMS of the final layer's input activations (cheap, every step; OPT found its growth predicts divergence). 0 when not tracked."""
     applied: bool = True
     """Whether the optimizer update was applied."""
     reason: str = ""

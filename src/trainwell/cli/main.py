@@ -1,0 +1,41 @@
+"""The ``trainwell`` command. One module per command; this one only dispatches and turns
+every TrainwellError into one readable line on stderr and exit code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from trainwell.errors import TrainwellError
+
+EXIT_USER_ERROR = 2
+"""Bad input: config, data, task entry point, checkpoint. Same code argparse uses for bad flags."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainwell.cli import config_cmd, tasks_cmd, train_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="trainwell",
+        description="Train neural networks well: playbook defaults, a stability autopilot, instruments.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in (train_cmd, tasks_cmd, config_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TrainwellError as e:
+        print(f"trainwell: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

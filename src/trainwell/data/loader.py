@@ -1,0 +1,145 @@
+"""Batches for the step: draw ids from the sampler, build the batch, split into micro-batches.
+
+The whole global batch is drawn at once and split into ``accumulate`` micro-batches of
+near-equal size, so the data a run sees does not depend on how it is accumulated (the
+accumulation test compares exactly that). A dataset with a vectorised ``get_batch(idx)``
+skips the per-sample Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, IterableDataset
+
+from trainwell.data.sampler import ResumableSampler
+
+MicroBatch = tuple[Tensor, Any]
+"""(sample ids (b,), batch on the device)."""
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        # pinned memory + non_blocking lets the copy overlap compute on a GPU; a no-op on CPU
+        if device.type == "cuda":
+            return batch.pin_memory().to(device, non_blocking=True)
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def split_sizes(total: int, parts: int) -> list[int]:
+    """10 into 3 -> [4, 3, 3]."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def fetch(dataset: Dataset, idx: Tensor, collate: Callable[[list[Any]], Any]) -> Any:
+    get_batch = getattr(dataset, "get_batch", None)
+    if get_batch is not None:
+        return get_batch(idx)
+    return collate([dataset[int(i)] for i in idx])
+
+
+class BatchLoader:
+    """Map-style data: resumable and exact."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: ResumableSampler,
+        collate: Callable[[list[Any]], Any],
+        device: torch.device,
+        batch_size: int,
+        accumulate: int,
+    ) -> None:
+        if accumulate > batch_size:
+            from trainwell.errors import ConfigError
+
+            raise ConfigError(
+                f"train.accumulate ({accumulate}) must be <= train.batch_size ({batch_size}): "
+                "batch_size is the global batch, split into accumulate micro-batches"
+            )
+        self.dataset, self.sampler, self.collate = dataset, sampler, collate
+        self.device = device
+        self.sizes = split_sizes(batch_size, accumulate)
+        self.batch_size = batch_size
+
+    def next(self) -> list[MicroBatch]:
+        ids = self.sampler.draw(self.batch_size)
+        out = []
+        for part in torch.split(ids, self.sizes):
+            out.append((part, to_device(fetch(self.dataset, part, self.collate), self.device)))
+        return out
+
+    def skip(self, batches: int) -> None:
+        self.sampler.skip(batches * self.batch_size)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.sampler.load_state_dict(d["sampler"])
+
+
+class IterableLoader:
+    """Iterable data (streams): batches in stream order. Resume re-reads the stream and
+    skips the samples already consumed, which is exact only if the stream is deterministic."""
+
+    def __init__(
+        self,
+        dataset: IterableDataset,
+        collate: Callable[[list[Any]], Any],
+        device: torch.device,
+        batch_size: int,
+        accumulate: int,
+    ) -> None:
+        self.dataset, self.collate, self.device = dataset, collate, device
+        self.sizes = split_sizes(batch_size, accumulate)
+        self.batch_size = batch_size
+        self.consumed = 0
+        self._it: Iterator[Any] | None = None
+        self.epoch = 0
+
+    def _next_sample(self) -> Any:
+        for _ in range(2):
+            if self._it is None:
+                self._it = iter(self.dataset)
+            try:
+                return next(self._it)
+            except StopIteration:
+                self._it = None
+                self.epoch += 1
+        from trainwell.errors import DataError
+
+        raise DataError("the iterable training dataset yielded no samples")
+
+    def next(self) -> list[MicroBatch]:
+        out = []
+        for size in self.sizes:
+            samples = [self._next_sample() for _ in range(size)]
+            ids = torch.arange(self.consumed, self.consumed + size)
+            self.consumed += size
+            out.append((ids, to_device(self.collate(samples), self.device)))
+        return out
+
+    def skip(self, batches: int) -> None:
+        for _ in range(batches * self.batch_size):
+            self._next_sample()
+            self.consumed += 1
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._it, self.consumed, self.epoch = None, 0, 0
+        target = d["consumed"]
+        while self.consumed < target:
+            self._next_sample()
+            self.consumed += 1

@@ -1,0 +1,58 @@
+"""Evaluation: the task's metrics over the validation split, in a fixed order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from trainwell.data.loader import fetch, to_device
+from trainwell.tasks.base import Task
+from trainwell.train.precision import Precision
+
+
+@torch.no_grad()
+def evaluate(
+    task: Task,
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device,
+    precision: Precision,
+    optimizer: Any = None,
+) -> dict[str, float]:
+    """sum/count of every metric over the split (or its first ``max_batches`` batches, the
+    same ones at every evaluation). Returns plain floats: one host sync per evaluation."""
+    was_training = model.training
+    model.eval()  # BatchNorm uses running statistics, dropout is off
+    swap = optimizer is not None and hasattr(optimizer, "eval") and hasattr(optimizer, "train")
+    if swap:
+        optimizer.eval()  # schedule-free optimizers evaluate at their averaged point
+    sums: dict[str, list[torch.Tensor]] = {}
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+        batches = (n + batch_size - 1) // batch_size
+        if max_batches:
+            batches = min(batches, max_batches)
+        for b in range(batches):
+            idx = torch.arange(b * batch_size, min(n, (b + 1) * batch_size))
+            batch = to_device(fetch(dataset, idx, task.collate), device)
+            with precision.autocast():
+                metrics = task.metrics(model, batch)
+            for name, (total, count) in metrics.items():
+                acc = sums.setdefault(name, [torch.zeros((), dtype=torch.float64, device=device)] * 2)
+                acc[0] = acc[0] + total.detach().double()
+                acc[1] = acc[1] + torch.as_tensor(count, device=device).double()
+    finally:
+        if swap:
+            optimizer.train()
+        model.train(was_training)
+    if not sums:
+        return {}
+    names = list(sums)
+    values = torch.stack([sums[k][0] / sums[k][1] for k in names]).tolist()
+    return dict(zip(names, values, strict=True))

@@ -1,0 +1,165 @@
+"""One update, top to bottom: micro-batches -> autocast forward -> loss -> scaled backward
+-> unscale -> clip -> ONE host sync -> StepRecord -> (the loop's verdict) -> apply or skip.
+
+Only this module and loop.py change training state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from trainwell.data.loader import MicroBatch
+from trainwell.tasks.base import Task
+from trainwell.train.record import StepRecord
+from trainwell.train.state import TrainState
+
+
+class FinalActivationProbe:
+    """RMS of the input to the model's last Linear layer (the LM head or classifier), kept
+    on the device so that reading it costs no extra host sync. OPT-175B saw the final
+    layer's activation norm spike before divergence (seed 003)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        self.value: Tensor | None = None
+        self.armed = False
+        self._handle = linears[-1].register_forward_hook(self._hook) if linears else None
+
+    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if self.armed:
+            x = inputs[0].detach()
+            self.value = x.float().pow(2).mean().sqrt()
+            self.armed = False  # first micro-batch only: cheap
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+
+@dataclass
+class StepOutput:
+    """The tensors of a computed (not yet applied) update, for instruments and quarantine."""
+
+    per_sample: list[tuple[Tensor, Tensor]]
+    """(ids, per-sample loss) of each micro-batch, when the task provides them."""
+
+
+def compute_update(
+    st: TrainState,
+    task: Task,
+    micro: list[MicroBatch],
+    *,
+    max_norm: float,
+    probe: FinalActivationProbe | None,
+    data_time: float,
+    t_start: float,
+) -> tuple[StepRecord, StepOutput]:
+    """Forward and backward over all micro-batches, unscale, clip; read every scalar the
+    guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
+    model, opt, prec = st.model, st.optimizer, st.precision
+    model.train()
+    k = len(micro)
+    if probe is not None:
+        probe.armed = True
+
+    loss_sum = torch.zeros((), dtype=torch.float32, device=st.device)
+    count = torch.zeros((), dtype=torch.float32, device=st.device)
+    comps: dict[str, Tensor] = {}
+    per_sample: list[tuple[Tensor, Tensor]] = []
+    norm_ref: Tensor | None = None
+    n_samples = 0
+    for idx, batch in micro:
+        with prec.autocast():
+            out = task.loss(model, batch)
+        c = torch.as_tensor(out.count, device=st.device, dtype=torch.float32)
+        if norm_ref is None:
+            # Normalise by the total target count across micro-batches (not a mean of means,
+            # the HF 2024 accumulation bug). The total is known only after the last forward,
+            # so scale by a reference now and correct the gradient once at the end.
+            norm_ref = c.detach() * k
+        loss = out.sum.float() / norm_ref
+        if prec.scaler is not None:
+            prec.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        loss_sum += out.sum.detach().float()
+        count += c.detach()
+        for name, v in out.components.items():
+            comps[name] = comps.get(name, 0) + v.detach().float()
+        if out.per_sample is not None:
+            per_sample.append((idx, out.per_sample.detach()))
+        n_samples += int(idx.numel())
+
+    params = st.params
+    grads = [p.grad for p in params if p.grad is not None]
+    if k > 1 and grads:
+        torch._foreach_mul_(grads, norm_ref / count)  # now exactly sum / total count
+    if prec.scaler is not None:
+        prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
+    clip = max_norm * st.clip_mult
+    if clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    elif grads:
+        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    else:
+        grad_norm = torch.zeros((), device=st.device)
+
+    # --- the single host sync of the step: every scalar the guards and sinks need
+    act = probe.value if probe is not None and probe.value is not None else torch.zeros(())
+    scale = prec.scale_tensor()
+    names = list(comps)
+    packed = [loss_sum / count, grad_norm.float(), count, act.to(st.device).float()]
+    packed.append(scale.float().reshape(()) if scale is not None else torch.ones((), device=st.device))
+    packed += [comps[n] / count for n in names]
+    values = torch.stack([v.reshape(()).to(st.device) for v in packed]).tolist()
+    loss_v, norm_v, count_v, act_v, scale_v = values[:5]
+
+    lr = st.current_lr()
+    overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
+    record = StepRecord(
+        step=st.step,
+        iteration=st.iteration + 1,
+        loss=loss_v,
+        grad_norm=norm_v,
+        lr=lr,
+        clip_norm=clip,
+        loss_scale=scale_v,
+        components=dict(zip(names, values[5:], strict=True)),
+        n_samples=n_samples,
+        n_targets=int(count_v),
+        time_s=time.perf_counter() - t_start,
+        data_time_s=data_time,
+        final_act_norm=act_v,
+        applied=not overflow,
+        reason="fp16_overflow" if overflow else "",
+    )
+    return record, StepOutput(per_sample=per_sample)
+
+
+def apply_update(st: TrainState) -> None:
+    """Optimizer step with the scheduled LR, then EMA; advances the applied-step counter."""
+    factor = st.lr_factor()
+    for group in st.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    if st.precision.scaler is not None:
+        st.precision.scaler.step(st.optimizer)
+        st.precision.scaler.update()
+    else:
+        st.optimizer.step()
+    if st.ema is not None:
+        st.ema.update_parameters(st.model)
+    st.step += 1
+    st.optimizer.zero_grad(set_to_none=True)
+
+
+def skip_update(st: TrainState) -> None:
+    """Drop the gradient. Nothing advances: not the schedule (it reads st.step), not the EMA,
+    not the guards' windows (PL #18828, HF #11106 are this bug in peers)."""
+    if st.precision.scaler is not None:
+        # the scaler must close its inf-check cycle; on overflow this lowers the scale
+        st.precision.scaler.update()
+    st.optimizer.zero_grad(set_to_none=True)
