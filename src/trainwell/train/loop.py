@@ -6,7 +6,6 @@ components return numbers (instruments), verdicts (guards) or write (sinks).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from trainwell.data.loader import BatchLoader, IterableLoader
 from trainwell.data.sampler import ResumableSampler
 from trainwell.errors import ConfigError, TrainingHalted
 from trainwell.optim import build_optimizer, build_schedule
-from trainwell.sinks import ConsoleProgress, JsonlSink, build_sinks
+from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
 from trainwell.tasks import Task, build_task
 from trainwell.train.ema import build_ema
 from trainwell.train.evaluate import evaluate
@@ -108,8 +107,8 @@ def run(
     out_dir = make_run_dir(run_dir, cfg.task.name)
     (out_dir / "config.toml").write_text(cfg.to_toml())
     write_json(out_dir / "env.json", environment(cfg.seed, device, st.precision.name))
-    sinks = [JsonlSink(out_dir / "metrics.jsonl"), *build_sinks(cfg.log, out_dir)]
-    show = progress if progress is not None else _progress_enabled(cfg.log.progress)
+    sinks = build_sinks(cfg.log, out_dir, cfg.to_dict())  # metrics.jsonl always, TensorBoard...
+    show = progress if progress is not None else progress_enabled(cfg.log.progress)
     bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit)
     bar.log(f"trainwell: task {cfg.task.name}, {_count_params(st.model):,} parameters, "
             f"{cfg.train.steps} steps on {device} ({st.precision.name}); run dir {out_dir}")
@@ -167,8 +166,9 @@ def run(
         probe.close()
         wall = time.perf_counter() - t_begin
         final = {**last_eval}
-        if history:
-            final["train/loss"] = history[-1].get("train/loss", float("nan"))
+        train_rows = [h for h in history if "train/loss" in h]
+        if train_rows:
+            final["train/loss"] = train_rows[-1]["train/loss"]
         summary = {
             "status": status,
             "task": cfg.task.name,
@@ -243,10 +243,6 @@ def _train_metrics(record, unit: str, samples: int, targets: int, seconds: float
 def _rate(unit: str, samples: int, targets: int, since: float) -> float:
     dt = time.perf_counter() - since
     return (targets if unit == "tokens" else samples) / dt if dt > 0 else 0.0
-
-
-def _progress_enabled(mode: str) -> bool:
-    return mode == "on" or (mode == "auto" and sys.stdout.isatty())
 
 
 def _count_params(model: nn.Module) -> int:
