@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from trainwell.errors import ConfigError
+from trainwell.checkpoint.config import CheckpointConfig
+from trainwell.guards.config import GuardsConfig
+from trainwell.guards.faults import FaultsConfig
 from trainwell.models.config import ModelConfig
 from trainwell.optim.config import OptimConfig, ScheduleConfig
 from trainwell.section import Section
@@ -44,6 +47,26 @@ class RunConfig(Section):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     ema: EMAConfig = Field(default_factory=EMAConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> RunConfig:
+        problems = []
+        if self.schedule.name != "constant" and self.schedule.warmup_steps >= self.train.steps:
+            problems.append(
+                f"schedule.warmup_steps ({self.schedule.warmup_steps}) must be < train.steps "
+                f"({self.train.steps}) for the {self.schedule.name!r} schedule"
+            )
+        if self.train.accumulate > self.train.batch_size:
+            problems.append(
+                f"train.accumulate ({self.train.accumulate}) must be <= train.batch_size "
+                f"({self.train.batch_size}): batch_size is the whole update, split into accumulate micro-batches"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def to_toml(self) -> str:
         return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
@@ -242,6 +265,8 @@ def _format_validation(e: ValidationError) -> list[str]:
             out.append(f"unknown key {key!r}{hint}{valid}")
         elif err["type"] in ("model_type", "dict_type") and err["loc"]:
             out.append(f"{key}: expected a section (a table of keys), got {err['input']!r}")
+        elif not err["loc"]:  # a cross-field check: the message names its keys
+            out.extend(str(err["ctx"]["error"]).split("; ") if "ctx" in err else [err["msg"]])
         else:
             msg = err["msg"]
             out.append(f"{key}: {msg[0].lower() + msg[1:]}, got {err['input']!r}")

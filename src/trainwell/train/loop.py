@@ -1,7 +1,8 @@
-"""The training loop: build everything from a RunConfig, then step, log, evaluate, finish.
+"""The training loop: build everything from a RunConfig, then step, decide, log, evaluate,
+checkpoint, finish.
 
 Reads top to bottom. Only this module and step.py change training state; the other
-components return numbers (instruments), verdicts (guards) or write (sinks).
+components return numbers (instruments), verdicts (the autopilot) or write (sinks, store).
 """
 
 from __future__ import annotations
@@ -19,20 +20,21 @@ from trainwell.config import RunConfig
 from trainwell.data.loader import BatchLoader, IterableLoader
 from trainwell.data.sampler import ResumableSampler
 from trainwell.errors import ConfigError, TrainingHalted
+from trainwell.guards import faults
+from trainwell.guards.autopilot import Autopilot
+from trainwell.guards.base import Action
 from trainwell.optim import build_optimizer, build_schedule
 from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
 from trainwell.tasks import Task, build_task
+from trainwell.train.checkpointing import Checkpointer, truncate_metrics
 from trainwell.train.ema import build_ema
 from trainwell.train.evaluate import evaluate
 from trainwell.train.precision import resolve_precision
 from trainwell.train.rng import seed_everything
 from trainwell.train.rundir import environment, make_run_dir, write_json
+from trainwell.train.signals import Interrupted, StopRequest
 from trainwell.train.state import TrainState
 from trainwell.train.step import FinalActivationProbe, apply_update, compute_update, skip_update
-
-MAX_CONSECUTIVE_SKIPS = 100
-"""Without an update for this many iterations in a row the run stops with a diagnosis
-instead of spinning (fp16 start-up overflows take ~10-20)."""
 
 
 @dataclass
@@ -45,6 +47,8 @@ class RunResult:
     model: nn.Module
     sample: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    resumed_from: int | None = None
+    """The checkpoint step this run resumed from (None: started fresh)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,7 +68,6 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device) -> TrainState:
     optimizer = build_optimizer(cfg.optim, model)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
-    schedule = build_schedule(cfg.schedule, cfg.train.steps)
     data = task.train_data()
     if isinstance(data, IterableDataset):
         loader: BatchLoader | IterableLoader = IterableLoader(
@@ -73,11 +76,10 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device) -> TrainState:
     else:
         sampler = ResumableSampler(len(data), seed=cfg.seed)
         loader = BatchLoader(data, sampler, task.collate, device, cfg.train.batch_size, cfg.train.accumulate)
-    forward_model = torch.compile(model) if cfg.train.compile else model
     return TrainState(
-        model=forward_model,
+        model=torch.compile(model) if cfg.train.compile else model,
         optimizer=optimizer,
-        schedule=schedule,
+        schedule=build_schedule(cfg.schedule, cfg.train.steps),
         peak_lr=cfg.optim.lr,
         precision=resolve_precision(cfg.precision, device),
         loader=loader,
@@ -92,8 +94,10 @@ def run(
     task: Task | None = None,
     run_dir: str | Path | None = None,
     progress: bool | None = None,
+    resume: bool = False,
 ) -> RunResult:
-    """Train according to ``cfg``; everything the run produces goes to its run directory."""
+    """Train according to ``cfg``; everything the run produces goes to its run directory.
+    ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one."""
     t_begin = time.perf_counter()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
@@ -105,97 +109,186 @@ def run(
     probe = FinalActivationProbe(st.model)
 
     out_dir = make_run_dir(run_dir, cfg.task.name)
+    pilot = Autopilot(cfg.guards, out_dir)
+    ckpt = Checkpointer(cfg.checkpoint, out_dir, cfg.to_dict())
+    show = progress if progress is not None else progress_enabled(cfg.log.progress)
+    bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit)
+    resumed_from = _resume(st, pilot, ckpt, out_dir, bar) if resume else None
     (out_dir / "config.toml").write_text(cfg.to_toml())
     write_json(out_dir / "env.json", environment(cfg.seed, device, st.precision.name))
     sinks = build_sinks(cfg.log, out_dir, cfg.to_dict())  # metrics.jsonl always, TensorBoard...
-    show = progress if progress is not None else progress_enabled(cfg.log.progress)
-    bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit)
     bar.log(f"trainwell: task {cfg.task.name}, {_count_params(st.model):,} parameters, "
             f"{cfg.train.steps} steps on {device} ({st.precision.name}); run dir {out_dir}")
 
     history: list[dict[str, Any]] = []
     last_eval: dict[str, float] = {}
-    skips = consecutive_skips = 0
-    rate_t, rate_samples, rate_targets = time.perf_counter(), 0, 0
+    rate = _Rate()
     status = "failed"
     try:
-        while st.step < cfg.train.steps:
-            t0 = time.perf_counter()
-            micro = st.loader.next()
-            data_time = time.perf_counter() - t0
-            record, _ = compute_update(
-                st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time, t_start=t0
-            )
-            st.iteration += 1
-            if record.applied and record.finite:
-                apply_update(st)
-                consecutive_skips = 0
-                st.samples_seen += record.n_samples
-                st.targets_seen += record.n_targets
-                rate_samples += record.n_samples
-                rate_targets += record.n_targets
-            else:
-                # a non-finite loss or gradient never reaches the weights (counted, logged)
-                skip_update(st)
-                skips += 1
-                consecutive_skips += 1
-                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                    raise TrainingHalted(
-                        f"no finite update for {consecutive_skips} iterations in a row (last loss "
-                        f"{record.loss}, grad norm {record.grad_norm}) at step {st.step}: lower optim.lr, "
-                        "check the data for NaN/Inf, or use precision = 'fp32'"
-                    )
-                continue
+        with StopRequest() as stop:
+            while st.step < cfg.train.steps:
+                if stop.requested:
+                    failure = ckpt.save(st, pilot)
+                    where = "checkpoint saved" if failure is None else f"checkpoint FAILED: {failure}"
+                    pilot.log("stop", f"Stopped by signal {stop.signum} at step {st.step}; {where}.", step=st.step)
+                    raise Interrupted(stop.signum or 0, f"stopped by signal {stop.signum} at step {st.step} "
+                                      f"({where}); continue with: trainwell resume {out_dir}")
+                t0 = time.perf_counter()
+                micro = st.loader.next()
+                data_time = time.perf_counter() - t0
+                it = st.iteration + 1
+                if cfg.faults.any:  # fault injection (tests, drills): off by default
+                    micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx)) for idx, b in micro]
+                    st.extra_lr_factor = faults.lr_factor(cfg.faults, it)
+                record, out = compute_update(
+                    st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
+                    t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
+                )
+                st.iteration = it
 
-            bar.update(st.step, record.loss, record.lr, _rate(task.unit, rate_samples, rate_targets, rate_t))
-            if st.step % cfg.log.every == 0 or st.step == 1:
-                now = time.perf_counter()
-                metrics = _train_metrics(record, task.unit, rate_samples, rate_targets, now - rate_t)
-                metrics["guard/skips"] = skips
-                rate_t, rate_samples, rate_targets = now, 0, 0
-                for sink in sinks:
-                    sink.write(st.step, metrics)
-                history.append({"step": st.step, **metrics})
-            if cfg.train.eval_every and st.step % cfg.train.eval_every == 0 and st.step < cfg.train.steps:
-                last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+                # --- the one decision point: after backward, before the optimizer step
+                verdict = pilot.decide(record)
+                applied = verdict.action is Action.APPLY and record.applied
+                if applied:
+                    apply_update(st)
+                    st.samples_seen += record.n_samples
+                    st.targets_seen += record.n_targets
+                    rate.add(record.n_samples, record.n_targets)
+                else:
+                    skip_update(st)  # nothing advances: schedule, EMA, guard windows
+                st.extra_lr_factor = 1.0
+                pilot.after(record, verdict)
+                if verdict.action is Action.SKIP and out.per_sample:
+                    _quarantine(st, pilot, out, record)
+                elif verdict.action is Action.ROLLBACK:
+                    _rollback(st, pilot, ckpt, cfg, verdict, bar)
+                    continue
+                elif verdict.action is Action.STOP:
+                    ckpt.save(st, pilot, healthy=False)
+                    raise TrainingHalted(verdict.message or verdict.reason)
+                if not applied:
+                    continue
+
+                bar.update(st.step, record.loss, record.lr, rate.per_second(task.unit))
+                if st.step % cfg.log.every == 0 or st.step == 1:
+                    metrics = {**_train_metrics(record, task.unit, rate), **pilot.metrics()}
+                    for sink in sinks:
+                        sink.write(st.step, metrics)
+                    history.append({"step": st.step, **metrics})
+                if cfg.train.eval_every and st.step % cfg.train.eval_every == 0 and st.step < cfg.train.steps:
+                    last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+                if ckpt.due(st.step) and st.step < cfg.train.steps:
+                    failure = ckpt.save(st, pilot)
+                    if failure is not None:
+                        pilot.log("checkpoint_failed", failure, step=st.step)
+                        bar.log(f"warning: {failure}")
         if eval_data is not None:
             last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+        failure = ckpt.save(st, pilot)  # always at the end
+        if failure is not None:
+            bar.log(f"warning: the final checkpoint failed: {failure}")
         status = "completed"
+    except Interrupted:
+        status = "interrupted"
+        raise
+    except TrainingHalted:
+        status = "halted"
+        raise
     finally:
         bar.close()
         probe.close()
+        ckpt.close()
         wall = time.perf_counter() - t_begin
-        final = {**last_eval}
-        train_rows = [h for h in history if "train/loss" in h]
-        if train_rows:
-            final["train/loss"] = train_rows[-1]["train/loss"]
-        summary = {
-            "status": status,
-            "task": cfg.task.name,
-            "metric": f"eval/{task.metric}",
-            "higher_is_better": task.higher_is_better,
-            "steps": st.step,
-            "iterations": st.iteration,
-            "skipped": skips,
-            "samples": st.samples_seen,
-            "targets": st.targets_seen,
-            "wall_time_s": round(wall, 3),
-            "final": final,
-        }
-        write_json(out_dir / "summary.json", summary)
+        final = _final_metrics(last_eval, history)
+        write_json(out_dir / "summary.json", {
+            "status": status, "task": cfg.task.name, "metric": f"eval/{task.metric}",
+            "higher_is_better": task.higher_is_better, "steps": st.step, "iterations": st.iteration,
+            "samples": st.samples_seen, "targets": st.targets_seen, "wall_time_s": round(wall, 3),
+            "resumed_from": resumed_from, "autopilot": pilot.metrics(), "final": final,
+        })
         for sink in sinks:
             sink.close()
+        if pilot.logbook is not None and pilot.logbook.events():
+            pilot.logbook.write_markdown()
 
     sample = None
     if cfg.log.sample_chars:
         sample = task.sample(_plain(st.model), cfg.log.sample_chars)
         if sample is not None:
             (out_dir / "sample.txt").write_text(sample)
-    _print_end(bar, cfg, task, final, wall, sample)
-    return RunResult(out_dir, final, st.step, wall, _plain(st.model), sample, history)
+    _print_end(bar, task, final, wall, sample)
+    return RunResult(out_dir, final, st.step, wall, _plain(st.model), sample, history, resumed_from)
+
+
+# ---------------------------------------------------------------- interventions
+
+
+def _resume(st: TrainState, pilot: Autopilot, ckpt: Checkpointer, out_dir: Path, bar: ConsoleProgress) -> int | None:
+    info, skipped = ckpt.resume(st, pilot)
+    for message in skipped:
+        bar.log(f"warning: {message}")
+    if info is None:
+        bar.log(f"no valid checkpoint in {out_dir}; starting fresh")
+        return None
+    dropped = truncate_metrics(out_dir / "metrics.jsonl", info.step)
+    pilot.log("resume", f"Resumed from the checkpoint at step {info.step} ({dropped} metric rows "
+              f"logged after it were dropped and will be logged again).", step=info.step,
+              skipped=skipped)
+    bar.log(f"resumed from step {info.step} ({info.path})")
+    return info.step
+
+
+def _quarantine(st: TrainState, pilot: Autopilot, out, record) -> None:  # noqa: ANN001
+    """A refused batch: find the samples responsible and never serve them again."""
+    ids = torch.cat([i for i, _ in out.per_sample])
+    losses = torch.cat([loss.float().cpu() for _, loss in out.per_sample])
+    bad = pilot.bad_samples(losses, ids)
+    if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration):
+        if isinstance(st.loader, BatchLoader):
+            st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
+
+
+def _rollback(st, pilot, ckpt, cfg, verdict, bar) -> None:  # noqa: ANN001
+    """Restore the newest healthy checkpoint with a lower LR and clipping (OPT's recipe)."""
+    from_step, lr_before, clip_before = st.step, st.lr_mult, st.clip_mult
+    target = ckpt.rollback(st, pilot, cfg.guards.data_skip)
+    if target is None:
+        ckpt.save(st, pilot, healthy=False)
+        raise TrainingHalted(f"{verdict.message or verdict.reason} A rollback was due, but there is no "
+                             "healthy checkpoint to roll back to: save more often (checkpoint.every_steps) "
+                             "or lower optim.lr.")
+    st.lr_mult, st.clip_mult = pilot.rollback_multipliers(lr_before, clip_before)
+    if isinstance(st.loader, BatchLoader):
+        st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
+    pilot.on_rollback(from_step, target.step, lr_before, st.lr_mult, clip_before, st.clip_mult,
+                      iteration=st.iteration, data_skip=cfg.guards.data_skip, reason=verdict.reason)
+    bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target.step}, "
+            f"lr x{st.lr_mult:g}, clip x{st.clip_mult:g}")
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class _Rate:
+    """Samples and targets per second since the last logged step."""
+
+    def __init__(self) -> None:
+        self.since, self.samples, self.targets = time.perf_counter(), 0, 0
+
+    def add(self, samples: int, targets: int) -> None:
+        self.samples += samples
+        self.targets += targets
+
+    def per_second(self, unit: str) -> float:
+        dt = time.perf_counter() - self.since
+        return (self.targets if unit == "tokens" else self.samples) / dt if dt > 0 else 0.0
+
+    def take(self) -> tuple[float, float]:
+        now = time.perf_counter()
+        dt = now - self.since
+        out = (self.samples / dt, self.targets / dt) if dt > 0 else (0.0, 0.0)
+        self.since, self.samples, self.targets = now, 0, 0
+        return out
 
 
 def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, float]:  # noqa: ANN001
@@ -214,12 +307,12 @@ def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, fl
     for sink in sinks:
         sink.write(st.step, results)
     history.append({"step": st.step, **results})
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in results.items())
-    bar.log(f"step {st.step}: {shown}")
+    bar.log(f"step {st.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     return results
 
 
-def _train_metrics(record, unit: str, samples: int, targets: int, seconds: float) -> dict[str, float]:  # noqa: ANN001
+def _train_metrics(record, unit: str, rate: _Rate) -> dict[str, float]:  # noqa: ANN001
+    samples_per_s, targets_per_s = rate.take()
     m: dict[str, float] = {
         "train/loss": record.loss,
         "train/grad_norm": record.grad_norm,
@@ -229,10 +322,10 @@ def _train_metrics(record, unit: str, samples: int, targets: int, seconds: float
         "train/final_act_norm": record.final_act_norm,
         "sys/step_time_s": record.time_s,
         "sys/data_time_frac": record.data_time_s / record.time_s if record.time_s > 0 else 0.0,
-        "sys/samples_per_s": samples / seconds if seconds > 0 else 0.0,
+        "sys/samples_per_s": samples_per_s,
     }
     if unit == "tokens":
-        m["sys/tokens_per_s"] = targets / seconds if seconds > 0 else 0.0
+        m["sys/tokens_per_s"] = targets_per_s
     if record.loss_scale != 1.0:
         m["train/loss_scale"] = record.loss_scale
     for name, v in record.components.items():
@@ -240,9 +333,12 @@ def _train_metrics(record, unit: str, samples: int, targets: int, seconds: float
     return m
 
 
-def _rate(unit: str, samples: int, targets: int, since: float) -> float:
-    dt = time.perf_counter() - since
-    return (targets if unit == "tokens" else samples) / dt if dt > 0 else 0.0
+def _final_metrics(last_eval: dict[str, float], history: list[dict[str, Any]]) -> dict[str, float]:
+    final = dict(last_eval)
+    train_rows = [h for h in history if "train/loss" in h]
+    if train_rows:
+        final["train/loss"] = train_rows[-1]["train/loss"]
+    return final
 
 
 def _count_params(model: nn.Module) -> int:
@@ -253,11 +349,9 @@ def _plain(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def _print_end(bar, cfg, task, final, wall, sample) -> None:  # noqa: ANN001
+def _print_end(bar, task, final, wall, sample) -> None:  # noqa: ANN001
     key = f"eval/{task.metric}"
-    head = f"done in {wall:.1f}s"
-    if key in final:
-        head += f": {key} = {final[key]:.4f}"
+    head = f"done in {wall:.1f}s" + (f": {key} = {final[key]:.4f}" if key in final else "")
     bar.log(head)
     if sample:
         bar.log("sample:\n" + sample)

@@ -57,6 +57,7 @@ def compute_update(
     probe: FinalActivationProbe | None,
     data_time: float,
     t_start: float,
+    force_overflow: bool = False,
 ) -> tuple[StepRecord, StepOutput]:
     """Forward and backward over all micro-batches, unscale, clip; read every scalar the
     guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
@@ -98,6 +99,8 @@ def compute_update(
     grads = [p.grad for p in params if p.grad is not None]
     if k > 1 and grads:
         torch._foreach_mul_(grads, norm_ref / count)  # now exactly sum / total count
+    if force_overflow and grads:
+        grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
         prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
     clip = max_norm * st.clip_mult

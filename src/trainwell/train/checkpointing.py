@@ -1,0 +1,175 @@
+"""The loop's side of checkpoints: cadence, what goes in, health marks, resume, rollback.
+
+The store (checkpoint/) knows nothing about training; this module decides when to save,
+assembles the TrainState parts, marks each checkpoint healthy or not with the autopilot's
+evidence, and restores state for resume (everything) or rollback (weights, optimizer,
+schedule position, guards' windows; the data moves on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from trainwell.checkpoint import AsyncSaver, CheckpointConfig, CheckpointInfo, CheckpointStore
+from trainwell.errors import CheckpointError, ConfigError
+from trainwell.guards.autopilot import Autopilot
+from trainwell.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+RESUMABLE_CHANGES = ("log.", "checkpoint.", "train.device", "train.threads", "faults.")
+"""Config keys that may differ between a checkpoint and the run that resumes it: they do
+not change the numbers (or, for faults, are how tests inject them)."""
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    def __init__(self, cfg: CheckpointConfig, run_dir: Path, config: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.store = CheckpointStore(run_dir / "checkpoints", cfg)
+        self.saver = AsyncSaver(self.store) if cfg.async_save else None
+        self.config = config
+        self._last_time = time.monotonic()
+        self._pending_mark: tuple[int, bool, dict[str, Any]] | None = None
+        self.failures = 0
+
+    def due(self, step: int) -> bool:
+        if self.cfg.every_steps and step % self.cfg.every_steps == 0:
+            return True
+        minutes = self.cfg.every_minutes
+        return bool(minutes) and time.monotonic() - self._last_time >= minutes * 60
+
+    def save(self, st: TrainState, pilot: Autopilot, *, healthy: bool | None = None) -> str | None:
+        """Save now. Returns None on success, or the failure message when on_error is
+        'continue' (earlier checkpoints are intact); raises CheckpointError when 'stop'."""
+        self._last_time = time.monotonic()
+        parts = st.state_dict()
+        parts["train"]["autopilot"] = pilot.state_dict()
+        parts["train"]["config"] = self.config
+        if healthy is None:
+            healthy, evidence = pilot.checkpoint_health(st.step)
+        else:
+            evidence = {"step": st.step, "note": "marked by the loop"}
+        meta = {
+            "step": st.step,
+            "iteration": st.iteration,
+            "config_digest": config_digest(self.config),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        try:
+            if self.saver is not None:
+                self.saver.wait()  # one save in flight; surfaces a failed background write
+                self._apply_pending_mark()
+                self.saver.save(st.step, parts, meta)
+                self._pending_mark = (st.step, healthy, evidence)
+            else:
+                self.store.save(st.step, parts, meta)
+                self.store.mark_healthy(st.step, healthy, evidence)
+        except CheckpointError as e:
+            self.failures += 1
+            self._pending_mark = None
+            if self.cfg.on_error == "stop":
+                raise
+            log.warning("%s", e)
+            return str(e)
+        return None
+
+    def close(self) -> None:
+        if self.saver is not None:
+            try:
+                self.saver.wait()
+                self._apply_pending_mark()
+            finally:
+                self.saver.close()
+
+    def _apply_pending_mark(self) -> None:
+        if self._pending_mark is not None:
+            step, healthy, evidence = self._pending_mark
+            self._pending_mark = None
+            self.store.mark_healthy(step, healthy, evidence)
+
+    # ------------------------------------------------------------ restoring
+
+    def resume(self, st: TrainState, pilot: Autopilot) -> tuple[CheckpointInfo | None, list[str]]:
+        """Restore everything from the newest valid checkpoint (None if there is none).
+        Damaged or half-written newer checkpoints are reported and skipped."""
+        info, skipped = self.store.latest_valid()
+        if info is None:
+            return None, skipped
+        parts = self.store.load(info)
+        self._check_config(parts["train"].get("config", {}), info)
+        st.load_state_dict(parts)
+        pilot.load_state_dict(parts["train"]["autopilot"])
+        return info, skipped
+
+    def rollback(self, st: TrainState, pilot: Autopilot, data_skip: int) -> CheckpointInfo | None:
+        """Restore the newest healthy checkpoint; the data position stays where it is (then
+        moves ``data_skip`` batches further), so the batches that led here are not replayed."""
+        target = self.store.latest_healthy()
+        if target is None:
+            return None
+        parts = self.store.load(target)
+        loader_now, iteration_now = st.loader.state_dict(), st.iteration
+        samples, targets = st.samples_seen, st.targets_seen
+        st.load_state_dict(parts)
+        pilot.load_state_dict(parts["train"]["autopilot"], rollback=True)
+        st.loader.load_state_dict(loader_now)
+        st.iteration, st.samples_seen, st.targets_seen = iteration_now, samples, targets
+        if data_skip:
+            st.loader.skip(data_skip)
+            st.iteration += data_skip
+        return target
+
+    def _check_config(self, saved: dict[str, Any], info: CheckpointInfo) -> None:
+        now, then = _flatten(self.config), _flatten(saved)
+        changed = sorted(
+            k for k in set(now) | set(then)
+            if now.get(k) != then.get(k) and not k.startswith(RESUMABLE_CHANGES)
+        )
+        if changed:
+            shown = ", ".join(f"{k} ({then.get(k)!r} -> {now.get(k)!r})" for k in changed[:8])
+            raise ConfigError(
+                f"cannot resume from {info.path}: the config changed since it was saved: {shown}. "
+                "Resume with the run's own config.toml, or start a new run"
+            )
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop rows logged after ``step`` (a resumed run logs them again, identically).
+    Returns how many rows were dropped."""
+    if not path.exists():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1  # a line cut by the crash
+            continue
+        if row.get("step", 0) <= step:
+            keep.append(line)
+        else:
+            dropped += 1
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    os.replace(tmp, path)
+    return dropped
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
