@@ -23,7 +23,7 @@ def test_two_runs_log_identical_numbers(tmp_path):
 
 
 def test_a_different_seed_gives_different_numbers(tmp_path):
-    base = ["task.name=digits", "train.steps=5", "log.every=1", "log.tensorboard=false"]
+    base = ["task.name=digits", "train.steps=5", "schedule.warmup_steps=2", "log.every=1", "log.tensorboard=false"]
     a = run(load_config(overrides=base), run_dir=tmp_path / "a", progress=False)
     b = run(load_config(overrides=[*base, "seed=1"]), run_dir=tmp_path / "b", progress=False)
     assert numbers(a.run_dir) != numbers(b.run_dir)

@@ -14,7 +14,7 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainwell.cli import config_cmd, tasks_cmd, train_cmd
+    from trainwell.cli import config_cmd, export_cmd, logbook_cmd, resume_cmd, tasks_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="trainwell",
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (train_cmd, tasks_cmd, config_cmd):
+    for module in (train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd):
         module.register(sub)
     return parser
 
@@ -30,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from trainwell.train.signals import Interrupted
+
     try:
         return int(args.handler(args) or 0)
+    except Interrupted as e:  # SIGTERM/SIGINT: a checkpoint was saved; 128 + signal number
+        print(f"trainwell: {e}", file=sys.stderr)
+        return e.exit_code
     except TrainwellError as e:
         print(f"trainwell: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,8 +1,10 @@
-"""``trainwell train [CONFIG.toml] [--set KEY=VALUE ...] [--run-dir DIR]``."""
+"""``trainwell train [CONFIG.toml] [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--max-restarts K]``."""
 
 from __future__ import annotations
 
 import argparse
+
+from pathlib import Path
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -22,16 +24,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--run-dir", help="where to write the run (default runs/<task>-<timestamp>/)")
     p.add_argument("--progress", choices=["auto", "on", "off"], help="override log.progress")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint in --run-dir if there is one")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="supervise: restart from the newest valid checkpoint when training dies, up to K times")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from trainwell.config import load_config
+    from trainwell.errors import ConfigError
     from trainwell.train.loop import run
+    from trainwell.train.rundir import make_run_dir
 
     overrides = list(args.overrides)
     if args.progress:
         overrides.append(f"log.progress={args.progress}")
-    cfg = load_config(args.config, overrides)
-    run(cfg, run_dir=args.run_dir)
+    cfg = load_config(args.config, overrides)  # validate before anything starts
+    if args.max_restarts < 0:
+        raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")
+    if args.max_restarts:
+        from trainwell.train.supervise import supervise
+
+        run_dir = make_run_dir(args.run_dir, cfg.task.name)
+        child = ["train"] + ([args.config] if args.config else [])
+        for item in overrides:
+            child += ["--set", item]
+        return supervise(child, Path(run_dir), args.max_restarts)
+    if args.resume and not args.run_dir:
+        raise ConfigError("--resume needs --run-dir (the run to continue); or use: trainwell resume RUN_DIR")
+    run(cfg, run_dir=args.run_dir, resume=args.resume)
     return 0
+
+
