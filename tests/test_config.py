@@ -64,3 +64,11 @@ def test_negative_lr_names_the_key():
     with pytest.raises(ConfigError) as e:
         load_config(overrides=["optim.lr=-3e-4"])
     assert "optim.lr" in str(e.value) and "-0.0003" in str(e.value)
+
+
+def test_cross_field_checks_name_both_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["train.steps=10", "schedule.warmup_steps=20", "train.accumulate=64", "train.batch_size=8"])
+    text = str(e.value)
+    assert "schedule.warmup_steps (20) must be < train.steps (10)" in text
+    assert "train.accumulate (64) must be <= train.batch_size (8)" in text
