@@ -1,0 +1,250 @@
+"""Autopilot: the guards, the rollback policy, the health tracker, the quarantine list and
+the logbook behind one decision point of the loop.
+
+How the loop uses it (only the loop changes training state)::
+
+    verdict = autopilot.decide(record)          # after backward, before optimizer.step
+    ...apply / skip / roll back / stop as the verdict says...
+    autopilot.after(record, verdict)            # learn, count, write the logbook
+    if verdict is SKIP and autopilot.cfg.quarantine:
+        autopilot.on_quarantine(autopilot.bad_samples(per_sample, idx), step=..., ...)
+    if verdict is ROLLBACK:
+        restore the last healthy checkpoint, including
+        autopilot.load_state_dict(ckpt_state, rollback=True)   # windows only; history kept
+        lr_mult, clip_mult = autopilot.rollback_multipliers(lr_mult, clip_mult)
+        autopilot.on_rollback(from_step, to_step, ...)
+    at a checkpoint: healthy, evidence = autopilot.checkpoint_health(step)
+
+Cost: plain Python floats, no tensor op, no host sync (the loop made the one sync that
+produced the record): a few microseconds per step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from trainwell.guards.base import Action, Verdict, worst
+from trainwell.guards.config import GuardsConfig
+from trainwell.guards.health import HealthTracker
+from trainwell.guards.logbook import Logbook, record_fields
+from trainwell.guards.nonfinite import FP16_OVERFLOW, NonFiniteGuard
+from trainwell.guards.quarantine import QuarantineList, find_bad_samples
+from trainwell.guards.rollback import RollbackPolicy
+from trainwell.guards.spike import SpikeGuard
+from trainwell.train.record import StepRecord
+
+WINDOW_PARTS = ("nonfinite", "spike", "health")
+"""State restored from the checkpoint on a rollback; the rest is run history and is kept
+(the rollback count above all: restoring it would let a run roll back forever)."""
+
+
+class Autopilot:
+    """Composes the guards from a GuardsConfig. ``run_dir`` None: no logbook (ranks > 0)."""
+
+    def __init__(self, cfg: GuardsConfig | None = None, run_dir: str | Path | None = None) -> None:
+        self.cfg = cfg = cfg or GuardsConfig()
+        # Disabled still refuses a NaN update: applying it would silently destroy the weights.
+        self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
+        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust)
+        self.rollback = RollbackPolicy(
+            max_skips=cfg.max_skips,
+            skip_window=cfg.skip_window,
+            divergence_factor=cfg.divergence_factor,
+            divergence_steps=cfg.divergence_steps,
+            min_loss_scale=cfg.min_loss_scale,
+            # rollback off: a trigger stops the run rather than skipping forever
+            max_rollbacks=cfg.max_rollbacks if cfg.rollback else 0,
+            recovery_steps=cfg.recovery_steps,
+        )
+        self.health = HealthTracker(cfg.health_window, min_loss_scale=cfg.min_loss_scale)
+        self.quarantine = QuarantineList()
+        self.logbook = Logbook(run_dir) if run_dir is not None else None
+        self.skips = 0
+        self.skips_by_reason: dict[str, int] = {}
+        self.fp16_overflows = 0
+
+    # ------------------------------------------------------------- every step
+
+    def decide(self, record: StepRecord) -> Verdict:
+        """The verdict for this step: STOP > ROLLBACK > SKIP > APPLY. Pure."""
+        verdict = self.nonfinite.check(record)
+        if not self.cfg.enabled:
+            return verdict
+        if verdict.action is Action.APPLY:
+            verdict = self.spike.check(record)
+        return worst(verdict, self.rollback.check(record, skipping=verdict.action is Action.SKIP))
+
+    def after(self, record: StepRecord, verdict: Verdict) -> None:
+        """Learn from the step and write the logbook. Windows advance only if the update
+        was applied (verdict APPLY and ``record.applied``: the fp16 scaler may have skipped it)."""
+        act = verdict.action
+        if act is Action.APPLY and record.applied:
+            self.nonfinite.update(record)
+            self.spike.update(record)
+        elif act is Action.APPLY and record.reason == FP16_OVERFLOW:
+            self.fp16_overflows += 1
+        target, best_before = self.rollback.target, self.rollback.best
+        recovered = self.cfg.enabled and self.rollback.update(record, verdict)
+        self.health.update(record, intervened=act is not Action.APPLY)
+        if act is Action.SKIP:
+            self.skips += 1
+            self.skips_by_reason[verdict.reason] = self.skips_by_reason.get(verdict.reason, 0) + 1
+        if act is not Action.APPLY:
+            kind = {Action.SKIP: "skip", Action.ROLLBACK: "rollback", Action.STOP: "stop"}[act]
+            self._write(
+                kind,
+                verdict.message,
+                **record_fields(record),
+                guard=verdict.guard,
+                reason=verdict.reason,
+                **{k: verdict.evidence[k] for k in ("z_loss", "z_grad") if k in verdict.evidence},
+                evidence=verdict.evidence,
+            )
+        if recovered:
+            ema = self.rollback.ema if self.rollback.ema is not None else float("nan")
+            why = (
+                f"the smoothed loss {ema:.4g} is back at its pre-rollback best {target:.4g}"
+                if target is not None and ema <= target
+                else f"{self.cfg.recovery_steps} steps in a row without intervention"
+            )
+            self._write(
+                "recovered",
+                f"Recovered at step {record.step}: {why}.",
+                step=record.step,
+                iteration=record.iteration,
+                loss_ema=ema,
+                best_loss_ema=best_before,
+            )
+
+    # ------------------------------------------------------------- occasional
+
+    def checkpoint_health(self, step: int) -> tuple[bool, dict[str, Any]]:
+        """Whether a checkpoint taken now may serve as a rollback target, and why (not)."""
+        healthy, evidence = self.health.healthy()
+        return healthy, {"step": step, **evidence}
+
+    def rollback_multipliers(self, lr_mult: float, clip_mult: float) -> tuple[float, float]:
+        """(lr, clip) multipliers after one more rollback: the LR x lr_factor each time;
+        the clipping threshold lowered once to clip_factor (OPT: 1.0 -> 0.3)."""
+        return lr_mult * self.cfg.lr_factor, min(clip_mult, self.cfg.clip_factor)
+
+    def on_rollback(
+        self,
+        from_step: int,
+        to_step: int,
+        lr_mult_before: float,
+        lr_mult_after: float,
+        clip_mult_before: float,
+        clip_mult_after: float,
+        *,
+        iteration: int | None = None,
+        data_skip: int | None = None,
+        **extra: Any,
+    ) -> None:
+        """The loop restored a healthy checkpoint: log what was done."""
+        self.health.note_intervention()  # the next healthy checkpoint needs a clean window
+        data = (
+            f"; data resumes {data_skip} batch(es) past iteration {iteration}"
+            if data_skip is not None and iteration is not None
+            else ""
+        )
+        self._write(
+            "restart",
+            f"Rolled back from step {from_step} to the healthy checkpoint at step {to_step}: "
+            f"lr x{lr_mult_before:g} -> x{lr_mult_after:g}, clip x{clip_mult_before:g} -> "
+            f"x{clip_mult_after:g}{data}.",
+            step=to_step,
+            iteration=iteration,
+            from_step=from_step,
+            to_step=to_step,
+            lr_before=lr_mult_before,
+            lr_after=lr_mult_after,
+            clip_before=clip_mult_before,
+            clip_after=clip_mult_after,
+            data_skip=data_skip,
+            rollbacks=self.rollback.rollbacks,
+            **extra,
+        )
+
+    def bad_samples(
+        self, per_sample_loss: Tensor, idx: Tensor, nonfinite_inputs: Tensor | None = None
+    ) -> list[int]:
+        """The samples of a refused batch to quarantine ([] when quarantine is off)."""
+        if not (self.cfg.enabled and self.cfg.quarantine):
+            return []
+        return find_bad_samples(per_sample_loss, idx, nonfinite_inputs, z=self.cfg.quarantine_z)
+
+    def on_quarantine(
+        self,
+        ids: list[int],
+        evidence: dict[str, Any] | None = None,
+        *,
+        step: int,
+        iteration: int | None = None,
+        reason: str = "extreme or non-finite per-sample loss",
+    ) -> list[int]:
+        """Quarantine ``ids`` and log it; returns the ids that are new to the list."""
+        new = self.quarantine.add(ids, reason, step)
+        if new:
+            shown = ", ".join(str(i) for i in new[:20]) + (" ..." if len(new) > 20 else "")
+            self._write(
+                "quarantine",
+                f"{len(new)} sample(s) quarantined at step {step} ({reason}): {shown}.",
+                step=step,
+                iteration=iteration,
+                sample_ids=new,
+                reason=reason,
+                evidence=evidence or {},
+            )
+        return new
+
+    def log(self, kind: str, message: str, **fields: Any) -> dict[str, Any] | None:
+        """Any other event: 'resume', 'multiplier', 'summary' (what happened in the end)..."""
+        return self._write(kind, message, **fields)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "guard/skips": self.skips,
+            "guard/rollbacks": self.rollback.rollbacks,
+            "guard/quarantined": len(self.quarantine),
+            "guard/fp16_overflows": self.fp16_overflows,
+        }
+
+    # ------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nonfinite": self.nonfinite.state_dict(),
+            "spike": self.spike.state_dict(),
+            "health": self.health.state_dict(),
+            "rollback": self.rollback.state_dict(),
+            "quarantine": self.quarantine.state_dict(),
+            "counters": {
+                "skips": self.skips,
+                "skips_by_reason": dict(self.skips_by_reason),
+                "fp16_overflows": self.fp16_overflows,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any], rollback: bool = False) -> None:
+        """Resume (``rollback=False``): restore everything. Rollback (``True``): restore
+        the guards' windows from the checkpoint, keep the run's history (rollback count,
+        quarantine list, counters)."""
+        for part in WINDOW_PARTS:
+            getattr(self, part).load_state_dict(state[part])
+        if rollback:
+            return
+        self.rollback.load_state_dict(state["rollback"])
+        self.quarantine.load_state_dict(state["quarantine"])
+        c = state["counters"]
+        self.skips = c["skips"]
+        self.skips_by_reason = dict(c["skips_by_reason"])
+        self.fp16_overflows = c["fp16_overflows"]
+
+    def _write(self, kind: str, message: str, **fields: Any) -> dict[str, Any] | None:
+        if self.logbook is None:
+            return None
+        return self.logbook.write({"kind": kind, **fields, "message": message})

@@ -1,0 +1,124 @@
+"""The ``[faults]`` section and its pure helpers: inject known faults to prove the autopilot.
+
+A stability feature that has never seen a fault is a claim, not a feature. The loop calls
+``apply_to_batch`` on each batch, multiplies its LR by ``lr_factor`` and, with fp16,
+forces an overflow where ``force_overflow`` says so. Iterations are numbered as
+``StepRecord.iteration`` (1 = the first batch drawn). Defaults: no faults at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from trainwell.section import Section
+
+LABEL_KEYS = ("y", "targets")
+"""Keys of a dict batch that hold labels (corrupted, never scaled)."""
+
+
+class FaultsConfig(Section):
+    nan_batch_at: list[int] = Field(default_factory=list)
+    """Iterations whose batch gets NaN in its floating-point inputs (rows: poison_rows). Integer inputs (token ids) cannot hold NaN and are left alone."""
+    scale_batch_at: list[int] = Field(default_factory=list)
+    """Iterations whose batch has its floating-point inputs multiplied by scale_factor (rows: poison_rows)."""
+    scale_factor: float = 1e4
+    """Multiplier of scale_batch_at: 1e4 makes a loss spike that the 6-sigma test must catch."""
+    poison_rows: list[int] = Field(default_factory=list)
+    """Positions in the batch (0-based) that nan_batch_at / scale_batch_at poison; empty = every sample. A few rows let quarantine show it finds exactly the culprits."""
+    corrupt_labels: list[int] = Field(default_factory=list)
+    """Sample ids whose labels are replaced by a wrong class / token every time they are drawn."""
+    lr_burst_at: int | None = None
+    """Iteration from which the learning rate is multiplied by lr_burst_factor (unset = no burst): a divergence that only a rollback can undo."""
+    lr_burst_factor: float = Field(100.0, gt=0.0)
+    """LR multiplier of the burst. 100x pushes any tuned run well past its stability edge."""
+    lr_burst_steps: int = Field(1, ge=1)
+    """Iterations the burst lasts."""
+    fp16_overflow_at: list[int] = Field(default_factory=list)
+    """Iterations at which the fp16 grad scaler is made to see an overflow (as if the gradients held inf)."""
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            self.nan_batch_at
+            or self.scale_batch_at
+            or self.corrupt_labels
+            or self.lr_burst_at is not None
+            or self.fp16_overflow_at
+        )
+
+
+def lr_factor(cfg: FaultsConfig, iteration: int) -> float:
+    """The LR multiplier the fault plan asks for at this iteration (1.0 = none)."""
+    if (
+        cfg.lr_burst_at is not None
+        and cfg.lr_burst_at <= iteration < cfg.lr_burst_at + cfg.lr_burst_steps
+    ):
+        return cfg.lr_burst_factor
+    return 1.0
+
+
+def force_overflow(cfg: FaultsConfig, iteration: int) -> bool:
+    """Whether the fp16 scaler must see an overflow at this iteration."""
+    return iteration in cfg.fp16_overflow_at
+
+
+def apply_to_batch(cfg: FaultsConfig, iteration: int, batch: Any, idx: Tensor) -> Any:
+    """The batch with this iteration's faults applied; the input batch is never modified.
+
+    Dict batches: labels are under 'y' or 'targets', every other floating tensor is an
+    input. Tuple/list batches: position 1 is the label, the others are inputs. Tensors'
+    first dimension is the batch (B, ...); ``idx`` (B,) holds the sample ids.
+    """
+    nan = iteration in cfg.nan_batch_at
+    scale = iteration in cfg.scale_batch_at
+    ids = idx.detach().reshape(-1).cpu().tolist()
+    corrupt = [r for r, i in enumerate(ids) if i in set(cfg.corrupt_labels)]
+    if not (nan or scale or corrupt):
+        return batch
+    rows = (
+        [r for r in cfg.poison_rows if r < len(ids)] if cfg.poison_rows else list(range(len(ids)))
+    )
+
+    def inputs(x: Any) -> Any:
+        if not (isinstance(x, Tensor) and x.is_floating_point() and (nan or scale)):
+            return x
+        x = x.clone()
+        if scale:
+            x[rows] = x[rows] * cfg.scale_factor
+        if nan:
+            x[rows] = float("nan")
+        return x
+
+    def labels(y: Any) -> Any:
+        return _corrupt(y, corrupt) if isinstance(y, Tensor) and corrupt else y
+
+    if isinstance(batch, dict):
+        return {k: labels(v) if k in LABEL_KEYS else inputs(v) for k, v in batch.items()}
+    if isinstance(batch, tuple | list):
+        out = [labels(v) if i == 1 else inputs(v) for i, v in enumerate(batch)]
+        return type(batch)(*out) if hasattr(batch, "_fields") else type(batch)(out)  # namedtuple
+    return inputs(batch)
+
+
+def _corrupt(y: Tensor, rows: list[int]) -> Tensor:
+    """Labels of ``rows`` replaced by a wrong value: for class / token ids, the next class
+    present in the batch (cyclically), which is a valid id by construction; ignored
+    targets (< 0, e.g. -100) stay ignored. Float targets move by 10 x (their spread + 1)."""
+    y = y.clone()
+    if y.is_floating_point():
+        y[rows] = y[rows] + 10.0 * (y.std().nan_to_num(0.0) + 1.0)
+        return y
+    classes = torch.unique(y[y >= 0])  # sorted
+    if classes.numel() == 0:
+        return y
+    sub = y[rows]
+    pos = torch.searchsorted(classes, sub.clamp(min=0))
+    wrong = classes[(pos + 1) % classes.numel()]
+    if classes.numel() == 1:  # only one class in sight: step off it and stay >= 0
+        wrong = torch.where(sub > 0, sub - 1, sub + 1)
+    y[rows] = torch.where(sub >= 0, wrong, sub)
+    return y

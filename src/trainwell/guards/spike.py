@@ -1,0 +1,105 @@
+"""SpikeGuard: skip an update whose loss or gradient norm jumps far above the recent past.
+
+The test is the one OLMo-core (``SkipStepOptimizer``) and llm.c (``-sl``/``-sg``,
+``OutlierDetector``) use: a z-score against a rolling window of the previous *applied*
+steps, 6 sigma over 128 steps, silent for the first half window. Only upward jumps count:
+a loss or gradient norm that drops is not a danger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainwell.guards.base import APPLY, Action, Verdict
+from trainwell.guards.window import RollingWindow
+from trainwell.train.record import StepRecord
+
+
+class SpikeGuard:
+    """z = (x - mean) / std of the loss and of the grad norm over the last ``window``
+    applied steps (median and MAD x 1.4826 when ``robust``); z > ``sigma`` on either -> SKIP.
+
+    ``min_rel_std`` floors the spread at that fraction of the level: on a flat window
+    (std ~ 0) float noise would otherwise be a 'spike'; a jump of less than
+    sigma x 0.1% of the mean is never one.
+    """
+
+    name = "spike"
+
+    def __init__(
+        self,
+        window: int = 128,
+        sigma: float = 6.0,
+        robust: bool = False,
+        warmup: int | None = None,
+        min_rel_std: float = 1e-3,
+    ) -> None:
+        if window < 2:
+            raise ValueError(f"guards.spike_window must be >= 2, got {window}")
+        if sigma <= 0:
+            raise ValueError(f"guards.spike_sigma must be > 0, got {sigma}")
+        self.window = window
+        self.sigma = sigma
+        self.robust = robust
+        # Half a window before judging, as OLMo-core and llm.c: a z-score over a handful
+        # of early, fast-falling losses is noise.
+        self.warmup = max(2, window // 2 if warmup is None else warmup)
+        self.min_rel_std = min_rel_std
+        self.loss_window = RollingWindow(window, robust=robust)
+        self.grad_window = RollingWindow(window, robust=robust)
+
+    def _z(self, win: RollingWindow, x: float) -> tuple[float, float, float]:
+        center, spread = win.median_spread() if self.robust else win.mean_std()
+        spread = max(spread, self.min_rel_std * abs(center), 1e-12)
+        return (x - center) / spread, center, spread
+
+    def check(self, record: StepRecord) -> Verdict:
+        # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.
+        if len(self.loss_window) < self.warmup or not record.finite:
+            return APPLY
+        z_loss, loss_c, loss_s = self._z(self.loss_window, record.loss)
+        z_grad, grad_c, grad_s = self._z(self.grad_window, record.grad_norm)
+        if z_loss <= self.sigma and z_grad <= self.sigma:
+            return APPLY
+        reason = "loss_spike" if z_loss > self.sigma else "grad_spike"
+        stat = "median" if self.robust else "mean"
+        evidence: dict[str, float | int | str] = {
+            "z_loss": z_loss,
+            "z_grad": z_grad,
+            "loss": record.loss,
+            "grad_norm": record.grad_norm,
+            f"loss_{stat}": loss_c,
+            "loss_std": loss_s,
+            f"grad_{stat}": grad_c,
+            "grad_std": grad_s,
+            "window_n": len(self.loss_window),
+            "sigma": self.sigma,
+        }
+        what = (
+            f"loss {record.loss:.4g} is {z_loss:.1f} sigma above the window {stat} {loss_c:.4g}"
+            if reason == "loss_spike"
+            else f"grad norm {record.grad_norm:.4g} is {z_grad:.1f} sigma above the window "
+            f"{stat} {grad_c:.4g}"
+        )
+        message = (
+            f"{reason.replace('_', ' ')} at step {record.step} (iteration {record.iteration}): "
+            f"{what} (last {len(self.loss_window)} applied steps, threshold {self.sigma:g} sigma)."
+        )
+        return Verdict(Action.SKIP, reason, self.name, evidence, message)
+
+    def update(self, record: StepRecord) -> None:
+        if record.finite:
+            self.loss_window.push(record.loss)
+            self.grad_window.push(record.grad_norm)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss_window": self.loss_window.tolist(),
+            "grad_window": self.grad_window.tolist(),
+            "loss_sums": self.loss_window.sums(),
+            "grad_sums": self.grad_window.sums(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_window.load(state["loss_window"], state.get("loss_sums"))
+        self.grad_window.load(state["grad_window"], state.get("grad_sums"))

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from collections import namedtuple
+
+import pytest
+import torch
+
+from trainwell.guards import FaultsConfig, apply_to_batch, force_overflow, lr_factor
+
+
+def dict_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "x": torch.randn(6, 3, generator=g),  # (B, D) float input
+        "mask": torch.ones(6, 3),  # another float input
+        "tokens": torch.randint(0, 9, (6, 4), generator=g),  # integer input: never touched
+        "y": torch.tensor([0, 1, 2, 3, 1, 2]),  # (B,) class labels
+    }
+
+
+def test_defaults_are_no_faults():
+    cfg = FaultsConfig()
+    assert not cfg.any
+    batch = dict_batch()
+    assert apply_to_batch(cfg, 1, batch, torch.arange(6)) is batch
+    assert lr_factor(cfg, 1) == 1.0 and not force_overflow(cfg, 1)
+
+
+def test_nan_and_scale_hit_exactly_the_poison_rows_of_float_inputs_at_their_iteration():
+    cfg = FaultsConfig(nan_batch_at=[5], scale_batch_at=[6], poison_rows=[1, 4, 99])
+    batch = dict_batch()
+    snapshot = {k: v.clone() for k, v in batch.items()}
+    idx = torch.arange(10, 16)
+    assert apply_to_batch(cfg, 4, batch, idx) is batch  # another iteration: untouched
+
+    nan = apply_to_batch(cfg, 5, batch, idx)
+    rows_nan = torch.isnan(nan["x"]).any(1)
+    assert rows_nan.tolist() == [False, True, False, False, True, False]
+    assert torch.isnan(nan["mask"]).any(1).tolist() == rows_nan.tolist()
+    assert torch.equal(nan["tokens"], batch["tokens"]) and torch.equal(nan["y"], batch["y"])
+
+    scaled = apply_to_batch(cfg, 6, batch, idx)
+    keep = [0, 2, 3, 5]
+    assert torch.equal(scaled["x"][keep], batch["x"][keep])
+    assert torch.allclose(scaled["x"][[1, 4]], batch["x"][[1, 4]] * 1e4)
+
+    for k, v in batch.items():  # the caller's batch is never modified
+        assert torch.equal(v, snapshot[k])
+
+
+def test_corrupt_labels_by_sample_id_in_dicts_and_tuples():
+    cfg = FaultsConfig(corrupt_labels=[12, 15, 777])
+    batch = dict_batch()
+    idx = torch.arange(10, 16)  # ids 12 and 15 sit at rows 2 and 5
+    out = apply_to_batch(cfg, 1, batch, idx)
+    changed = (out["y"] != batch["y"]).tolist()
+    assert changed == [False, False, True, False, False, True]
+    assert set(out["y"].tolist()) <= set(batch["y"].tolist())  # still valid class ids
+    assert torch.equal(out["x"], batch["x"])
+
+    x, y = (
+        batch["x"],
+        torch.tensor([[3, 4, -100], [1, 2, 3], [4, 4, 4], [0, 1, 2], [2, 2, 2], [1, 0, -100]]),
+    )
+    ox, oy = apply_to_batch(cfg, 1, (x, y), idx)
+    assert ox is x
+    diff = oy != y
+    assert diff[[0, 1, 3, 4]].sum() == 0
+    assert diff[2].all() and diff[5, :2].all() and oy[5, 2] == -100  # ignored targets stay ignored
+    assert int(oy.max()) <= 4 and int(oy[oy >= 0].min()) >= 0
+
+
+def test_targets_key_list_and_namedtuple_batches():
+    cfg = FaultsConfig(corrupt_labels=[0], scale_batch_at=[2])
+    idx = torch.tensor([0, 1])
+    out = apply_to_batch(
+        cfg,
+        1,
+        {"input_ids": torch.tensor([[1, 2], [3, 4]]), "targets": torch.tensor([[2, 3], [4, 5]])},
+        idx,
+    )
+    assert (out["targets"][0] != torch.tensor([2, 3])).all() and out["targets"][1].tolist() == [
+        4,
+        5,
+    ]
+    Pair = namedtuple("Pair", "x y")
+    p = apply_to_batch(cfg, 2, Pair(torch.ones(2, 2), torch.tensor([0.5, 1.5])), idx)
+    assert isinstance(p, Pair) and torch.allclose(p.x, torch.full((2, 2), 1e4))
+    assert p.y[0] != 0.5 and p.y[1] == 1.5  # float targets moved far off
+    lst = apply_to_batch(cfg, 2, [torch.ones(2, 1), torch.tensor([1, 0])], idx)
+    assert isinstance(lst, list) and lst[1].tolist() == [0, 0]
+
+
+def test_lr_burst_window_and_forced_overflow():
+    cfg = FaultsConfig(
+        lr_burst_at=10, lr_burst_steps=3, lr_burst_factor=50.0, fp16_overflow_at=[4, 7]
+    )
+    assert [lr_factor(cfg, i) for i in range(9, 15)] == [1.0, 50.0, 50.0, 50.0, 1.0, 1.0]
+    assert [i for i in range(10) if force_overflow(cfg, i)] == [4, 7]
+    assert cfg.any
+
+
+def test_faults_section_is_strict():
+    with pytest.raises(Exception, match="lr_burst_factor"):
+        FaultsConfig(lr_burst_factor=-1)
+    with pytest.raises(Exception, match="nan_batch"):
+        FaultsConfig(nan_batchs_at=[1])  # type: ignore[call-arg]

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import pytest
+from guard_helpers import clean_values, record
+
+from trainwell.guards import Action, SpikeGuard, Verdict
+
+
+def run(g: SpikeGuard, values, start=0) -> list[Verdict]:
+    out = []
+    for i, v in enumerate(values, start):
+        r = record(i, i + 1, loss=v["loss"], grad_norm=v["grad_norm"])
+        verdict = g.check(r)
+        if verdict.action is Action.APPLY:
+            g.update(r)
+        out.append(verdict)
+    return out
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_clean_noisy_runs_never_trigger(robust):
+    for seed in range(10):
+        verdicts = run(SpikeGuard(robust=robust), clean_values(seed))
+        assert [v for v in verdicts if v.action is not Action.APPLY] == [], f"seed {seed}"
+
+
+@pytest.mark.parametrize("quantity", ["loss", "grad_norm"])
+def test_a_1e4_spike_after_warmup_is_skipped_with_evidence(quantity):
+    values = clean_values(0, 300)
+    values[200] = {**values[200], quantity: values[200][quantity] * 1e4}
+    g = SpikeGuard()
+    verdicts = run(g, values)
+    skipped = [i for i, v in enumerate(verdicts) if v.action is Action.SKIP]
+    assert skipped == [200]
+    v = verdicts[200]
+    assert v.reason == ("loss_spike" if quantity == "loss" else "grad_spike")
+    z = v.evidence["z_loss" if quantity == "loss" else "z_grad"]
+    assert z > 6
+    assert {"loss_mean", "loss_std", "grad_mean", "grad_std", "window_n"} <= set(v.evidence)
+    assert "step 200" in v.message
+
+
+def test_silent_during_the_first_half_window():
+    values = clean_values(1, 200)
+    values[63] = {**values[63], "loss": values[63]["loss"] * 1e4}  # 63 values seen, warmup 64
+    values[150] = {**values[150], "loss": values[150]["loss"] * 1e4}
+    verdicts = run(SpikeGuard(window=128), values)
+    assert verdicts[63].action is Action.APPLY
+    assert verdicts[150].action is Action.SKIP
+
+
+def test_skipped_records_do_not_enter_the_window():
+    values = clean_values(2, 140)
+    values[130] = {**values[130], "loss": 1e5}
+    g = SpikeGuard(window=128)
+    run(g, values[:130])
+    before = g.state_dict()
+    assert run(g, values[130:131], start=130)[0].action is Action.SKIP
+    assert g.state_dict() == before  # skipped: nothing advanced
+    assert 1e5 not in g.state_dict()["loss_window"]
+    run(g, values[131:], start=131)
+    assert len(g.state_dict()["loss_window"]) == 128
+    assert g.state_dict()["loss_window"][-1] == values[-1]["loss"]
+
+
+def test_a_drop_is_not_a_spike():
+    values = clean_values(3, 200)
+    values[150] = {**values[150], "loss": values[150]["loss"] * 1e-3, "grad_norm": 1e-6}
+    assert all(v.action is Action.APPLY for v in run(SpikeGuard(), values))
+
+
+def test_robust_mode_still_sees_a_spike_behind_an_earlier_outlier():
+    values = clean_values(4, 200)
+    # an enormous value that was applied (e.g. before the guard existed) inflates the std
+    values[100] = {**values[100], "loss": 1e6}
+    plain, robust = SpikeGuard(), SpikeGuard(robust=True)
+    for g in (plain, robust):
+        run(g, values[:100])
+        g.update(record(100, 101, loss=1e6))
+        run(g, values[101:150], start=101)
+    spike = record(150, 151, loss=values[150]["loss"] * 50)
+    assert plain.check(spike).action is Action.APPLY  # masked by the inflated std
+    assert robust.check(spike).action is Action.SKIP
+
+
+def test_state_round_trip_mid_sequence_continues_identically():
+    values = clean_values(5, 400)
+    for i in (250, 300, 350):
+        values[i] = {**values[i], "loss": values[i]["loss"] * 100}
+    a = SpikeGuard()
+    run(a, values[:200])
+    b = SpikeGuard()
+    b.load_state_dict(a.state_dict())
+    va, vb = run(a, values[200:], start=200), run(b, values[200:], start=200)
+    assert va == vb
+    assert sum(v.action is Action.SKIP for v in va) == 3
+    assert a.state_dict() == b.state_dict()
