@@ -130,7 +130,7 @@ def run(
                 if stop.requested:
                     failure = ckpt.save(st, pilot)
                     where = "checkpoint saved" if failure is None else f"checkpoint FAILED: {failure}"
-                    pilot.log("stop", f"Stopped by signal {stop.signum} at step {st.step}; {where}.", step=st.step)
+                    pilot.log("interrupted", f"Stopped by signal {stop.signum} at step {st.step}; {where}.", step=st.step)
                     raise Interrupted(stop.signum or 0, f"stopped by signal {stop.signum} at step {st.step} "
                                       f"({where}); continue with: trainwell resume {out_dir}")
                 t0 = time.perf_counter()
