@@ -29,6 +29,7 @@ from torch import Tensor
 from trainwell.guards.base import Action, Verdict, worst
 from trainwell.guards.config import GuardsConfig
 from trainwell.guards.health import HealthTracker
+from trainwell.guards.inputs import InputGuard
 from trainwell.guards.logbook import Logbook, record_fields
 from trainwell.guards.nonfinite import FP16_OVERFLOW, NonFiniteGuard
 from trainwell.guards.quarantine import QuarantineList, find_bad_samples
@@ -36,7 +37,7 @@ from trainwell.guards.rollback import RollbackPolicy
 from trainwell.guards.spike import SpikeGuard
 from trainwell.train.record import StepRecord
 
-WINDOW_PARTS = ("nonfinite", "spike", "health")
+WINDOW_PARTS = ("nonfinite", "spike", "inputs", "health")
 """State restored from the checkpoint on a rollback; the rest is run history and is kept
 (the rollback count above all: restoring it would let a run roll back forever)."""
 
@@ -49,6 +50,7 @@ class Autopilot:
         # Disabled still refuses a NaN update: applying it would silently destroy the weights.
         self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
         self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust)
+        self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma)
         self.rollback = RollbackPolicy(
             max_skips=cfg.max_skips,
             skip_window=cfg.skip_window,
@@ -74,6 +76,8 @@ class Autopilot:
         if not self.cfg.enabled:
             return verdict
         if verdict.action is Action.APPLY:
+            verdict = self.inputs.check(record)
+        if verdict.action is Action.APPLY:
             verdict = self.spike.check(record)
         return worst(verdict, self.rollback.check(record, skipping=verdict.action is Action.SKIP))
 
@@ -84,6 +88,7 @@ class Autopilot:
         if act is Action.APPLY and record.applied:
             self.nonfinite.update(record)
             self.spike.update(record)
+            self.inputs.update(record)
         elif act is Action.APPLY and record.reason == FP16_OVERFLOW:
             self.fp16_overflows += 1
         target, best_before = self.rollback.target, self.rollback.best
@@ -219,6 +224,7 @@ class Autopilot:
         return {
             "nonfinite": self.nonfinite.state_dict(),
             "spike": self.spike.state_dict(),
+            "inputs": self.inputs.state_dict(),
             "health": self.health.state_dict(),
             "rollback": self.rollback.state_dict(),
             "quarantine": self.quarantine.state_dict(),

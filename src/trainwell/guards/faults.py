@@ -37,6 +37,8 @@ class FaultsConfig(Section):
     """LR multiplier of the burst. 100x pushes any tuned run well past its stability edge."""
     lr_burst_steps: int = Field(1, ge=1)
     """Iterations the burst lasts."""
+    nan_loss_at: list[int] = Field(default_factory=list)
+    """Iterations whose loss is made NaN (as a numerical blow-up in the forward would); works for every task, token inputs included."""
     fp16_overflow_at: list[int] = Field(default_factory=list)
     """Iterations at which the fp16 grad scaler is made to see an overflow (as if the gradients held inf)."""
 
@@ -48,6 +50,7 @@ class FaultsConfig(Section):
             or self.corrupt_labels
             or self.lr_burst_at is not None
             or self.fp16_overflow_at
+            or self.nan_loss_at
         )
 
 
@@ -59,6 +62,11 @@ def lr_factor(cfg: FaultsConfig, iteration: int) -> float:
     ):
         return cfg.lr_burst_factor
     return 1.0
+
+
+def nan_loss(cfg: FaultsConfig, iteration: int) -> bool:
+    """Whether this iteration's loss must come out NaN."""
+    return iteration in cfg.nan_loss_at
 
 
 def force_overflow(cfg: FaultsConfig, iteration: int) -> bool:

@@ -41,6 +41,8 @@ class Checkpointer:
         self._last_time = time.monotonic()
         self._pending_mark: tuple[int, bool, dict[str, Any]] | None = None
         self.failures = 0
+        self.last_healthy = False
+        """Whether the last save was marked healthy."""
 
     def due(self, step: int) -> bool:
         if self.cfg.every_steps and step % self.cfg.every_steps == 0:
@@ -59,6 +61,7 @@ class Checkpointer:
             healthy, evidence = pilot.checkpoint_health(st.step)
         else:
             evidence = {"step": st.step, "note": "marked by the loop"}
+        self.last_healthy = healthy
         meta = {
             "step": st.step,
             "iteration": st.iteration,
@@ -111,11 +114,19 @@ class Checkpointer:
         pilot.load_state_dict(parts["train"]["autopilot"])
         return info, skipped
 
-    def rollback(self, st: TrainState, pilot: Autopilot, data_skip: int) -> CheckpointInfo | None:
-        """Restore the newest healthy checkpoint; the data position stays where it is (then
-        moves ``data_skip`` batches further), so the batches that led here are not replayed."""
+    def rollback(
+        self, st: TrainState, pilot: Autopilot, data_skip: int, before: int
+    ) -> CheckpointInfo | None:
+        """Restore the newest healthy checkpoint older than step ``before``; the data position
+        stays where it is (then moves ``data_skip`` batches further), so the batches that led
+        here are not replayed. Checkpoints from ``before`` on are marked unhealthy: they may
+        hold the update that started the trouble (OPT picked restart points well before a
+        divergence)."""
+        for info in self.store.list():
+            if info.valid and info.step >= before and info.healthy is not False:
+                self.store.mark_healthy(info.step, False, {"note": f"at or after step {before}, where an incident began"})
         target = self.store.latest_healthy()
-        if target is None:
+        if target is None or target.step >= before:
             return None
         parts = self.store.load(target)
         loader_now, iteration_now = st.loader.state_dict(), st.iteration

@@ -122,6 +122,9 @@ def run(
 
     history: list[dict[str, Any]] = []
     last_eval: dict[str, float] = {}
+    rollback_before: int | None = None
+    """A rollback goes to a healthy checkpoint older than this: the step where the incident
+    began, then older than the last target while the run has not recovered."""
     rate = _Rate()
     status = "failed"
     try:
@@ -143,6 +146,7 @@ def run(
                 record, out = compute_update(
                     st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
                     t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
+                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it),
                 )
                 st.iteration = it
 
@@ -158,10 +162,11 @@ def run(
                     skip_update(st)  # nothing advances: schedule, EMA, guard windows
                 st.extra_lr_factor = 1.0
                 pilot.after(record, verdict)
-                if verdict.action is Action.SKIP and out.per_sample:
-                    _quarantine(st, pilot, out, record)
+                if verdict.action is Action.SKIP:
+                    _quarantine(st, pilot, out, record, verdict.reason)
                 elif verdict.action is Action.ROLLBACK:
-                    _rollback(st, pilot, ckpt, cfg, verdict, bar)
+                    bound = st.step if rollback_before is None else min(rollback_before, st.step)
+                    rollback_before = _rollback(st, pilot, ckpt, cfg, verdict, bar, bound)
                     continue
                 elif verdict.action is Action.STOP:
                     ckpt.save(st, pilot, healthy=False)
@@ -179,6 +184,8 @@ def run(
                     last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
                 if ckpt.due(st.step) and st.step < cfg.train.steps:
                     failure = ckpt.save(st, pilot)
+                    if failure is None and ckpt.last_healthy:
+                        rollback_before = None  # healthy again: later incidents may use this one
                     if failure is not None:
                         pilot.log("checkpoint_failed", failure, step=st.step)
                         bar.log(f"warning: {failure}")
@@ -238,20 +245,38 @@ def _resume(st: TrainState, pilot: Autopilot, ckpt: Checkpointer, out_dir: Path,
     return info.step
 
 
-def _quarantine(st: TrainState, pilot: Autopilot, out, record) -> None:  # noqa: ANN001
-    """A refused batch: find the samples responsible and never serve them again."""
-    ids = torch.cat([i for i, _ in out.per_sample])
-    losses = torch.cat([loss.float().cpu() for _, loss in out.per_sample])
-    bad = pilot.bad_samples(losses, ids)
-    if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration):
+def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> None:  # noqa: ANN001
+    """A refused batch: find the samples responsible and never serve them again. A
+    non-finite update blames only samples whose own loss is non-finite (a blow-up with
+    finite per-sample losses is numerical, not the data's fault); a spike blames the
+    extreme per-sample losses (one extra look at this batch's losses, no extra forward)."""
+    if not (pilot.cfg.enabled and pilot.cfg.quarantine):
+        return
+    why = "extreme or non-finite per-sample loss"
+    if reason.startswith("input_") and out.per_sample_input_rms:
+        why = "input scale far outside the usual range"
+        ids = torch.cat([i for i, _ in out.per_sample_input_rms])
+        rms = torch.cat([r.cpu() for _, r in out.per_sample_input_rms])
+        bad = ids[pilot.inputs.outliers(rms)].tolist()
+    elif not out.per_sample:
+        return
+    else:
+        ids = torch.cat([i for i, _ in out.per_sample])
+        losses = torch.cat([loss.float().cpu() for _, loss in out.per_sample])
+        if reason == "nonfinite":
+            bad = ids[~torch.isfinite(losses)].tolist()
+        else:
+            bad = pilot.bad_samples(losses, ids)
+    if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration, reason=why):
         if isinstance(st.loader, BatchLoader):
             st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
 
 
-def _rollback(st, pilot, ckpt, cfg, verdict, bar) -> None:  # noqa: ANN001
-    """Restore the newest healthy checkpoint with a lower LR and clipping (OPT's recipe)."""
+def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: ANN001
+    """Restore the newest healthy checkpoint older than ``before`` with a lower LR and
+    clipping (OPT's recipe). Returns the target's step (the next rollback goes further back)."""
     from_step, lr_before, clip_before = st.step, st.lr_mult, st.clip_mult
-    target = ckpt.rollback(st, pilot, cfg.guards.data_skip)
+    target = ckpt.rollback(st, pilot, cfg.guards.data_skip, before)
     if target is None:
         ckpt.save(st, pilot, healthy=False)
         raise TrainingHalted(f"{verdict.message or verdict.reason} A rollback was due, but there is no "
@@ -264,6 +289,7 @@ def _rollback(st, pilot, ckpt, cfg, verdict, bar) -> None:  # noqa: ANN001
                       iteration=st.iteration, data_skip=cfg.guards.data_skip, reason=verdict.reason)
     bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target.step}, "
             f"lr x{st.lr_mult:g}, clip x{st.clip_mult:g}")
+    return target.step
 
 
 # ---------------------------------------------------------------- helpers

@@ -31,6 +31,8 @@ class StepRecord:
     """Part of time_s spent waiting for data."""
     final_act_norm: float = 0.0
     """RMS of the final layer's input activations (cheap, every step; OPT found its growth predicts divergence). 0 when not tracked."""
+    input_rms: float = 0.0
+    """Largest per-sample root-mean-square of the floating-point inputs in this update (0 = none measured, e.g. token ids)."""
     applied: bool = True
     """Whether the optimizer update was applied."""
     reason: str = ""

@@ -40,12 +40,32 @@ class FinalActivationProbe:
             self._handle.remove()
 
 
+LABEL_KEYS = ("y", "targets", "labels")
+
+
+def input_tensor(batch: object) -> Tensor | None:
+    """The floating-point model input of a batch: a tensor, the first element of an
+    (inputs, targets) pair, or the first non-label float tensor of a dict."""
+    if isinstance(batch, Tensor):
+        x = batch
+    elif isinstance(batch, (tuple, list)) and batch:
+        x = batch[0]
+    elif isinstance(batch, dict):
+        x = next((v for k, v in batch.items() if k not in LABEL_KEYS and isinstance(v, Tensor)
+                  and v.is_floating_point()), None)
+    else:
+        x = None
+    return x if isinstance(x, Tensor) and x.is_floating_point() and x.ndim >= 1 else None
+
+
 @dataclass
 class StepOutput:
     """The tensors of a computed (not yet applied) update, for instruments and quarantine."""
 
     per_sample: list[tuple[Tensor, Tensor]]
     """(ids, per-sample loss) of each micro-batch, when the task provides them."""
+    per_sample_input_rms: list[tuple[Tensor, Tensor]]
+    """(ids, per-sample input RMS) of each micro-batch with floating-point inputs."""
 
 
 def compute_update(
@@ -58,6 +78,7 @@ def compute_update(
     data_time: float,
     t_start: float,
     force_overflow: bool = False,
+    nan_loss: bool = False,
 ) -> tuple[StepRecord, StepOutput]:
     """Forward and backward over all micro-batches, unscale, clip; read every scalar the
     guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
@@ -71,11 +92,17 @@ def compute_update(
     count = torch.zeros((), dtype=torch.float32, device=st.device)
     comps: dict[str, Tensor] = {}
     per_sample: list[tuple[Tensor, Tensor]] = []
+    input_rms: list[tuple[Tensor, Tensor]] = []
     norm_ref: Tensor | None = None
     n_samples = 0
     for idx, batch in micro:
+        x = input_tensor(batch)
+        if x is not None:  # for the input guard: one reduction, read in the single sync below
+            input_rms.append((idx, x.detach().float().flatten(1).pow(2).mean(1).sqrt()))
         with prec.autocast():
             out = task.loss(model, batch)
+        if nan_loss:  # fault injection: a numerical blow-up in the forward pass
+            out.sum = out.sum * float("nan")
         c = torch.as_tensor(out.count, device=st.device, dtype=torch.float32)
         if norm_ref is None:
             # Normalise by the total target count across micro-batches (not a mean of means,
@@ -117,9 +144,10 @@ def compute_update(
     names = list(comps)
     packed = [loss_sum / count, grad_norm.float(), count, act.to(st.device).float()]
     packed.append(scale.float().reshape(()) if scale is not None else torch.ones((), device=st.device))
+    packed.append(torch.cat([r for _, r in input_rms]).max() if input_rms else torch.zeros((), device=st.device))
     packed += [comps[n] / count for n in names]
     values = torch.stack([v.reshape(()).to(st.device) for v in packed]).tolist()
-    loss_v, norm_v, count_v, act_v, scale_v = values[:5]
+    loss_v, norm_v, count_v, act_v, scale_v, input_v = values[:6]
 
     lr = st.current_lr()
     overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
@@ -131,16 +159,17 @@ def compute_update(
         lr=lr,
         clip_norm=clip,
         loss_scale=scale_v,
-        components=dict(zip(names, values[5:], strict=True)),
+        components=dict(zip(names, values[6:], strict=True)),
         n_samples=n_samples,
         n_targets=int(count_v),
         time_s=time.perf_counter() - t_start,
         data_time_s=data_time,
         final_act_norm=act_v,
+        input_rms=input_v,
         applied=not overflow,
         reason="fp16_overflow" if overflow else "",
     )
-    return record, StepOutput(per_sample=per_sample)
+    return record, StepOutput(per_sample=per_sample, per_sample_input_rms=input_rms)
 
 
 def apply_update(st: TrainState) -> None:

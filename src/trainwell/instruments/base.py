@@ -1,0 +1,152 @@
+"""The instrument contract: what an instrument needs, what it is handed, what it returns.
+
+An instrument is one small class per quantity (Cockpit's design): it declares ``needs``,
+the runner builds a :class:`Context` holding only what the due instruments need, and
+``measure(ctx)`` returns named numbers. Instruments are read-only: they never change the
+model, its gradients, its buffers, the optimizer or the global random number generators
+(ARCHITECTURE.md, rule 1); the runner checks the RNG part by forking it around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from trainwell.instruments.activations import Activations
+    from trainwell.instruments.functional import Curvature, FunctionalModel
+    from trainwell.tasks.base import Task
+
+# --- what an instrument may need (the runner computes each only when a due instrument asks)
+GRADS = "grads"
+"""ctx.grads: the mean gradient of this update, as the optimizer received it."""
+PER_SAMPLE = "per_sample_grads"
+"""ctx.per_sample_grads / ctx.per_sample_losses at θ_t, by torch.func (vmap over grad)."""
+UPDATE = "update"
+"""ctx.params_before (θ_t) and ctx.params_after (θ_{t+1})."""
+INIT = "init"
+"""ctx.params_init (θ_0, copied when the runner was built)."""
+HVP = "hvp"
+"""ctx.curvature: Hessian-vector products of the batch loss at θ_t."""
+ACTIVATIONS = "activations"
+"""ctx.activations.outputs: outputs of the activation modules (ReLU, GELU, tanh, ...)."""
+FINAL_INPUT = "final_input"
+"""ctx.activations.final_input: the input of the model's final layer."""
+ATTENTION = "attention"
+"""ctx.activations.attention: the largest attention logit of each attention module."""
+MICRO = "micro_grads"
+"""ctx.micro_grads: squared norms of each micro-batch's gradient (accumulation)."""
+
+NEEDS = frozenset(
+    {GRADS, PER_SAMPLE, UPDATE, INIT, HVP, ACTIVATIONS, FINAL_INPUT, ATTENTION, MICRO}
+)
+
+Metrics = dict[str, "float | Tensor"]
+"""What ``measure`` returns: keys ``inst/<name>`` or ``inst/<name>/<layer>``; values are
+floats or 0-d tensors (the runner reads all tensors back in one host sync)."""
+
+
+@dataclass
+class Histogram:
+    """Counts of one histogram at one step, on the CPU (for the run report)."""
+
+    step: int
+    counts: Tensor
+    """(bins,) for 1d; (x_bins, y_bins) for 2d."""
+    edges: tuple[Tensor, ...]
+    """Bin edges per axis, each (bins + 1,)."""
+    axes: tuple[str, ...] = ("gradient",)
+    """What each axis bins, e.g. ("gradient", "parameter")."""
+
+
+@dataclass
+class MicroGrads:
+    """The micro-batch gradients of one update, reduced on the fly to what the two-batch
+    noise-scale estimator needs (McCandlish et al. 2018, App. A.1)."""
+
+    sq_norms: list[Tensor]
+    """|G_small_i|^2: squared norm of micro-batch i's mean gradient (0-d tensors)."""
+    counts: list[Tensor]
+    """B_small_i: targets (LossOutput.count) of micro-batch i (0-d tensors)."""
+    big_sq_norm: Tensor
+    """|G_big|^2: squared norm of the whole update's mean gradient, before clipping."""
+    total: Tensor
+    """B_big: targets of the whole update."""
+
+
+@dataclass
+class Context:
+    """Everything one due step offers the instruments. Fields an instrument did not ask
+    for are None. Built by the runner only; instruments read it and never write to
+    tensors in it (``cache``, ``histograms`` and ``notes`` are theirs to fill)."""
+
+    step: int
+    model: nn.Module
+    task: Task
+    batch: Any
+    """The update's batch as the loop passed it (curvature and activations use all of it)."""
+    samples: Any
+    """Its first ``max_samples`` samples: what per-sample quantities and Alpha measure."""
+    params: dict[str, nn.Parameter]
+    """name -> live parameter (θ_{t+1} when measuring after the update); trainable only."""
+    loss: float
+    """Training loss of this update (sum over targets / count)."""
+    lr: float
+    fn: FunctionalModel
+    """The model and task as functions of the parameters (torch.func), for evaluating at θ_t or θ_{t+1} without touching the live model."""
+    grads: dict[str, Tensor] | None = None
+    per_sample_grads: dict[str, Tensor] | None = None
+    """name -> (B, *shape): gradient of each sample's mean loss at θ_t."""
+    per_sample_losses: Tensor | None = None
+    """(B,) each sample's mean loss at θ_t."""
+    params_before: dict[str, Tensor] | None = None
+    params_after: dict[str, Tensor] | None = None
+    params_init: dict[str, Tensor] | None = None
+    curvature: Curvature | None = None
+    activations: Activations | None = None
+    micro_grads: MicroGrads | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Shared reductions (e.g. per-sample moments), computed once per step by whoever asks first."""
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    """Histograms the instruments produced this step; the runner keeps them for the report."""
+    notes: list[str] = field(default_factory=list)
+    """One-line explanations for the user (e.g. why a quantity is missing); shown once."""
+
+
+@runtime_checkable
+class Instrument(Protocol):
+    """One quantity. Its docstring gives the formula, the paper, what it needs and how to
+    read it. ``measure`` is read-only; state (e.g. an EMA) lives in the instrument and is
+    exposed through ``state_dict`` when it has any."""
+
+    name: str
+    needs: frozenset[str]
+
+    def measure(self, ctx: Context) -> Metrics:
+        """Keys ``inst/<name>`` or ``inst/<name>/<layer>``."""
+        ...
+
+
+def key(name: str, layer: str | None = None) -> str:
+    """``inst/<name>`` or ``inst/<name>/<layer>``."""
+    return f"inst/{name}" if layer is None else f"inst/{name}/{layer}"
+
+
+def sq_norm(tensors: dict[str, Tensor] | list[Tensor]) -> Tensor:
+    """Sum of squares of all elements of several tensors, as one 0-d float tensor (no host sync)."""
+    values = list(tensors.values()) if isinstance(tensors, dict) else list(tensors)
+    if not values:
+        return torch.zeros(())
+    # one fused kernel per device and dtype (as clip_grad_norm_)
+    norms = torch._foreach_norm(values)
+    return torch.stack([n.float() for n in norms]).square().sum()
+
+
+def layer_sq_norms(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """name -> sum of squares of that tensor (0-d), in one fused call."""
+    names = list(tensors)
+    norms = torch._foreach_norm([tensors[n] for n in names])
+    return {n: v.float().square() for n, v in zip(names, norms, strict=True)}

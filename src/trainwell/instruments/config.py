@@ -1,0 +1,60 @@
+"""The ``[instruments]`` section: which quantities to measure, and how often."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from trainwell.section import Section
+
+Preset = Literal["off", "minimal", "economy", "business", "full"]
+
+
+class InstrumentsConfig(Section):
+    preset: Preset = "minimal"
+    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads; about 1.00x a step at every = 16); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: it costs next to nothing and catches most problems; see docs/instruments.md for measured costs."""
+    every: int = Field(16, ge=1)
+    """Measure every this many applied steps (at step 0, every, 2*every, ...). 16 keeps economy near 1.05x a step on mid-sized models (Cockpit's benchmark: economy at interval 16 cost 1.04x on CIFAR-10 3c3d); non-due steps cost one integer check."""
+    include: tuple[str, ...] = ()
+    """Instruments to run in addition to the preset, by name (e.g. ["mean_gsnr", "cabs"]); see docs/instruments.md for the list."""
+    exclude: tuple[str, ...] = ()
+    """Instruments of the preset to leave out, by name."""
+    per_layer: bool | None = None
+    """Also report norms per parameter tensor (keys inst/<name>/<param>). None = the preset decides: global only for minimal (a handful of keys), per layer for the others (as Cockpit)."""
+    max_samples: int = Field(64, ge=2)
+    """Per-sample quantities use at most this many samples of the batch. Per-sample gradients take max_samples x (number of parameters) floats of memory for a moment; 64 covers the usual small-model batch (Cockpit's benchmarks used 64-128); lower it for large models."""
+    hist_bins: int = Field(100, ge=2)
+    """Bins of the 1d gradient histogram (Cockpit's GradHist1d: 100)."""
+    hist_range: float = Field(2.0, gt=0.0)
+    """The 1d gradient histogram spans (-hist_range, hist_range); elements outside are clamped into the edge bins (Cockpit: (-2, 2))."""
+    hist_samples: int = Field(16, ge=0)
+    """Samples whose per-sample gradient elements are binned (0 = all measured samples, as Cockpit). Binning is a scatter over samples x parameters elements, the most expensive part of the economy set on a CPU; 16 samples resolve the shape of the distribution at a quarter of the cost of 64."""
+    hist2d_bins: tuple[int, int] = (40, 50)
+    """Bins of the 2d histogram: (gradient, parameter), as Cockpit's GradHist2d."""
+    hist2d_range: tuple[float, float] = (1.0, 2.0)
+    """The 2d histogram spans (-r, r) per axis: gradient in (-1, 1), parameter in (-2, 2), as Cockpit."""
+    hess_iters: int = Field(100, ge=1)
+    """Maximum power iterations (one Hessian-vector product each) for the largest Hessian eigenvalue (Cockpit: 100)."""
+    hess_rtol: float = Field(1e-3, gt=0.0)
+    """Power iteration stops when the eigenvalue estimate changes by less than this, relatively (Cockpit: 1e-3)."""
+    hess_samples: int = Field(8, ge=1)
+    """Rademacher vectors per Hutchinson trace estimate (one batched Hessian-vector product). The estimate's standard error falls as 1/sqrt(hess_samples); 8 resolves changes of the trace over training at about two backward passes' cost."""
+    noise_ema: float = Field(0.9, ge=0.0, lt=1.0)
+    """EMA factor, per measurement, of the noise scale's numerator and denominator (averaged separately before dividing, as gpt-neox). gpt-neox uses 0.99 when measuring every step; measurements here are every-th step, so 0.9 (a window of ~10 measurements)."""
+    saturation_eps: float = Field(0.01, gt=0.0, lt=0.5)
+    """A sigmoid output below eps or above 1 - eps, or a tanh output with |y| > 1 - eps, counts as saturated: its local gradient is then below ~eps (2*eps for tanh)."""
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from trainwell.instruments.presets import INSTRUMENTS
+        from trainwell.registry import suggest
+
+        valid = INSTRUMENTS.names()
+        unknown = [n for n in names if n not in INSTRUMENTS]
+        if unknown:
+            # a ValueError, so that pydantic reports it with the other problems of the config
+            hints = ", ".join(f"{n!r}{suggest(n, valid)}" for n in unknown)
+            raise ValueError(f"unknown instrument {hints}; valid: {', '.join(valid)}")
+        return names

@@ -1,0 +1,333 @@
+"""InstrumentRunner: the one object the training loop talks to.
+
+Call sites in the loop (all cheap integer checks on steps that are not due):
+
+    for micro-batch i:  ... loss.backward()
+        runner.after_micro_backward(step, count_i, grad_factor)   # only for the noise scale
+    record = ...; verdict = guards(record)
+    runner.before_update(step, batch, record.loss, record.lr)     # .grad = this update's gradient
+    optimizer.step()
+    metrics = runner.after_update(step)                           # {} unless due
+
+On a due step ``before_update`` copies θ_t (and the gradient when asked); ``after_update``
+builds one Context with what the due instruments need, evaluating everything at θ_t or
+θ_{t+1} through torch.func on copies (never the live model, its .grad, its buffers or the
+optimizer), inside a forked RNG so the training random stream is untouched, and reads
+all results back in one host sync.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainwell.instruments.activations import record
+from trainwell.instruments.base import (
+    ACTIVATIONS,
+    ATTENTION,
+    FINAL_INPUT,
+    GRADS,
+    HVP,
+    INIT,
+    MICRO,
+    NEEDS,
+    PER_SAMPLE,
+    Context,
+    Histogram,
+    Instrument,
+    Metrics,
+    MicroGrads,
+    sq_norm,
+)
+from trainwell.instruments.config import InstrumentsConfig
+from trainwell.instruments.functional import FunctionalModel, take
+from trainwell.instruments.presets import build_instruments
+from trainwell.tasks.base import Task
+
+HIST_KEEP = 512
+"""Histograms kept per key for the report: 512 measurements cover an 8k-step run at every = 16."""
+
+
+@dataclass
+class _Micro:
+    step: int
+    prev: list[Tensor] | None = None
+    """.grad after the last micro-batch (a copy): the running sum."""
+    factor: Tensor | None = None
+    sq_norms: list[Tensor] = field(default_factory=list)
+    counts: list[Tensor] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    step: int
+    batch: Any
+    loss: float
+    lr: float
+    params_before: dict[str, Tensor]
+    grads: dict[str, Tensor] | None
+    micro: MicroGrads | None
+
+
+class InstrumentRunner:
+    """Runs the configured instruments every ``cfg.every`` applied steps.
+
+    ``model`` must be the plain module (not the torch.compile wrapper); ``task`` provides
+    the loss. ``instruments`` overrides the config's preset (tests, custom instruments).
+    ``strict`` re-raises an instrument's failure instead of disabling it with a warning
+    (a diagnostic must not end a long run; tests want the traceback).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        cfg: InstrumentsConfig | None = None,
+        *,
+        instruments: list[Instrument] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.cfg = cfg if cfg is not None else InstrumentsConfig()
+        self.model = model
+        self.instruments = (
+            list(instruments) if instruments is not None else build_instruments(self.cfg)
+        )
+        for inst in self.instruments:
+            unknown = set(inst.needs) - NEEDS
+            if unknown:
+                raise ValueError(
+                    f"instrument {inst.name!r} needs {sorted(unknown)}; known needs: {sorted(NEEDS)}"
+                )
+        self.every = self.cfg.every
+        self.strict = strict
+        self.fn = FunctionalModel(model, task)
+        self.warnings: list[str] = []
+        """One line per distinct problem or note, in the order first seen (shown once)."""
+        self._disabled: set[str] = set()
+        self._hist: dict[str, deque[Histogram]] = {}
+        self._pending: _Pending | None = None
+        self._micro: _Micro | None = None
+        self._init = self._copy_params() if INIT in self.needs else None
+
+    # ------------------------------------------------------------ schedule
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset().union(*(i.needs for i in self._active()))
+
+    def due(self, step: int) -> bool:
+        """Whether the update after ``step`` applied steps is measured."""
+        return step % self.every == 0 and bool(self.instruments)
+
+    # ------------------------------------------------------------ loop call sites
+
+    def after_micro_backward(
+        self, step: int, count: Tensor | float, grad_factor: Tensor | float = 1.0
+    ) -> None:
+        """After micro-batch i's backward: ``.grad`` holds grad_factor × Σ_{j≤i} ∇(LossOutput.sum
+        of micro-batch j) and ``count`` is micro-batch i's LossOutput.count. step.py passes
+        grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
+        if not self.due(step) or MICRO not in self.needs:
+            return
+        st = self._micro
+        if st is None or st.step != step:
+            st = self._micro = _Micro(step)
+        params = self._params()
+        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in params]
+        diff = grads if st.prev is None else list(torch._foreach_sub(grads, st.prev))
+        f = torch.as_tensor(grad_factor, dtype=torch.float32, device=grads[0].device)
+        c = torch.as_tensor(count, dtype=torch.float32, device=grads[0].device)
+        st.sq_norms.append(sq_norm(diff) / (f * c).square())  # |G_small,i|² of the mean gradient
+        st.counts.append(c)
+        st.prev = [g.clone() for g in grads]
+        st.factor = f
+
+    def before_update(self, step: int, batch: Any, loss: float, lr: float) -> None:
+        """After backward (``.grad`` is the update's mean gradient), before the optimizer step."""
+        self._pending = None
+        if not self.due(step) or not self._active():
+            return
+        grads = None
+        if GRADS in self.needs:
+            grads = {
+                n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+                for n, p in zip(self.fn.param_names, self._params(), strict=True)
+            }
+        self._pending = _Pending(
+            step, batch, float(loss), float(lr), self._copy_params(), grads, self._take_micro(step)
+        )
+
+    def after_update(self, step: int) -> dict[str, float]:
+        """After the optimizer step: measure the due instruments; {} on other steps."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending.step != step:
+            return {}
+        device = (
+            pending.params_before[self.fn.param_names[0]].device
+            if self.fn.param_names
+            else torch.device("cpu")
+        )
+        metrics: Metrics = {}
+        # the training RNG stream must not see the instruments (dropout in their forwards)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            ctx = self._context(pending, metrics)
+            for inst in self._active():
+                try:
+                    metrics.update(inst.measure(ctx))
+                except Exception as e:  # a diagnostic must not end the run
+                    self._fail(inst.name, e, metrics)
+        for name, h in ctx.histograms.items():
+            self._hist.setdefault(name, deque(maxlen=HIST_KEEP)).append(h)
+        for note in ctx.notes:
+            self._warn(note)
+        return _read_back(metrics)
+
+    def close(self) -> None:
+        """Drop every copy the runner holds."""
+        self._pending = self._micro = None
+
+    # ------------------------------------------------------------ outputs and state
+
+    def histograms(self) -> dict[str, list[Histogram]]:
+        """name -> the kept histograms, oldest first (``grad_hist1d``, ``grad_hist1d/<param>``, ``grad_hist2d``)."""
+        return {k: list(v) for k, v in self._hist.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """θ_0 (for the distance from init after a resume) and each instrument's own state."""
+        states = {i.name: i.state_dict() for i in self.instruments if hasattr(i, "state_dict")}
+        return {"init": self._init, "instruments": states}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("init") is not None:
+            named = dict(zip(self.fn.param_names, self._params(), strict=True))
+            self._init = {n: t.to(named[n].device) for n, t in state["init"].items()}
+        for inst in self.instruments:
+            saved = state.get("instruments", {}).get(inst.name)
+            if saved is not None and hasattr(inst, "load_state_dict"):
+                inst.load_state_dict(saved)
+
+    # ------------------------------------------------------------ internals
+
+    def _active(self) -> list[Instrument]:
+        return [i for i in self.instruments if i.name not in self._disabled]
+
+    def _params(self) -> list[nn.Parameter]:
+        named = dict(self.model.named_parameters())
+        return [named[n] for n in self.fn.param_names]
+
+    def _copy_params(self) -> dict[str, Tensor]:
+        return {
+            n: p.detach().clone() for n, p in zip(self.fn.param_names, self._params(), strict=True)
+        }
+
+    def _take_micro(self, step: int) -> MicroGrads | None:
+        st, self._micro = self._micro, None
+        if st is None or st.step != step or st.prev is None or st.factor is None:
+            return None
+        total = torch.stack(st.counts).sum()
+        big = sq_norm(st.prev) / (st.factor * total).square()
+        return MicroGrads(st.sq_norms, st.counts, big, total)
+
+    def _context(self, p: _Pending, metrics: Metrics) -> Context:
+        needs = self.needs
+        ctx = Context(
+            step=p.step,
+            model=self.model,
+            task=self.fn.task,
+            batch=p.batch,
+            samples=take(p.batch, self.cfg.max_samples),
+            params={n: q for n, q in zip(self.fn.param_names, self._params(), strict=True)},
+            loss=p.loss,
+            lr=p.lr,
+            fn=self.fn,
+            grads=p.grads,
+            params_before=p.params_before,
+            params_after=self.fn.live_params(),
+            params_init=self._init,
+            micro_grads=p.micro,
+        )
+        if PER_SAMPLE in needs:
+            try:
+                ctx.per_sample_grads, ctx.per_sample_losses = self.fn.per_sample_grads(
+                    p.params_before, ctx.samples
+                )
+            except Exception as e:
+                self._unavailable(
+                    PER_SAMPLE, "per-sample gradients (torch.func vmap over grad)", e, metrics
+                )
+            else:
+                self._report_batchnorm(metrics)
+        if HVP in needs:
+            try:
+                ctx.curvature = self.fn.curvature(p.params_before, p.batch)
+            except Exception as e:
+                self._unavailable(HVP, "Hessian-vector products (double backward)", e, metrics)
+        recorded = needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
+        if recorded:
+            try:
+                ctx.activations = record(
+                    self.fn,
+                    p.params_before,
+                    p.batch,
+                    outputs=ACTIVATIONS in needs,
+                    final=FINAL_INPUT in needs,
+                    attention=ATTENTION in needs,
+                )
+            except Exception as e:
+                for need in sorted(recorded):
+                    self._unavailable(need, "the recorded forward (activation hooks)", e, metrics)
+        return ctx
+
+    def _report_batchnorm(self, metrics: Metrics) -> None:
+        if not self.fn.batchnorms:
+            return
+        for name in self.fn.batchnorms:
+            metrics[f"inst/unsupported/{name}"] = 1.0
+        self._warn(
+            f"per-sample quantities: BatchNorm ({', '.join(self.fn.batchnorms)}) mixes the samples of a batch, "
+            "so per-sample gradients are ill-defined; they are computed with these layers on their running "
+            "statistics (eval mode) and flagged as inst/unsupported/<module>: read the gradient tests, "
+            "histograms and per-sample noise scale of this model with care"
+        )
+
+    def _unavailable(self, need: str, what: str, error: Exception, metrics: Metrics) -> None:
+        if self.strict:
+            raise error
+        users = [i.name for i in self._active() if need in i.needs]
+        self._disabled.update(users)
+        metrics[f"inst/unsupported/{need}"] = 1.0
+        self._warn(
+            f"{what} failed on this model ({type(error).__name__}: {error}); disabled: {', '.join(users)}"
+        )
+
+    def _fail(self, name: str, error: Exception, metrics: Metrics) -> None:
+        if self.strict:
+            raise error
+        self._disabled.add(name)
+        metrics[f"inst/failed/{name}"] = 1.0
+        self._warn(
+            f"instrument {name} failed ({type(error).__name__}: {error}); disabled for the rest of the run"
+        )
+
+    def _warn(self, line: str) -> None:
+        if line not in self.warnings:
+            self.warnings.append(line)
+
+
+def _read_back(metrics: Metrics) -> dict[str, float]:
+    """Every tensor value to a float in one host sync per device."""
+    out: dict[str, float] = {}
+    by_device: dict[torch.device, list[tuple[str, Tensor]]] = {}
+    for k, v in metrics.items():
+        if isinstance(v, Tensor):
+            by_device.setdefault(v.device, []).append((k, v))
+        else:
+            out[k] = float(v)
+    for items in by_device.values():
+        values = torch.stack([v.detach().float().reshape(()) for _, v in items]).tolist()
+        out.update({k: x for (k, _), x in zip(items, values, strict=True)})
+    return dict(sorted(out.items()))

@@ -1,0 +1,95 @@
+"""``histograms.jsonl``: the instruments' histograms, one JSON line per histogram and step.
+
+The instrument runner keeps :class:`trainwell.instruments.base.Histogram` objects; whoever
+owns the run directory appends them here with :func:`append_histograms`, and the report
+reads them back. One line::
+
+    {"step": 64, "name": "grad_hist1d/net.0.weight", "axes": ["gradient"],
+     "edges": [[-2.0, ..., 2.0]], "counts": [0, 3, ...]}
+
+``counts`` is a list for a 1d histogram and a list of rows (x bins, each a list of y bins)
+for a 2d one; ``edges`` holds one list per axis, each one longer than its bin count.
+JSON lines rather than a binary format because the report is the only reader, the file
+is appended during training (a crash loses at most the last line), and it stays
+inspectable with ``jq``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+HISTOGRAMS_FILE = "histograms.jsonl"
+
+
+def _plain(x: Any) -> Any:
+    """Tensors and numpy arrays as (nested) Python lists; everything else unchanged."""
+    return x.tolist() if hasattr(x, "tolist") else x
+
+
+def histogram_line(name: str, hist: Any) -> dict[str, Any]:
+    """One line of the file from a Histogram-like object (step, counts, edges, axes)."""
+    edges = [_plain(e) for e in hist.edges]
+    return {
+        "step": int(hist.step),
+        "name": name,
+        "axes": list(getattr(hist, "axes", ("gradient",)))[: len(edges)],
+        "edges": edges,
+        "counts": _plain(hist.counts),
+    }
+
+
+def append_histograms(run_dir: str | Path, histograms: Mapping[str, Any]) -> None:
+    """Append ``{name: Histogram}`` (one step's histograms) to ``run_dir/histograms.jsonl``."""
+    if not histograms:
+        return
+    path = Path(run_dir) / HISTOGRAMS_FILE
+    lines = [json.dumps(histogram_line(n, h), allow_nan=False) for n, h in histograms.items()]
+    with path.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+
+
+def read_histograms(path: str | Path) -> list[dict[str, Any]]:
+    """Every well-formed line of a histograms file, in file order. A torn last line (a crash
+    mid-write) is dropped; a malformed line elsewhere raises ValueError naming it."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):
+                break  # only the last write can be torn
+            raise ValueError(f"line {n} is not valid JSON") from None
+        if not _valid(item):
+            raise ValueError(f'line {n} lacks "step", "name", "edges" or "counts" of matching sizes')
+        out.append(item)
+    return out
+
+
+def _valid(item: Any) -> bool:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        return False
+    edges, counts = item.get("edges"), item.get("counts")
+    if not isinstance(item.get("step"), int) or not isinstance(edges, list) or not edges:
+        return False
+    if not isinstance(counts, list) or not all(isinstance(e, list) for e in edges):
+        return False
+    if len(edges) == 1:
+        return len(edges[0]) == len(counts) + 1
+    return len(edges) == 2 and len(edges[0]) == len(counts) + 1 and all(
+        isinstance(r, list) and len(r) + 1 == len(edges[1]) for r in counts
+    )
+
+
+def by_name(items: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Group histogram lines by name, each group in file order."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for item in items:
+        groups.setdefault(str(item["name"]), []).append(item)
+    return groups

@@ -1,0 +1,244 @@
+"""Which charts the report shows, decided from the data: a panel appears only when its
+keys were logged. Each panel is plain JSON for the page's script (``script.py``) to draw.
+
+Layout, top to bottom: training curves (loss, the task's metric, LR, gradient norm with
+the clip line, clipped fraction, other train/* keys), the autopilot's counters, the
+Cockpit view of the instruments (STEP SIZE, GRADIENTS, CURVATURE columns as in Schneider
+et al. 2021, Fig. 2), the gradient noise scale, any other inst/* key, then sys/*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from trainwell.report.load import RunData
+from trainwell.report.series import collect, nonfinite_points, rolling_mean, segments, wants_log
+
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
+"""Okabe-Ito colours: distinguishable with the common colour-vision deficiencies."""
+
+SMOOTH_MIN = 50
+"""Curves with at least this many points get a smoothed line over the faint raw one (the
+page can switch it off); shorter ones are readable raw."""
+
+EVENT_COLORS = {"skip": "#E69F00", "quarantine": "#CC79A7", "rollback": "#D55E00", "restart": "#D55E00",
+                "stop": "#000000", "multiplier": "#0072B2", "recovered": "#009E73"}
+"""Marker colour per logbook kind (others grey); a restart is dashed in its rollback's colour."""
+
+CLIPPED_WINDOW = 10
+"""Logged rows in the clipped-fraction rolling mean: train/clipped is 0 or 1 per logged
+step, so the raw curve is a comb; ten rows give a readable fraction."""
+
+# Cockpit columns: (panel title, y label, [(key, legend label)], note). Keys are inst/<name>.
+STEP_SIZE = [
+    ("Alpha (step size)", "alpha", [("inst/alpha", "alpha")],
+     "-1 no step, 0 valley floor, 1 far wall at equal loss, >1 loss went up; the best runs sit a bit above 0"),
+    ("Distance and update size", "L2 norm", [("inst/distance", "distance from init"), ("inst/update_size", "update size")], ""),
+    ("Gradient and parameter norm", "L2 norm", [("inst/grad_norm", "gradient norm"), ("inst/param_norm", "parameter norm")], ""),
+    ("Update / parameter ratio", "ratio", [("inst/update_ratio", "update / param")], "about 1e-3 per step is the usual healthy range"),
+]
+GRADIENTS = [
+    ("Gradient tests", "test value", [("inst/norm_test", "norm test"), ("inst/inner_test", "inner product test"), ("inst/ortho_test", "orthogonality test")],
+     "above 1: gradient noise dominates the batch gradient; a bigger batch would help"),
+    ("Gradient signal-to-noise", "mean GSNR", [("inst/mean_gsnr", "mean GSNR")], ""),
+]
+CURVATURE = [
+    ("Hessian max eigenvalue", "lambda max", [("inst/hess_max_ev", "lambda max")], "sharpness; the stability edge of (S)GD is 2 / lr"),
+    ("Hessian trace", "trace", [("inst/hess_trace", "trace")], "rising: a narrowing valley"),
+    ("TIC", "TIC", [("inst/tic", "TIC")], "generalisation-gap proxy, meaningful near a minimum"),
+]
+NOISE = [
+    ("Gradient noise scale", "batch size", [("inst/noise_scale", "B_simple (micro-batches)"), ("inst/noise_scale_ps", "B_simple (per-sample)")],
+     "the batch size beyond which larger batches stop paying (McCandlish et al. 2018)"),
+]
+REFERENCE_LINES = {
+    "Alpha (step size)": [{"y": 0.0, "label": "0: the valley floor"}],
+    "Gradient tests": [{"y": 1.0, "label": "1: noise = signal"}],
+}
+"""Dashed horizontal lines that give a gauge its meaning (Cockpit draws the same ones)."""
+HIDDEN = ("inst/hess_max_ev/iters",)
+"""Bookkeeping keys that would only clutter the page."""
+
+
+class PanelBuilder:
+    """Builds panels and remembers which keys they used (the rest get generic panels)."""
+
+    def __init__(self, data: RunData) -> None:
+        self.data = data
+        self.keys = data.keys()
+        self.used: set[str] = set(HIDDEN)
+        self._n = 0
+
+    def has(self, key: str) -> bool:
+        return key in self.keys
+
+    def series(self, key: str, label: str | None = None, color: str | None = None, **style: Any) -> dict[str, Any] | None:
+        xs, ys = collect(self.data.rows, key)
+        if not xs:
+            return None
+        self.used.add(key)
+        return {
+            "key": key,
+            "label": label or key,
+            "color": color,
+            "segs": [vars(s) for s in segments(xs, ys)],
+            "bad": nonfinite_points(xs, ys),
+            "points": len(xs) <= 60 and style.get("shape") != "step",  # sparse curves (eval) read better with dots
+            "smooth": len(xs) >= SMOOTH_MIN and style.get("shape") != "step",
+            **style,
+        }
+
+    def panel(self, title: str, ylabel: str, series: Iterable[dict[str, Any] | None], note: str = "", **extra: Any) -> dict[str, Any] | None:
+        found = [s for s in series if s is not None]
+        if not found:
+            return None
+        for i, s in enumerate(found):
+            s["color"] = s["color"] or PALETTE[i % len(PALETTE)]
+        self._n += 1
+        ys = [y for s in found for seg in s["segs"] for y in seg["y"] if y is not None]
+        return {
+            "id": f"chart-{self._n}",
+            "kind": "line",
+            "title": title,
+            "ylabel": ylabel,
+            "note": note,
+            "log": wants_log(ys),
+            "series": found,
+            **extra,
+        }
+
+    def simple(self, key: str, note: str = "") -> dict[str, Any] | None:
+        """One key, titled by its name."""
+        return self.panel(key, key.split("/", 1)[-1], [self.series(key, key)], note)
+
+    def specs(self, specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> list[dict[str, Any]]:
+        out = []
+        for title, ylabel, keys, note in specs:
+            p = self.panel(title, ylabel, [self.series(k, lbl) for k, lbl in keys], note,
+                           hlines=REFERENCE_LINES.get(title, []))
+            if p:
+                out.append(p)
+        return out
+
+
+def training_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+    """Loss, the task's metric (EMA alongside), LR, gradient norm and clipping, other train/*."""
+    summary = b.data.summary or {}
+    metric = summary.get("metric") if isinstance(summary.get("metric"), str) else None
+    out = [
+        b.panel("Loss", "loss", [
+            b.series("train/loss", "train"),
+            b.series("eval/loss", "eval"),
+            b.series("eval_ema/loss", "eval (EMA weights)", dash=True),
+        ], events=True),
+    ]
+    if metric and metric != "eval/loss":
+        name = metric.split("/", 1)[-1]
+        higher = summary.get("higher_is_better")
+        hint = "higher is better" if higher is True else "lower is better" if higher is False else ""
+        out.append(b.panel(f"{name} (the task's metric)", name, [
+            b.series(metric, metric.split("/", 1)[0]),
+            b.series(f"eval_ema/{name}", "eval (EMA weights)", dash=True),
+            b.series(f"train/{name}", "train") if metric != f"train/{name}" else None,
+        ], hint, events=True))
+    for key in b.keys:  # other eval metrics, each with its EMA twin
+        if key.startswith("eval/") and key not in b.used:
+            name = key.split("/", 1)[1]
+            out.append(b.panel(name, name, [b.series(key, "eval"), b.series(f"eval_ema/{name}", "eval (EMA weights)", dash=True)]))
+    restarts = any(e.get("kind") == "restart" for e in b.data.logbook)
+    out.append(b.panel("Learning rate", "lr", [b.series("train/lr", "lr", shape="step")],
+                       "each rollback lowered it: the new multiplier is labelled at the restart" if restarts else "",
+                       events=True, labels=True))
+    out.append(b.panel("Gradient norm", "global L2 norm", [
+        b.series("train/grad_norm", "gradient norm (before clipping)"),
+        b.series("train/clip_norm", "clip threshold", color="#D55E00", dash=True, shape="step"),
+    ], "norms above the threshold were scaled down to it", events=True))
+    xs, ys = collect(b.data.rows, "train/clipped")
+    if xs:
+        b.used.add("train/clipped")
+        smooth = rolling_mean(ys, CLIPPED_WINDOW)
+        out.append(b.panel("Clipped updates", "fraction clipped", [
+            {"key": "train/clipped", "label": "clipped (per logged step)", "color": "#bbbbbb",
+             "segs": [vars(s) for s in segments(xs, ys)], "bad": [], "points": False, "smooth": False},
+            {"key": "train/clipped", "label": f"rolling mean over {CLIPPED_WINDOW} logs", "color": None,
+             "segs": [vars(s) for s in segments(xs, smooth)], "bad": [], "points": False, "smooth": False},
+        ], f"mean over the run: {sum(ys) / len(ys):.0%}", fixed=[0, 1]))
+    for key in b.keys:
+        if key.startswith("train/") and key not in b.used:
+            out.append(b.simple(key))
+    return [p for p in out if p]
+
+
+def autopilot_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+    keys = [k for k in b.keys if k.startswith("guard/")]
+    nonzero = [k for k in keys if any(y for y in collect(b.data.rows, k)[1])]
+    b.used.update(keys)
+    if not nonzero:
+        return []
+    p = b.panel("Autopilot counters", "count (cumulative)",
+                [b.series(k, k.split("/", 1)[1], shape="step") for k in nonzero], events=True)
+    return [p] if p else []
+
+
+def is_layer_key(key: str) -> bool:
+    """inst/<name>/<layer>: the last part names a module or parameter (it has a dot);
+    inst/<name>/<sub> without a dot is a companion number of the instrument."""
+    parts = key.split("/", 2)
+    return len(parts) == 3 and parts[0] == "inst" and "." in parts[2]
+
+
+def cockpit_columns(b: PanelBuilder) -> list[dict[str, Any]]:
+    cols = [("STEP SIZE", b.specs(STEP_SIZE)), ("GRADIENTS", b.specs(GRADIENTS)), ("CURVATURE", b.specs(CURVATURE))]
+    return [{"heading": h, "panels": ps} for h, ps in cols if ps]
+
+
+def noise_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+    return b.specs(NOISE)
+
+
+def other_panels(b: PanelBuilder, prefix: str) -> list[dict[str, Any]]:
+    """One chart per remaining key under ``prefix`` (per-layer keys go to the layer table)."""
+    out = []
+    for key in b.keys:
+        if key.startswith(prefix) and key not in b.used and not is_layer_key(key) and not key.startswith("inst/unsupported/"):
+            out.append(b.simple(key))
+    return [p for p in out if p]
+
+
+def layer_families(data: RunData) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """{family: {layer: (steps, values)}} for every per-layer key inst/<family>/<layer>."""
+    fams: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for key in data.keys():
+        if is_layer_key(key) and not key.startswith("inst/unsupported/"):
+            _, fam, layer = key.split("/", 2)
+            fams.setdefault(fam, {})[layer] = collect(data.rows, key)
+    return fams
+
+
+def unsupported_modules(data: RunData) -> list[str]:
+    """Modules the instruments could not see into (keys inst/unsupported/<module>)."""
+    return [k.split("/", 2)[2] for k in data.keys() if k.startswith("inst/unsupported/") and k.count("/") >= 2]
+
+
+def events(data: RunData, limit: int = 400) -> list[dict[str, Any]]:
+    """Logbook events with a step, for vertical markers: one per (kind, step), counted."""
+    merged: dict[tuple[str, float], dict[str, Any]] = {}
+    for e in data.logbook:
+        kind, step = e.get("kind"), e.get("step")
+        if kind == "summary" or not isinstance(kind, str) or not isinstance(step, int | float):
+            continue
+        m = merged.get((kind, float(step)))
+        if m:
+            m["count"] += 1
+            continue
+        label = ""
+        if kind == "restart" and isinstance(e.get("lr_after"), int | float):
+            label = f"lr x{e['lr_after']:g}"
+        elif kind == "rollback":
+            label = "rollback"
+        merged[(kind, float(step))] = {
+            "x": float(step), "kind": kind, "count": 1, "label": label,
+            "message": str(e.get("message") or kind)[:500],
+        }
+    return list(merged.values())[:limit]

@@ -1,0 +1,168 @@
+"""The report page: expected panels and markers for a rich run, omitted panels for a bare
+one, findings, damaged side files, clear errors, and the CLI command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from report_helpers import NAN_STEP, ROLLBACK_FROM, ROLLBACK_TO, SPIKE, make_run
+
+from trainwell.cli import report_cmd
+from trainwell.errors import TrainwellError
+from trainwell.instruments.base import Histogram
+from trainwell.report import MAX_POINTS, append_histograms, read_histograms, write_report
+from trainwell.sinks import JsonlSink
+
+
+def _payload(html: str) -> dict[str, Any]:
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert m, "the page embeds its data"
+    return json.loads(m.group(1))
+
+
+def _panel(payload: dict[str, Any], title: str) -> dict[str, Any]:
+    found = [p for p in payload["panels"] if p["title"] == title]
+    assert found, f"no panel {title!r}; have {[p['title'] for p in payload['panels']]}"
+    return found[0]
+
+
+def test_rich_run_has_every_panel_and_marker(synthetic_run: Path) -> None:
+    path = write_report(synthetic_run)
+    assert path == synthetic_run / "report.html"
+    html = path.read_text()
+    data = _payload(html)
+    titles = {p["title"] for p in data["panels"]}
+    for title in ("Loss", "accuracy (the task's metric)", "Learning rate", "Gradient norm", "Clipped updates",
+                  "Autopilot counters", "Alpha (step size)", "Distance and update size", "Gradient tests",
+                  "Gradient signal-to-noise", "Hessian max eigenvalue", "Hessian trace", "TIC",
+                  "Gradient noise scale", "inst/my_gauge", "sys/step_time_s", "Gradient elements histogram"):
+        assert title in titles
+    for heading in ("STEP SIZE", "GRADIENTS", "CURVATURE", "Per layer", "layer-table", 'id="logbook"'):
+        assert heading in html
+    assert "No findings file (run <code>trainwell diagnose</code>)" in html
+
+    # autopilot markers: one per (kind, step), with the logbook message for the hover title
+    marks = {(e["kind"], e["x"]): e for e in data["events"]}
+    assert ("skip", NAN_STEP) in marks and ("quarantine", NAN_STEP) in marks
+    assert ("rollback", ROLLBACK_FROM) in marks and marks[("restart", ROLLBACK_TO)]["label"] == "lr x0.5"
+    assert "too many skips" in marks[("rollback", ROLLBACK_FROM)]["message"]
+    assert not any(e["kind"] == "summary" for e in data["events"])
+    assert _panel(data, "Loss")["events"] and _panel(data, "Learning rate")["labels"]
+
+    loss = _panel(data, "Loss")["series"][0]
+    assert loss["key"] == "train/loss"
+    assert [NAN_STEP, "nan"] in loss["bad"]  # the NaN is marked ...
+    ys = [y for seg in loss["segs"] for y in seg["y"] if y is not None]
+    assert max(ys) == SPIKE  # ... and the spike kept
+    faded = [seg for seg in loss["segs"] if seg["faded"]]
+    assert faded and min(faded[0]["x"]) <= ROLLBACK_TO and max(faded[0]["x"]) == ROLLBACK_FROM
+    assert all(len(seg["x"]) <= MAX_POINTS for s in _panel(data, "Loss")["series"] for seg in s["segs"])
+
+    lr = _panel(data, "Learning rate")["series"][0]["segs"]
+    solid_after = [seg for seg in lr if not seg["faded"] and seg["x"][0] == ROLLBACK_TO]
+    faded_lr = [seg for seg in lr if seg["faded"]]
+    assert solid_after[0]["y"][0] < faded_lr[0]["y"][1]  # the lower LR after the rollback shows
+    clip = _panel(data, "Gradient norm")["series"][1]
+    assert clip["key"] == "train/clip_norm" and clip["dash"]
+    gauges = {s["key"] for p in data["panels"] for s in p.get("series", [])}
+    assert not any(k.startswith("inst/grad_norm/") for k in gauges)  # per-layer keys go to the table
+    assert "inst/hess_max_ev/iters" not in gauges and "inst/unsupported/net.1" not in gauges
+    assert "net.0.weight" in html and "could not see into: net.1" in html
+    assert [p["title"] for p in data["small"]] == ["net.0.weight", "net.2.weight"]
+    assert "2 sample(s) quarantined &lt;b&gt;bold&lt;/b&gt;" in html  # logbook text is escaped
+
+
+def test_page_is_self_contained(synthetic_run: Path) -> None:
+    html = write_report(synthetic_run).read_text()
+    assert "<link" not in html and "@import" not in html and "url(http" not in html
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", html)) <= {"http://www.w3.org/2000/svg"}  # the SVG namespace only
+
+
+def test_missing_data_panels_are_omitted(tmp_path: Path) -> None:
+    run = tmp_path / "bare"
+    run.mkdir()
+    sink = JsonlSink(run / "metrics.jsonl")
+    for step in range(1, 30):
+        sink.write(step, {"train/loss": 1.0 / step})
+    sink.close()
+    html = write_report(run).read_text()
+    titles = [p["title"] for p in _payload(html)["panels"]]
+    assert titles == ["Loss"]
+    assert "STEP SIZE" not in html and "layer-table" not in html and "<h2>System</h2>" not in html
+    assert 'id="no-instruments"' in html and 'id="no-findings"' in html
+    assert "The logbook is empty" in html and "no summary.json" in html
+    assert "None" not in html  # facts the run did not record are left out, not printed as None
+    assert 'id="marker-key"' not in html  # nothing to key
+
+
+def test_findings_are_shown_worst_first_and_escaped(synthetic_run: Path) -> None:
+    findings = [
+        {"title": "Loss plateau", "severity": "info", "evidence": "flat for 200 steps", "fix": "raise the lr"},
+        {"title": "LR too high <script>", "severity": "critical", "evidence": {"alpha_median": 1.7}, "fix": "lower optim.lr"},
+    ]
+    (synthetic_run / "findings.json").write_text(json.dumps(findings))
+    html = write_report(synthetic_run).read_text()
+    assert "No findings file" not in html
+    assert html.index("LR too high &lt;script&gt;") < html.index("Loss plateau")
+    assert "alpha_median: 1.7" in html and "lower optim.lr" in html
+
+
+def test_damaged_side_files_are_reported_not_fatal(synthetic_run: Path) -> None:
+    (synthetic_run / "findings.json").write_text("{not json")
+    (synthetic_run / "summary.json").write_text("[1, 2]")
+    html = write_report(synthetic_run).read_text()
+    assert "findings.json: could not be read" in html and "summary.json: could not be read" in html
+    assert "Training curves" in html
+
+
+def test_histogram_file_round_trip_and_torn_last_line(tmp_path: Path) -> None:
+    edges = torch.linspace(-2, 2, 5)
+    append_histograms(tmp_path, {"grad_hist1d": Histogram(3, torch.tensor([1, 2, 3, 4]), (edges,))})
+    path = tmp_path / "histograms.jsonl"
+    with path.open("a") as f:
+        f.write('{"step": 4, "name": "grad_hi')  # a crash mid-write
+    items = read_histograms(path)
+    assert items == [{"step": 3, "name": "grad_hist1d", "axes": ["gradient"],
+                      "edges": [edges.tolist()], "counts": [1, 2, 3, 4]}]
+    path.write_text('{"step": 1, "name": "x", "edges": [[0, 1]], "counts": [1, 2]}\n{}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        read_histograms(path)
+
+
+@pytest.mark.parametrize("make", ["missing", "no_metrics", "empty_metrics"])
+def test_not_a_run_dir_is_a_clear_error(tmp_path: Path, make: str) -> None:
+    run = tmp_path / "run"
+    if make != "missing":
+        run.mkdir()
+        (run / "config.toml").write_text("seed = 0\n")
+    if make == "empty_metrics":
+        (run / "metrics.jsonl").write_text("")
+    with pytest.raises(TrainwellError, match=str(run).replace("\\", "\\\\")) as e:
+        write_report(run)
+    assert {"missing": "no such run directory", "no_metrics": "no metrics.jsonl",
+            "empty_metrics": "no metric rows"}[make] in str(e.value)
+
+
+def test_cli_command(synthetic_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="trainwell")
+    report_cmd.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "elsewhere.html"
+    args = parser.parse_args(["report", str(synthetic_run), "--out", str(out)])
+    assert args.handler(args) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+    with pytest.raises(TrainwellError):
+        args.handler(parser.parse_args(["report", str(tmp_path / "nope")]))
+
+
+def test_report_without_instruments_or_histograms(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "plain", instruments=False)
+    html = write_report(run).read_text()
+    assert 'id="no-instruments"' in html and "STEP SIZE" not in html
+    assert "Learning rate" in html and "Autopilot counters" in html
