@@ -41,7 +41,7 @@ def test_rich_run_has_every_panel_and_marker(synthetic_run: Path) -> None:
     for title in ("Loss", "accuracy (the task's metric)", "Learning rate", "Gradient norm", "Clipped updates",
                   "Autopilot counters", "Alpha (step size)", "Distance and update size", "Gradient tests",
                   "Gradient signal-to-noise", "Hessian max eigenvalue", "Hessian trace", "TIC",
-                  "Gradient noise scale", "inst/my_gauge", "sys/step_time_s", "Gradient elements histogram"):
+                  "Gradient noise scale", "inst/my_gauge", "Step time (s)", "Gradient elements histogram"):
         assert title in titles
     for heading in ("STEP SIZE", "GRADIENTS", "CURVATURE", "Per layer", "layer-table", 'id="logbook"'):
         assert heading in html
@@ -166,3 +166,11 @@ def test_report_without_instruments_or_histograms(tmp_path: Path) -> None:
     html = write_report(run).read_text()
     assert 'id="no-instruments"' in html and "STEP SIZE" not in html
     assert "Learning rate" in html and "Autopilot counters" in html
+
+
+def test_a_damaged_histogram_file_leaves_the_rest_of_the_page(synthetic_run: Path) -> None:
+    with (synthetic_run / "histograms.jsonl").open("a") as f:
+        f.write('{"step": 9, "name": "grad_hist1d", "edges": [[0, NaN]], "counts": [1]}\n{"step": 10}\n')
+    html = write_report(synthetic_run).read_text()
+    assert "histograms.jsonl: could not be read" in html
+    assert "Gradient elements histogram" not in html and "Alpha (step size)" in html

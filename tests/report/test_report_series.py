@@ -13,6 +13,7 @@ from trainwell.report.series import (
     nonfinite_points,
     rolling_mean,
     segments,
+    smoothed_segments,
     wants_log,
 )
 
@@ -86,3 +87,25 @@ def test_helpers() -> None:
     assert nonfinite_points([1, 2, 3], [math.nan, 1.0, -math.inf]) == [[1, "nan"], [3, "-inf"]]
     assert rolling_mean([0.0, 1.0, math.nan, 1.0], 2) == [0.0, 0.5, 1.0, 1.0]
     assert wants_log([10.0, 0.01]) and not wants_log([1.0, 2.0]) and not wants_log([-1.0, 1000.0])
+
+
+def test_smoothed_line_follows_the_trend_without_lag_or_smearing_a_spike() -> None:
+    n = 1000
+    xs = [float(i) for i in range(n)]
+    ramp = [2.0 * i for i in range(n)]
+    ramp[500] = 1e6  # one bad step
+    ramp[700] = math.nan
+    (seg,) = smoothed_segments(xs, ramp)
+    at = dict(zip(seg.x, seg.y, strict=True))
+    assert at[300.0] == pytest.approx(600.0)  # centred: a ramp stays where it is
+    assert at[700.0] is None  # a gap stays a gap
+    half = n // (2 * 50)  # the window is 1/50 of the points
+    bump = at[505.0] - 1010.0
+    assert bump == pytest.approx((1e6 - 1000.0) / (2 * half + 1))  # the spike moves it by spike / window only
+    assert at[500.0 + half + 1] == pytest.approx(2 * (500.0 + half + 1))  # and not beyond the window
+
+
+def test_smoothed_line_skips_abandoned_stretches() -> None:
+    xs = [float(s) for s in list(range(1, 101)) + list(range(50, 151))]
+    segs = smoothed_segments(xs, [1.0] * len(xs))
+    assert [(s.x[0], s.x[-1]) for s in segs] == [(1.0, 49.0), (50.0, 150.0)]

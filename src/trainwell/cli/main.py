@@ -14,7 +14,15 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainwell.cli import config_cmd, export_cmd, logbook_cmd, resume_cmd, tasks_cmd, train_cmd
+    from trainwell.cli import (
+        config_cmd,
+        export_cmd,
+        logbook_cmd,
+        report_cmd,
+        resume_cmd,
+        tasks_cmd,
+        train_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="trainwell",
@@ -22,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd):
+    for module in (train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd):
         module.register(sub)
     return parser
 

@@ -91,6 +91,14 @@ class Autopilot:
             self.inputs.update(record)
         elif act is Action.APPLY and record.reason == FP16_OVERFLOW:
             self.fp16_overflows += 1
+            # information, not an intervention: the grad scaler handles it by design
+            self._write(
+                "fp16_overflow",
+                f"fp16 gradient overflow at step {record.step} (iteration {record.iteration}): the grad "
+                f"scaler dropped this update and lowers the loss scale from {record.loss_scale:g}. "
+                "Normal now and then; a collapsing scale triggers a rollback.",
+                **record_fields(record),
+            )
         target, best_before = self.rollback.target, self.rollback.best
         recovered = self.cfg.enabled and self.rollback.update(record, verdict)
         self.health.update(record, intervened=act is not Action.APPLY)

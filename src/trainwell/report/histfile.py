@@ -17,6 +17,7 @@ inspectable with ``jq``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def read_histograms(path: str | Path) -> list[dict[str, Any]]:
                 break  # only the last write can be torn
             raise ValueError(f"line {n} is not valid JSON") from None
         if not _valid(item):
-            raise ValueError(f'line {n} lacks "step", "name", "edges" or "counts" of matching sizes')
+            raise ValueError(f'line {n} lacks "step", "name", or finite "edges" and "counts" of matching sizes')
         out.append(item)
     return out
 
@@ -80,6 +81,10 @@ def _valid(item: Any) -> bool:
         return False
     if not isinstance(counts, list) or not all(isinstance(e, list) for e in edges):
         return False
+    rows = [counts] if len(edges) == 1 else counts
+    numbers = [v for e in edges for v in e] + [v for r in rows if isinstance(r, list) for v in r]
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in numbers):
+        return False  # the page's JSON has no NaN, and a bin edge at inf cannot be drawn
     if len(edges) == 1:
         return len(edges[0]) == len(counts) + 1
     return len(edges) == 2 and len(edges[0]) == len(counts) + 1 and all(

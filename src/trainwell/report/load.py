@@ -17,6 +17,7 @@ from typing import Any
 from trainwell.errors import TrainwellError
 from trainwell.guards.logbook import read_logbook
 from trainwell.report.histfile import HISTOGRAMS_FILE, read_histograms
+from trainwell.report.series import columns
 from trainwell.sinks import METRICS_FILE, read_jsonl
 
 FINDINGS_FILE = "findings.json"
@@ -39,29 +40,38 @@ class RunData:
     histograms: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """Optional files that exist but could not be read, one line each."""
+    _columns: dict[str, tuple[list[float], list[float]]] | None = field(default=None, repr=False)
 
     def keys(self) -> list[str]:
-        """Every metric key, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for row in self.rows:
-            for k in row:
-                if k != "step":
-                    seen.setdefault(k, None)
-        return list(seen)
+        """Every numeric metric key, in order of first appearance."""
+        return list(self.columns())
+
+    def column(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) of ``key`` in logged order; empty lists when it was never logged."""
+        return self.columns().get(key, ([], []))
+
+    def columns(self) -> dict[str, tuple[list[float], list[float]]]:
+        if self._columns is None:
+            self._columns = columns(self.rows)
+        return self._columns
 
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read ``run_dir``; raises TrainwellError when it is not a run directory with metrics."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise TrainwellError(f"{run_dir}: no such run directory")
+        what = "is a file, not a run directory" if run_dir.exists() else "no such run directory"
+        raise TrainwellError(f"{run_dir}: {what}")
     metrics = run_dir / METRICS_FILE
     if not metrics.is_file():
         raise TrainwellError(
-            f"{run_dir}: no {METRICS_FILE} in it; give the directory a `trainwell train` run "
-            f"wrote (it holds config.toml and {METRICS_FILE})"
+            f"{run_dir}: no {METRICS_FILE} in it; `trainwell report` needs a run directory "
+            f"written by `trainwell train` (it holds config.toml and {METRICS_FILE})"
         )
-    rows = [r for r in read_jsonl(metrics) if isinstance(r.get("step"), int | float)]
+    try:
+        rows = [r for r in read_jsonl(metrics) if isinstance(r.get("step"), int | float)]
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainwellError(f"{metrics}: cannot be read ({e})") from None
     if not rows:
         raise TrainwellError(f"{metrics}: no metric rows yet; nothing to report")
     data = RunData(run_dir=run_dir, rows=rows)

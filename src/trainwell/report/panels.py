@@ -13,7 +13,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trainwell.report.load import RunData
-from trainwell.report.series import collect, nonfinite_points, rolling_mean, segments, wants_log
+from trainwell.report.series import (
+    nonfinite_points,
+    rolling_mean,
+    segments,
+    smoothed_segments,
+    wants_log,
+)
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
 """Okabe-Ito colours: distinguishable with the common colour-vision deficiencies."""
@@ -29,6 +35,11 @@ EVENT_COLORS = {"skip": "#E69F00", "quarantine": "#CC79A7", "rollback": "#D55E00
 CLIPPED_WINDOW = 10
 """Logged rows in the clipped-fraction rolling mean: train/clipped is 0 or 1 per logged
 step, so the raw curve is a comb; ten rows give a readable fraction."""
+CLIPPED_SPAN = 200
+"""On long runs the window grows to 1/200 of the logged rows: a 10-row mean of a million
+rows is as unreadable as the raw comb."""
+CLIPPED_RAW_MAX = 500
+"""The raw 0/1 comb is drawn only up to this many rows (beyond, it is a solid block)."""
 
 # Cockpit columns: (panel title, y label, [(key, legend label)], note). Keys are inst/<name>.
 STEP_SIZE = [
@@ -57,6 +68,17 @@ REFERENCE_LINES = {
     "Gradient tests": [{"y": 1.0, "label": "1: noise = signal"}],
 }
 """Dashed horizontal lines that give a gauge its meaning (Cockpit draws the same ones)."""
+KNOWN = {
+    "train/final_act_norm": ("Final-layer input RMS", "OPT-175B watched its growth: a steady climb precedes divergence"),
+    "train/loss_scale": ("fp16 loss scale", "drops at each overflow; a collapse to 1 means fp16 cannot hold the gradients"),
+    "train/input_rms": ("Input RMS", "largest per-sample RMS of the inputs; far from 1 means mis-scaled data"),
+    "sys/step_time_s": ("Step time (s)", ""),
+    "sys/data_time_frac": ("Data wait (share of step time)", "near 1: the input pipeline is the bottleneck"),
+    "sys/samples_per_s": ("Throughput (samples/s)", ""),
+    "sys/tokens_per_s": ("Throughput (tokens/s)", ""),
+    "inst/final_act_rms": ("Final-layer input RMS (instrument)", ""),
+}
+"""Friendlier titles and a reading hint for keys the report knows; any other key is titled by its name."""
 HIDDEN = ("inst/hess_max_ev/iters",)
 """Bookkeeping keys that would only clutter the page."""
 
@@ -74,7 +96,7 @@ class PanelBuilder:
         return key in self.keys
 
     def series(self, key: str, label: str | None = None, color: str | None = None, **style: Any) -> dict[str, Any] | None:
-        xs, ys = collect(self.data.rows, key)
+        xs, ys = self.data.column(key)
         if not xs:
             return None
         self.used.add(key)
@@ -85,7 +107,7 @@ class PanelBuilder:
             "segs": [vars(s) for s in segments(xs, ys)],
             "bad": nonfinite_points(xs, ys),
             "points": len(xs) <= 60 and style.get("shape") != "step",  # sparse curves (eval) read better with dots
-            "smooth": len(xs) >= SMOOTH_MIN and style.get("shape") != "step",
+            "smooth": [vars(s) for s in smoothed_segments(xs, ys)] if len(xs) >= SMOOTH_MIN and style.get("shape") != "step" else None,
             **style,
         }
 
@@ -108,9 +130,10 @@ class PanelBuilder:
             **extra,
         }
 
-    def simple(self, key: str, note: str = "") -> dict[str, Any] | None:
-        """One key, titled by its name."""
-        return self.panel(key, key.split("/", 1)[-1], [self.series(key, key)], note)
+    def simple(self, key: str) -> dict[str, Any] | None:
+        """One key, titled by its known name or else by the key itself."""
+        title, note = KNOWN.get(key, (key, ""))
+        return self.panel(title, key.split("/", 1)[-1], [self.series(key, key)], note)
 
     def specs(self, specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> list[dict[str, Any]]:
         out = []
@@ -154,25 +177,36 @@ def training_panels(b: PanelBuilder) -> list[dict[str, Any]]:
         b.series("train/grad_norm", "gradient norm (before clipping)"),
         b.series("train/clip_norm", "clip threshold", color="#D55E00", dash=True, shape="step"),
     ], "norms above the threshold were scaled down to it", events=True))
-    xs, ys = collect(b.data.rows, "train/clipped")
-    if xs:
-        b.used.add("train/clipped")
-        smooth = rolling_mean(ys, CLIPPED_WINDOW)
-        out.append(b.panel("Clipped updates", "fraction clipped", [
-            {"key": "train/clipped", "label": "clipped (per logged step)", "color": "#bbbbbb",
-             "segs": [vars(s) for s in segments(xs, ys)], "bad": [], "points": False, "smooth": False},
-            {"key": "train/clipped", "label": f"rolling mean over {CLIPPED_WINDOW} logs", "color": None,
-             "segs": [vars(s) for s in segments(xs, smooth)], "bad": [], "points": False, "smooth": False},
-        ], f"mean over the run: {sum(ys) / len(ys):.0%}", fixed=[0, 1]))
+    clipped = clipped_panel(b)
+    if clipped:
+        out.append(clipped)
     for key in b.keys:
         if key.startswith("train/") and key not in b.used:
             out.append(b.simple(key))
     return [p for p in out if p]
 
 
+def clipped_panel(b: PanelBuilder) -> dict[str, Any] | None:
+    """train/clipped is 0 or 1 per logged step: a rolling mean reads as the clipped fraction;
+    the raw comb is drawn under it only while it is sparse enough to see its teeth."""
+    xs, ys = b.data.column("train/clipped")
+    if not xs:
+        return None
+    b.used.add("train/clipped")
+    window = max(CLIPPED_WINDOW, len(ys) // CLIPPED_SPAN)
+    flat = {"bad": [], "points": False, "smooth": None}
+    series = [{"key": "train/clipped", "label": f"rolling mean over {window} logs", "color": None,
+               "segs": [vars(s) for s in segments(xs, rolling_mean(ys, window))], **flat}]
+    if len(ys) <= CLIPPED_RAW_MAX:
+        series.insert(0, {"key": "train/clipped", "label": "clipped (per logged step)", "color": "#bbbbbb",
+                          "segs": [vars(s) for s in segments(xs, ys)], **flat})
+    return b.panel("Clipped updates", "fraction clipped", series,
+                   f"mean over the run: {sum(ys) / len(ys):.0%}", fixed=[0, 1])
+
+
 def autopilot_panels(b: PanelBuilder) -> list[dict[str, Any]]:
     keys = [k for k in b.keys if k.startswith("guard/")]
-    nonzero = [k for k in keys if any(y for y in collect(b.data.rows, k)[1])]
+    nonzero = [k for k in keys if any(y for y in b.data.column(k)[1])]
     b.used.update(keys)
     if not nonzero:
         return []
@@ -212,7 +246,7 @@ def layer_families(data: RunData) -> dict[str, dict[str, tuple[list[float], list
     for key in data.keys():
         if is_layer_key(key) and not key.startswith("inst/unsupported/"):
             _, fam, layer = key.split("/", 2)
-            fams.setdefault(fam, {})[layer] = collect(data.rows, key)
+            fams.setdefault(fam, {})[layer] = data.column(key)
     return fams
 
 

@@ -1,7 +1,7 @@
 """The page's script: draws every chart as inline SVG from the embedded JSON.
 
 Written by hand because the report must open offline and no plotting library may be
-fetched at view time. It draws line charts (log/linear toggle, shared step axis, faded
+fetched at view time. It draws line charts (log/linear toggle, a moving-mean overlay, shared step axis, faded
 abandoned stretches, non-finite markers, autopilot markers with the logbook message on
 hover, a crosshair read-out), 1d histograms (with a step slider) and 2d heat maps. When
 every chart drew without an exception and ``window.onerror`` never fired it appends
@@ -38,6 +38,16 @@ function fmt(v) {
   if (v === null || v === undefined) return "-";
   var a = Math.abs(v);
   if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2).replace("e+", "e");
+  return String(Number(v.toPrecision(4)));
+}
+function tick(v) {  // axis labels: 200k, 1.5M, 5e-4
+  var a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e3) {
+    var u = a >= 1e9 ? [1e9, "G"] : a >= 1e6 ? [1e6, "M"] : [1e3, "k"];
+    return String(Number((v / u[0]).toPrecision(3))) + u[1];
+  }
+  if (a < 1e-3) return v.toExponential(1).replace(/\.0e/, "e");
   return String(Number(v.toPrecision(4)));
 }
 function linTicks(lo, hi, n) {
@@ -79,12 +89,12 @@ function axes(s, w, h, xs, ys, xt, yt, xlabel, ylabel) {
   yt.forEach(function (t) {
     var y = ys(t);
     svg("line", {x1: M.l, x2: w - M.r, y1: y, y2: y, stroke: "#e6e6e6"}, g);
-    svg("text", {x: M.l - 6, y: y + 4, "text-anchor": "end"}, g).textContent = fmt(t);
+    svg("text", {x: M.l - 6, y: y + 4, "text-anchor": "end"}, g).textContent = tick(t);
   });
   xt.forEach(function (t) {
     var x = xs(t);
     svg("line", {x1: x, x2: x, y1: M.t, y2: h - M.b, stroke: "#f0f0f0"}, g);
-    svg("text", {x: x, y: h - M.b + 15, "text-anchor": "middle"}, g).textContent = fmt(t);
+    svg("text", {x: x, y: h - M.b + 15, "text-anchor": "middle"}, g).textContent = tick(t);
   });
   svg("rect", {x: M.l, y: M.t, width: w - M.l - M.r, height: h - M.t - M.b, fill: "none", stroke: "#999"}, g);
   svg("text", {x: (M.l + w - M.r) / 2, y: h - 4, "text-anchor": "middle", "class": "axlabel"}, g).textContent = xlabel;
@@ -129,7 +139,7 @@ function lineChart(panel, box) {
     host.innerHTML = "";
     btn.textContent = state.log ? "log y" : "linear y";
     btn.title = "click to switch the y axis to a " + (state.log ? "linear" : "log") + " scale";
-    if (sbtn) { sbtn.textContent = state.smooth ? "smoothed" : "raw"; sbtn.title = "click to " + (state.smooth ? "hide" : "show") + " the smoothed line over the raw values"; }
+    if (sbtn) { sbtn.textContent = state.smooth ? "smoothed" : "raw"; sbtn.title = "click to " + (state.smooth ? "hide" : "show") + " the smoothed line (moving mean) over the raw values"; }
     var w = Math.max(320, host.clientWidth || 560), h = 250;
     var s = frame(host, w, h);
     var ex = DATA.xrange[1] > DATA.xrange[0] ? DATA.xrange : [DATA.xrange[0] - 1, DATA.xrange[1] + 1];
@@ -149,8 +159,10 @@ function lineChart(panel, box) {
       svg("line", {x1: M.l, x2: w - M.r, y1: y, y2: y, stroke: "#666", "stroke-dasharray": "2 3"}, plot);
       if (r.label) svg("text", {x: w - M.r - 4, y: y - 4, "text-anchor": "end", "class": "reflabel"}, plot).textContent = r.label;
     });
-    events.forEach(function (e) {
-      var x = xs(e.x), g = svg("g", {"class": "event"}, plot);
+    var taken = {};
+    events.forEach(function (e) {  // markers of different kinds at one step sit side by side
+      var px = Math.round(xs(e.x)), x = px + 2.5 * (taken[px] || 0), g = svg("g", {"class": "event"}, plot);
+      taken[px] = (taken[px] || 0) + 1;
       svg("line", {x1: x, x2: x, y1: M.t, y2: h - M.b, stroke: EV[e.kind] || "#888", "stroke-width": 1.2,
                    "stroke-dasharray": e.kind === "restart" ? "5 3" : null, opacity: 0.8}, g);
       svg("line", {x1: x, x2: x, y1: M.t, y2: h - M.b, stroke: "transparent", "stroke-width": 8}, g);
@@ -167,12 +179,14 @@ function lineChart(panel, box) {
         svg("path", {d: d, fill: "none", stroke: g.faded ? "#aaaaaa" : sr.color, "stroke-width": g.faded ? 1.2 : faint ? 1 : 1.7,
                      "stroke-opacity": faint ? 0.3 : 1,
                      "stroke-dasharray": (sr.dash || g.faded) ? "6 4" : null, "stroke-linejoin": "round"}, plot);
-        if (faint) svg("path", {d: pathOf(ema(g), xs, ys, false), fill: "none", stroke: sr.color, "stroke-width": 1.9,
-                                "stroke-linejoin": "round", "class": "smoothed"}, plot);
         if (sr.points) g.x.forEach(function (x, i) {
           if (g.y[i] !== null && isFinite(ys(g.y[i])))
             svg("circle", {cx: xs(x), cy: ys(g.y[i]), r: 2.6, fill: g.faded ? "#aaaaaa" : sr.color}, plot);
         });
+      });
+      if (sr.smooth && state.smooth) sr.smooth.forEach(function (g) {
+        svg("path", {d: pathOf(g, xs, ys, false), fill: "none", stroke: sr.color, "stroke-width": 2,
+                     "stroke-linejoin": "round", "class": "smoothed"}, plot);
       });
       sr.bad.forEach(function (b) {
         var x = xs(b[0]), t = svg("path", {d: "M" + (x - 5) + " " + (M.t + 1) + "L" + (x + 5) + " " + (M.t + 1) + "L" + x + " " + (M.t + 9) + "Z",
@@ -186,16 +200,6 @@ function lineChart(panel, box) {
   if (sbtn) sbtn.addEventListener("click", function () { state.smooth = !state.smooth; render(); });
   render();
   return render;
-}
-
-function ema(g) {  // exponential moving average over ~1/50 of the points (as a Cockpit gauge overlay)
-  var w = 1 - 1 / Math.max(2, g.x.length / 50), acc = null, y = [];
-  g.y.forEach(function (v) {
-    if (v === null) { y.push(null); return; }
-    acc = acc === null ? v : w * acc + (1 - w) * v;
-    y.push(acc);
-  });
-  return {x: g.x, y: y};
 }
 
 function crosshair(panel, host, s, w, h, xs) {

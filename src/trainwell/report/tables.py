@@ -71,7 +71,8 @@ def header_facts(data: RunData) -> list[tuple[str, list[tuple[str, str]]]]:
         ("steps", " x ".join(_parts((label, v)) for label, v in (
             ("", _get(c, "train", "steps")), ("batch", batch),
             ("accumulate", accumulate if isinstance(accumulate, int) and accumulate > 1 else None)) if v is not None)),
-        ("clip / EMA", _parts(("max norm", _get(c, "clip", "max_norm")), ("EMA decay", _get(c, "ema", "decay")))),
+        ("clip / EMA", _parts(("max norm", _get(c, "clip", "max_norm")),
+                              ("EMA", "off" if _get(c, "ema", "decay") == 0 else _get(c, "ema", "decay")))),
         ("precision", _parts(("", c.get("precision")), ("resolved to", env.get("precision")))),
         ("seed", c.get("seed", env.get("seed"))),
     ]

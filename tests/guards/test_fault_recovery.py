@@ -1,0 +1,141 @@
+"""Fault injection end to end: for each fault the run recovers, its final validation metric
+is within 5% of the clean run's, and the logbook names the step and the cause. Clean runs
+make zero interventions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainwell.config import load_config
+from trainwell.train.loop import run
+
+DIGITS = ["task.name=digits", "train.steps=300", "checkpoint.every_steps=50", "log.tensorboard=false"]
+LM = [
+    "task.name=bytes-lm", "train.steps=300", "train.batch_size=16", "task.seq_len=64", "model.width=64",
+    "model.depth=2", "model.heads=2", "train.eval_every=0", "train.eval_batches=8", "schedule.warmup_steps=30",
+    "checkpoint.every_steps=50", "log.tensorboard=false", "log.sample_chars=0", "optim.lr=3e-3",
+]
+INTERVENTIONS = ("skip", "quarantine", "rollback", "restart", "stop")
+
+
+def train(tmp_path: Path, name: str, overrides: list[str]):
+    return run(load_config(overrides=overrides), run_dir=tmp_path / name, progress=False)
+
+
+def events(result) -> list[dict]:
+    path = result.run_dir / "logbook.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def within_5_percent(result, clean, key: str) -> None:
+    a, b = result.metrics[key], clean.metrics[key]
+    assert abs(a - b) <= 0.05 * abs(b), f"{key}: {a} vs clean {b}"
+
+
+@pytest.fixture(scope="module")
+def digits_clean(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("clean"), "digits", DIGITS)
+
+
+def test_clean_digits_run_makes_no_intervention(digits_clean):
+    assert not [e for e in events(digits_clean) if e["kind"] in INTERVENTIONS]
+
+
+def test_nan_batch_is_skipped_and_its_samples_quarantined(digits_clean, tmp_path):
+    r = train(tmp_path, "nan", [*DIGITS, "faults.nan_batch_at=[150]", "faults.poison_rows=[1,2,3]"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    skip = next(e for e in ev if e["kind"] == "skip")
+    assert skip["iteration"] == 150 and skip["reason"] == "nonfinite"
+    quarantined = next(e for e in ev if e["kind"] == "quarantine")
+    assert quarantined["iteration"] == 150 and len(quarantined["sample_ids"]) == 3
+
+
+def test_scaled_batch_is_caught_by_the_input_guard(digits_clean, tmp_path):
+    r = train(tmp_path, "scale", [*DIGITS, "faults.scale_batch_at=[150]", "faults.poison_rows=[0,5]"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    skip = next(e for e in ev if e["kind"] == "skip")
+    assert skip["iteration"] == 150 and skip["reason"] == "input_outlier"
+    quarantined = next(e for e in ev if e["kind"] == "quarantine")
+    assert len(quarantined["sample_ids"]) == 2  # exactly the two scaled rows
+
+
+def test_lr_burst_rolls_back_to_an_earlier_healthy_checkpoint(digits_clean, tmp_path):
+    r = train(tmp_path, "burst", [*DIGITS, "faults.lr_burst_at=150", "faults.lr_burst_steps=3"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    restart = next(e for e in ev if e["kind"] == "restart")
+    assert restart["to_step"] < 150 and restart["lr_after"] == 0.5 and restart["clip_after"] == 0.3
+    assert any(e["kind"] == "skip" and e["iteration"] == 151 for e in ev)  # the damage shows next step
+    assert any(e["kind"] == "recovered" for e in ev)
+    assert (r.run_dir / "logbook.md").read_text().count("Rolled back") >= 1
+
+
+def test_fp16_overflow_is_logged_not_counted(digits_clean, tmp_path):
+    r = train(tmp_path, "fp16", [*DIGITS, "precision=fp16", "faults.fp16_overflow_at=[150]"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    assert any(e["kind"] == "fp16_overflow" and e["iteration"] == 150 for e in ev)
+    assert not [e for e in ev if e["kind"] in INTERVENTIONS]
+
+
+def test_corrupted_labels_do_not_derail_the_run(digits_clean, tmp_path):
+    ids = list(range(0, 1400, 28))  # 50 training samples (3.5%) with wrong labels
+    r = train(tmp_path, "labels", [*DIGITS, f"faults.corrupt_labels={ids}"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    for e in events(r):  # whatever was quarantined is named with its step and cause
+        if e["kind"] == "quarantine":
+            assert e["sample_ids"] and "step" in e and e["reason"]
+
+
+@pytest.fixture(scope="module")
+def lm_clean(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("clean"), "lm", LM)
+
+
+@pytest.mark.slow
+def test_lm_nan_loss_is_skipped(lm_clean, tmp_path):
+    r = train(tmp_path, "nan", [*LM, "faults.nan_loss_at=[150]"])
+    within_5_percent(r, lm_clean, "eval/bpb")
+    skip = next(e for e in events(r) if e["kind"] == "skip")
+    assert skip["iteration"] == 150 and skip["reason"] == "nonfinite"
+    assert not any(e["kind"] == "quarantine" for e in events(r))  # numerical, not the data's fault
+
+
+@pytest.mark.slow
+def test_lm_lr_burst_recovers(lm_clean, tmp_path):
+    r = train(tmp_path, "burst", [*LM, "faults.lr_burst_at=150", "faults.lr_burst_steps=3"])
+    within_5_percent(r, lm_clean, "eval/bpb")
+    ev = events(r)
+    assert any(e["kind"] in ("skip", "rollback") and 150 <= e["iteration"] <= 160 for e in ev)
+
+
+@pytest.mark.slow
+def test_lm_corrupted_targets_recover(lm_clean, tmp_path):
+    r = train(tmp_path, "labels", [*LM, "faults.corrupt_labels=[5, 50, 500, 5000]"])
+    within_5_percent(r, lm_clean, "eval/bpb")
+
+
+@pytest.mark.slow
+def test_lm_fp16_overflow_is_logged(lm_clean, tmp_path):
+    r = train(tmp_path, "fp16", [*LM, "precision=fp16", "faults.fp16_overflow_at=[150]"])
+    within_5_percent(r, lm_clean, "eval/bpb")
+    assert any(e["kind"] == "fp16_overflow" and e["iteration"] == 150 for e in events(r))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_ten_clean_digits_seeds_make_no_intervention(seed, tmp_path):
+    r = train(tmp_path, f"s{seed}", [*DIGITS, f"seed={seed}"])
+    assert not [e for e in events(r) if e["kind"] in INTERVENTIONS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_ten_clean_lm_seeds_make_no_intervention(seed, tmp_path):
+    r = train(tmp_path, f"s{seed}", [*LM, f"seed={seed}", "train.steps=200"])
+    assert not [e for e in events(r) if e["kind"] in INTERVENTIONS]
