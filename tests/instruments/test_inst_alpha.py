@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
-from inst_helpers import ClsTask, RegTask, cls_batch, mlp, runner_for, train_step
+from inst_helpers import (
+    ClsTask,
+    RegTask,
+    brute_per_sample,
+    cls_batch,
+    mlp,
+    runner_for,
+    train_step,
+)
 from torch import nn
 
 from trainwell.instruments.alpha import fit_quadratic
@@ -41,7 +51,7 @@ def test_alpha_matches_a_brute_force_line_search_on_an_exact_quadratic(lr: float
     task = RegTask()
     fm = FunctionalModel(model, task)
     before = {n: p.detach().clone() for n, p in fm.live_params().items()}
-    runner = runner_for(model, task, preset="off", include=("alpha",))
+    runner = runner_for(model, task, preset="off", include=("alpha",), alpha_batch="same")
     m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=lr), runner, 0)
     after = fm.live_params()
 
@@ -71,16 +81,20 @@ def test_alpha_is_zero_at_the_valley_floor_and_one_on_the_opposite_wall() -> Non
         gg = sum(float(v.square().sum()) for v in g)
         curv = sum(float((a * b).sum()) for a, b in zip(g, hg, strict=True))
         lr = factor * gg / curv
-        runner = runner_for(model, task, preset="off", include=("alpha",))
+        runner = runner_for(model, task, preset="off", include=("alpha",), alpha_batch="same")
         m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=lr), runner, 0)
         assert m["inst/alpha"] == pytest.approx(expected, abs=1e-3)
 
 
 def test_alpha_without_a_step_is_minus_one() -> None:
     model, task, batch = mlp(), ClsTask(), cls_batch()
-    runner = runner_for(model, task, preset="off", include=("alpha",))
+    runner = runner_for(model, task, preset="off", include=("alpha",), alpha_batch="same")
     m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.0), runner, 0)
     assert m["inst/alpha"] == -1.0
+    nxt = runner_for(model, task, preset="off", include=("alpha",))  # next batch: a step later
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert train_step(model, task, batch, opt, nxt, 0) == {}
+    assert train_step(model, task, batch, opt, nxt, 1) == {"inst/alpha": -1.0}
 
 
 def test_concave_fit_gives_minus_one() -> None:
@@ -97,7 +111,7 @@ def test_alpha_same_with_and_without_the_tasks_per_sample_losses() -> None:
     for per_sample in (True, False):
         model, batch = mlp(seed=3), cls_batch(seed=4)
         task = ClsTask(per_sample=per_sample)
-        runner = runner_for(model, task, preset="off", include=("alpha",))
+        runner = runner_for(model, task, preset="off", include=("alpha",), alpha_batch="same")
         m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.5), runner, 0)
         results.append(m["inst/alpha"])
     assert results[0] == pytest.approx(results[1], rel=1e-4, abs=1e-5)
@@ -120,7 +134,58 @@ def test_alpha_from_per_sample_start_equals_alpha_from_two_lines() -> None:
     results = []
     for extra in ((), ("norm_test",)):  # norm_test makes the per-sample gradients available
         model, task, batch = mlp(seed=5), ClsTask(), cls_batch(seed=6)
-        runner = runner_for(model, task, preset="off", include=("alpha", *extra))
+        runner = runner_for(
+            model, task, preset="off", include=("alpha", *extra), alpha_batch="same"
+        )
         m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.7), runner, 0)
         results.append(m["inst/alpha"])
     assert results[0] == pytest.approx(results[1], rel=1e-4, abs=1e-5)
+
+
+def _per_sample_line(model, task, batch, direction):  # noqa: ANN001, ANN202
+    """Brute force: per-sample losses and slopes ∇ℓ_i·d by a loop over samples."""
+    x, y = batch
+    grads = brute_per_sample(model, task, batch)
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+    slopes = torch.stack([sum((g[n] * direction[n]).sum() for n in g) for g in grads])
+    return losses, slopes
+
+
+def test_next_batch_alpha_is_cockpits_fit_across_two_batches() -> None:
+    model, task = mlp(seed=8), ClsTask()
+    b0, b1 = cls_batch(seed=10, n=9), cls_batch(seed=11, n=7)
+    runner = runner_for(model, task, preset="off", include=("alpha",), every=16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.8)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    start = copy.deepcopy(model)
+    assert train_step(model, task, b0, opt, runner, 0) == {}  # the far end needs the next batch
+    assert runner.due(1) and not runner.due(2)
+    d = {n: p.detach() - theta0[n] for n, p in model.named_parameters()}
+    t = float(torch.cat([v.reshape(-1) for v in d.values()]).norm())
+    unit = {n: v / t for n, v in d.items()}
+    f0, df0 = _per_sample_line(start, task, b0, unit)
+    f1, df1 = _per_sample_line(model, task, b1, unit)  # θ_{t+1} on the next batch
+    m = train_step(model, task, b1, opt, runner, 1)
+    assert set(m) == {"inst/alpha"} and not runner.due(2)
+
+    obs = np.array([f0.mean(), f1.mean(), df0.mean(), df1.mean()], dtype=float)
+    var = np.array([f0.var(), f1.var(), df0.var(), df1.var()], dtype=float)
+    phi = np.array([[1, 0, 0], [1, t, t * t], [0, 1, 0], [0, 1, 2 * t]])
+    w0, w1, w2 = np.linalg.solve(phi.T @ np.diag(1 / var) @ phi, phi.T @ np.diag(1 / var) @ obs)
+    expected = -1.0 if w2 <= 0 else 2 * t / (-w1 / w2) - 1
+    assert m["inst/alpha"] == pytest.approx(expected, rel=1e-3, abs=1e-4)
+
+
+def test_next_batch_alpha_equals_same_batch_alpha_when_the_batch_repeats() -> None:
+    values = {}
+    for mode in ("next", "same"):
+        model, task, batch = mlp(seed=2), ClsTask(), cls_batch(seed=3)
+        runner = runner_for(model, task, preset="off", include=("alpha",), alpha_batch=mode)
+        opt = torch.optim.SGD(model.parameters(), lr=0.4)  # every = 1: step 1 measures too
+        first = train_step(model, task, batch, opt, runner, 0)
+        values[mode] = first["inst/alpha"] if mode == "same" else None
+        if mode == "next":
+            opt.param_groups[0]["lr"] = 0.0  # the follow-up step itself does not matter
+            values[mode] = train_step(model, task, batch, opt, runner, 1)["inst/alpha"]
+    assert values["next"] == pytest.approx(values["same"], rel=1e-4, abs=1e-5)

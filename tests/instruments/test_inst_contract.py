@@ -16,7 +16,7 @@ from trainwell.instruments.presets import BuildArgs
 
 @pytest.mark.parametrize("name", INSTRUMENTS.names())
 def test_instrument_contract(name: str) -> None:
-    cfg = InstrumentsConfig(preset="off", include=(name,), every=1)
+    cfg = InstrumentsConfig(preset="off", include=(name,), every=16)
     inst = INSTRUMENTS.get(name)(BuildArgs(cfg, per_layer=True, explicit=True))
     assert isinstance(inst, Instrument)
     assert inst.name == name
@@ -39,6 +39,12 @@ def test_instrument_contract(name: str) -> None:
     opt.step()
     after = {k: v.clone() for k, v in model.state_dict().items()}
     metrics = runner.after_update(0)
+    if runner.due(1):  # a two-step instrument (Alpha) finishes on the next batch
+        assert name == "alpha"
+        x1, y1 = cls_batch(seed=5, n=12)
+        runner.before_update(1, (x1, y1), 1.0, 0.1)
+        after = {k: v.clone() for k, v in model.state_dict().items()}
+        metrics.update(runner.after_update(1))
 
     if name == "attention":  # an MLP has no attention: nothing to report, nothing to explain
         assert metrics == {} and runner.warnings == []
@@ -50,4 +56,4 @@ def test_instrument_contract(name: str) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(v, after[k]), f"{name} changed {k}"
     assert not torch.equal(after["0.weight"], state["0.weight"])  # the step itself did happen
-    assert runner.after_update(0) == {}  # measured once
+    assert runner.after_update(0) == {} and not runner.due(2)  # measured once

@@ -81,7 +81,7 @@ def test_hess_max_ev_with_the_default_budget_is_close() -> None:
 def test_hutchinson_trace_is_within_its_standard_error() -> None:
     model, task, batch = _tiny(), ClsTask(), cls_batch(n=8, d_in=3)
     h = _dense_hessian(model, task, batch)
-    m_vectors = 1000
+    m_vectors = 200  # 5 standard errors below bound the check; more vectors only cost time
     runner = runner_for(model, task, preset="off", include=("hess_trace",), hess_samples=m_vectors)
     m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.0), runner, 0)
     # Var(zᵀHz) = 2 Σ_{i≠j} H_ij² for Rademacher z
@@ -109,11 +109,11 @@ def test_tic_uses_the_per_sample_second_moment_over_the_trace() -> None:
     h = _dense_hessian(model, task, batch)
     gs = torch.stack([flat(g) for g in brute_per_sample(model, task, batch)]).double()
     second = float(gs.square().mean(0).sum())
-    runner = runner_for(model, task, preset="off", include=("tic", "hess_trace"), hess_samples=1000)
+    runner = runner_for(model, task, preset="off", include=("tic", "hess_trace"), hess_samples=64)
     m = train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.0), runner, 0)
     # TIC shares the Hutchinson estimate with HessTrace: exact given that estimate
     assert m["inst/tic"] == pytest.approx(second / (m["inst/hess_trace"] + 1e-7), rel=1e-4)
-    sigma = math.sqrt(2 * float(h.square().sum() - h.diagonal().square().sum()) / 1000)
+    sigma = math.sqrt(2 * float(h.square().sum() - h.diagonal().square().sum()) / 64)
     assert m["inst/hess_trace"] == pytest.approx(float(h.trace()), abs=5 * sigma)
 
 

@@ -119,7 +119,7 @@ class Autopilot:
         if recovered:
             ema = self.rollback.ema if self.rollback.ema is not None else float("nan")
             why = (
-                f"the smoothed loss {ema:.4g} is back at its pre-rollback best {target:.4g}"
+                f"the smoothed loss {ema:.4g} is back below {target:.4g}, its level before the incident"
                 if target is not None and ema <= target
                 else f"{self.cfg.recovery_steps} steps in a row without intervention"
             )

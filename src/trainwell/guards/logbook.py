@@ -103,13 +103,16 @@ def render_markdown(events: Iterable[Mapping[str, Any]], title: str = "Logbook")
     events = list(events)
     incidents: list[dict[str, Any]] = []  # {"events": [...], "next": [...]}
     last_it: float | None = None
+    closed = False
     for e in events:
         if e.get("kind") in OUTCOMES:
             if incidents:
                 incidents[-1]["next"].append(e)
+                closed = True  # what comes after a recovery is a new incident
             continue
         it = _when(e)
-        if not incidents or last_it is None or it is None or abs(it - last_it) > GROUP_GAP:
+        if closed or not incidents or last_it is None or it is None or abs(it - last_it) > GROUP_GAP:
+            closed = False
             incidents.append({"events": [], "next": []})
         incidents[-1]["events"].append(e)
         last_it = it if it is not None else last_it

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from trainwell.instruments.activations import ActivationStats, AttentionLogits, FinalActivation
 from trainwell.instruments.alpha import Alpha
-from trainwell.instruments.base import Context, Histogram, Instrument, Metrics, MicroGrads
+from trainwell.instruments.base import (
+    Context,
+    Histogram,
+    Instrument,
+    Metrics,
+    MicroGrads,
+    TwoStepInstrument,
+)
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.instruments.curvature import TIC, HessMaxEV, HessTrace
 from trainwell.instruments.functional import Curvature, FunctionalModel
@@ -53,6 +60,7 @@ __all__ = [
     "NormTest",
     "OrthoTest",
     "ParamNorm",
+    "TwoStepInstrument",
     "UpdateSize",
     "build_instruments",
     "instrument_names",

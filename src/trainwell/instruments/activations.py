@@ -2,8 +2,8 @@
 the largest attention logit.
 
 Nothing is hooked on ordinary steps. On a due step the recorder re-runs one forward of the
-batch at θ_t (no grad, cloned buffers, forked RNG) with forward hooks registered only for
-that forward, so the training hot path never pays for a hook call.
+batch at θ_t, before the optimizer step (no grad, cloned buffers, forked RNG), with forward
+hooks registered only for that forward, so the training hot path never pays for a hook call.
 
 Attention logits are measured through ``F.scaled_dot_product_attention``: during that
 forward a ``TorchFunctionMode`` sees every call, recomputes q·kᵀ·scale under the call's
@@ -69,20 +69,32 @@ class Activations:
     """Modules named like attention (to explain a missing measurement)."""
 
 
+class Layout:
+    """What the recorder hooks, found once per model (module lists do not change)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = list(model.named_modules())
+        self.activations = [
+            (n, m, kind_of(m)) for n, m in self.modules if isinstance(m, ACTIVATION_TYPES)
+        ]
+        self.final = final_layer(model)
+        self.attention_like = [n for n, m in self.modules if _looks_like_attention(n, m)]
+
+
 def record(
     fn: FunctionalModel,
-    params: dict[str, Tensor],
+    params: dict[str, Tensor] | None,
     batch: Any,
+    layout: Layout,
     *,
     outputs: bool,
     final: bool,
     attention: bool,
 ) -> Activations:
-    """One forward of ``batch`` at ``params`` with temporary hooks; returns what they saw."""
-    model = fn.model
+    """One forward of ``batch`` at ``params`` (None: the live ones) with temporary hooks;
+    returns what they saw."""
     acts = Activations()
     handles: list[Any] = []
-    names = {m: n for n, m in model.named_modules()}
     stack: list[str] = []
 
     def keep(name: str, kind: str) -> Callable[..., None]:
@@ -100,19 +112,17 @@ def record(
         acts.final_input = inputs[0].detach()
 
     if outputs:
-        for m, n in names.items():
-            if isinstance(m, ACTIVATION_TYPES):
-                handles.append(m.register_forward_hook(keep(n, kind_of(m))))
-    head = final_layer(model) if final else None
-    if head is not None:
-        handles.append(head.register_forward_pre_hook(keep_input))
+        for n, m, kind in layout.activations:
+            handles.append(m.register_forward_hook(keep(n, kind)))
+    if final and layout.final is not None:
+        handles.append(layout.final.register_forward_pre_hook(keep_input))
     if attention:
-        acts.attention_like = [n for n, m in model.named_modules() if _looks_like_attention(n, m)]
+        acts.attention_like = list(layout.attention_like)
 
         def leave(*_: Any) -> None:
             stack.pop()  # and return None: a forward hook's return value replaces the output
 
-        for m, n in names.items():
+        for n, m in layout.modules:
             handles.append(m.register_forward_pre_hook(_enter(stack, n)))
             handles.append(m.register_forward_hook(leave))
     probe = _AttentionProbe(acts.attention, stack) if attention else nullcontext()

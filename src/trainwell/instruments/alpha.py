@@ -23,56 +23,87 @@ class Alpha:
     f(τ) = L(θ_t + τ d/‖d‖), fit f(τ) ≈ w₀ + w₁τ + w₂τ² by weighted least squares to four
     observations: f(0), f(t), f′(0), f′(t), each the mean over the measured samples and
     weighted by the inverse variance of its per-sample values. Then the opposite wall of
-    the parabola is at ᾱ = −w₁/w₂ and (Schneider, Dangel & Hennig 2021, "Cockpit", eq. in
-    §3; ``alpha.py``)
+    the parabola is at ᾱ = −w₁/w₂ and (Schneider, Dangel & Hennig 2021, "Cockpit", and
+    its ``alpha.py``)
 
         α = 2t/ᾱ − 1;   α = −1 for a concave fit or no step (t = 0).
 
-    Difference from Cockpit: Cockpit observes f(t), f′(t) on the *next* mini-batch; here
-    both ends are evaluated on the *same* samples (θ_t and θ_{t+1} are both known after the
-    update), which removes batch-to-batch noise from the fit and needs no second scheduled
-    step. The slopes f′ = ∇ℓ_i·d/‖d‖ come per sample from two reverse passes.
+    ``batch="next"`` (default, Cockpit's definition): f(0), f′(0) come from this step's
+    mini-batch at θ_t and f(t), f′(t) from the *next* step's mini-batch at θ_{t+1}, so the
+    value is reported one step later (the runner makes that step due for it). The
+    mini-batch noise is part of the reading: Cockpit's guidance below refers to this one.
+    ``batch="same"``: both ends on the same samples, right after the update: smoother, no
+    follow-up step, and lower than Cockpit's α (a fresh batch at θ_{t+1} usually sits
+    higher on its own loss). The slopes f′ = ∇ℓ_i·d/‖d‖ come per sample from two reverse
+    passes.
 
     Needs: update (and the batch). Cost: one forward and two backward passes at θ_{t+1},
     the same again at θ_t unless per-sample gradients are measured anyway (economy).
     Reading: −1 no step, 0 the step landed on the valley floor, 1 on the opposite wall at
     the same height, > 1 the loss went up. α > 0 is overshooting, and mild overshooting
     is what good runs do: in Cockpit's learning-rate study the best test accuracy came
-    consistently from runs with a median α somewhat above 0, never from α ≈ 0.
+    consistently from runs with a median α somewhat above 0, never from α ≈ 0. Read the
+    distribution over many steps, not one value.
     """
 
     name = "alpha"
     needs = frozenset({UPDATE})
 
+    def __init__(self, batch: str = "next") -> None:
+        if batch not in ("next", "same"):
+            raise ValueError(f"Alpha(batch=...) must be 'next' or 'same', got {batch!r}")
+        self.batch = batch
+        self._start: tuple[float, dict[str, Tensor], Tensor, Tensor] | None = None
+        """(t, d/‖d‖, f_i(0), f_i′(0)) of a step whose far end awaits the next batch."""
+
+    @property
+    def pending(self) -> bool:
+        """Whether the next step must be measured to finish this α (``batch="next"``)."""
+        return self._start is not None
+
     def measure(self, ctx: Context) -> Metrics:
         before, after = ctx.params_before, ctx.params_after
         assert before is not None and after is not None
         names = list(before)
-        d = dict(
-            zip(
-                names,
-                torch._foreach_sub([after[n] for n in names], [before[n] for n in names]),
-                strict=True,
-            )
-        )
+        diff = torch._foreach_sub([after[n] for n in names], [before[n] for n in names])
+        d = dict(zip(names, diff, strict=True))
         t = float(sq_norm(d).sqrt())  # one host sync: a zero step (LR 0 in warm-up) has no line
         if t == 0.0:
+            if self.batch == "next":  # reported one step later like every other value
+                self._start = (0.0, {}, torch.zeros(0), torch.zeros(0))
+                return {}
             return {key(self.name): -1.0}
         direction = {n: v / t for n, v in d.items()}
         # the same dropout masks at both ends of the line (the runner restores the RNG after)
         seed = SEED_BASE + ctx.step
         if _start_from_per_sample(ctx):
             # the start point is free: the per-sample gradients at θ_t are already there
-            psg, n = ctx.per_sample_grads, ctx.per_sample_losses.shape[0]
-            f0 = ctx.per_sample_losses
+            psg, losses = ctx.per_sample_grads, ctx.per_sample_losses
+            assert psg is not None and losses is not None
+            n = losses.shape[0]
+            f0 = losses
             df0 = sum(
                 psg[k].reshape(n, -1) @ direction[k].reshape(-1).to(psg[k].dtype) for k in names
             )
         else:
             torch.manual_seed(seed)
             f0, df0 = ctx.fn.line(before, ctx.samples, direction)
+        if self.batch == "next":
+            self._start = (t, direction, f0, df0)
+            return {}
         torch.manual_seed(seed)
         f1, df1 = ctx.fn.line(after, ctx.samples, direction)
+        return {key(self.name): alpha_from_observations(t, f0, df0, f1, df1)}
+
+    def follow_up(self, ctx: Context) -> Metrics:
+        """At the next step, before its update: the far end on the new batch at θ_{t+1}."""
+        start, self._start = self._start, None
+        if start is None or ctx.params_before is None:
+            return {}
+        t, direction, f0, df0 = start
+        if t == 0.0:
+            return {key(self.name): -1.0}
+        f1, df1 = ctx.fn.line(ctx.params_before, ctx.samples, direction)
         return {key(self.name): alpha_from_observations(t, f0, df0, f1, df1)}
 
 
@@ -103,17 +134,12 @@ def fit_quadratic(t: float, fs: Tensor, dfs: Tensor, var_fs: Tensor, var_dfs: Te
 
 
 def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: Tensor) -> float:
-    """α from per-sample losses (B,) and slopes (B,) at both ends of a step of length t."""
+    """α from per-sample losses and slopes at both ends of a step of length t (the two
+    ends may hold different samples: Cockpit's next-batch variant)."""
     fs = torch.stack([f0.float().mean(), f1.float().mean()])
     dfs = torch.stack([df0.float().mean(), df1.float().mean()])
-    n = f0.numel()
-    zero = torch.zeros((), device=f0.device)
-    var_fs = (
-        torch.stack([f0.float().var(), f1.float().var()]) if n > 1 else torch.stack([zero, zero])
-    )
-    var_dfs = (
-        torch.stack([df0.float().var(), df1.float().var()]) if n > 1 else torch.stack([zero, zero])
-    )
+    var_fs = torch.stack([_var(f0), _var(f1)])
+    var_dfs = torch.stack([_var(df0), _var(df1)])
     w0, w1, w2 = fit_quadratic(t, fs, dfs, var_fs, var_dfs).tolist()
     if not w2 > 0:  # concave (or flat) along the step: still going downhill at the far end
         return -1.0
@@ -121,3 +147,8 @@ def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: 
         return float("inf")
     alpha_bar = -w1 / w2
     return 2.0 * t / alpha_bar - 1.0
+
+
+def _var(x: Tensor) -> Tensor:
+    # unbiased, as Cockpit; a single sample has no spread (the floor then applies)
+    return x.float().var() if x.numel() > 1 else torch.zeros((), device=x.device)

@@ -130,6 +130,18 @@ class Instrument(Protocol):
         ...
 
 
+class TwoStepInstrument(Instrument, Protocol):
+    """An instrument that finishes a measurement at the next step (Cockpit's TwoStep kind,
+    e.g. Alpha's far end on the next mini-batch). While ``pending`` is true the runner
+    makes the next step due and calls ``follow_up`` with that step's context (θ_{t+1} as
+    ``params_before``, the new batch) before any ``measure`` of that step."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    def follow_up(self, ctx: Context) -> Metrics: ...
+
+
 def key(name: str, layer: str | None = None) -> str:
     """``inst/<name>`` or ``inst/<name>/<layer>``."""
     return f"inst/{name}" if layer is None else f"inst/{name}/{layer}"
@@ -145,8 +157,8 @@ def sq_norm(tensors: dict[str, Tensor] | list[Tensor]) -> Tensor:
     return torch.stack([n.float() for n in norms]).square().sum()
 
 
-def layer_sq_norms(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """name -> sum of squares of that tensor (0-d), in one fused call."""
+def layer_sq_norms(tensors: dict[str, Tensor]) -> tuple[list[str], Tensor]:
+    """(names, (L,) sums of squares per tensor), in one fused norm call and one stack."""
     names = list(tensors)
     norms = torch._foreach_norm([tensors[n] for n in names])
-    return {n: v.float().square() for n, v in zip(names, norms, strict=True)}
+    return names, torch.stack(norms).float().square()

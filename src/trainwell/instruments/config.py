@@ -13,9 +13,9 @@ Preset = Literal["off", "minimal", "economy", "business", "full"]
 
 class InstrumentsConfig(Section):
     preset: Preset = "minimal"
-    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads; about 1.00x a step at every = 16); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: it costs next to nothing and catches most problems; see docs/instruments.md for measured costs."""
+    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: one extra forward and a few norms per measurement (measured 1.04-1.11x a step at every = 16 on the digits MLP on a busy 2-core CPU), and it shows the norms that go wrong first; the per-sample presets cost far more, see docs/instruments.md."""
     every: int = Field(16, ge=1)
-    """Measure every this many applied steps (at step 0, every, 2*every, ...). 16 keeps economy near 1.05x a step on mid-sized models (Cockpit's benchmark: economy at interval 16 cost 1.04x on CIFAR-10 3c3d); non-due steps cost one integer check."""
+    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 16 as Cockpit's benchmark, where economy at interval 16 cost 1.04x a step on CIFAR-10 3c3d (GPU); on tiny models per-sample work dominates a step and economy wants 64-256 (docs/instruments.md). Steps that are not due cost one integer check."""
     include: tuple[str, ...] = ()
     """Instruments to run in addition to the preset, by name (e.g. ["mean_gsnr", "cabs"]); see docs/instruments.md for the list."""
     exclude: tuple[str, ...] = ()
@@ -24,6 +24,8 @@ class InstrumentsConfig(Section):
     """Also report norms per parameter tensor (keys inst/<name>/<param>). None = the preset decides: global only for minimal (a handful of keys), per layer for the others (as Cockpit)."""
     max_samples: int = Field(64, ge=2)
     """Per-sample quantities use at most this many samples of the batch. Per-sample gradients take max_samples x (number of parameters) floats of memory for a moment; 64 covers the usual small-model batch (Cockpit's benchmarks used 64-128); lower it for large models."""
+    alpha_batch: Literal["next", "same"] = "next"
+    """Where Alpha observes the far end of the step: 'next' = on the next step's mini-batch at θ_{t+1} (Cockpit's definition, whose readings docs/instruments.md quotes; reported one step later), 'same' = on the same samples right after the update (smoother, reads lower than Cockpit's)."""
     hist_bins: int = Field(100, ge=2)
     """Bins of the 1d gradient histogram (Cockpit's GradHist1d: 100)."""
     hist_range: float = Field(2.0, gt=0.0)
@@ -39,7 +41,7 @@ class InstrumentsConfig(Section):
     hess_rtol: float = Field(1e-3, gt=0.0)
     """Power iteration stops when the eigenvalue estimate changes by less than this, relatively (Cockpit: 1e-3)."""
     hess_samples: int = Field(8, ge=1)
-    """Rademacher vectors per Hutchinson trace estimate (one batched Hessian-vector product). The estimate's standard error falls as 1/sqrt(hess_samples); 8 resolves changes of the trace over training at about two backward passes' cost."""
+    """Rademacher vectors per Hutchinson trace estimate, all in one batched Hessian-vector product. The standard error is sqrt(2 Σ_{i≠j} H_ij² / hess_samples): 8 follows the trend of the trace over training; the cost grows linearly with it."""
     noise_ema: float = Field(0.9, ge=0.0, lt=1.0)
     """EMA factor, per measurement, of the noise scale's numerator and denominator (averaged separately before dividing, as gpt-neox). gpt-neox uses 0.99 when measuring every step; measurements here are every-th step, so 0.9 (a window of ~10 measurements)."""
     saturation_eps: float = Field(0.01, gt=0.0, lt=0.5)

@@ -143,7 +143,7 @@ class TIC:
     def measure(self, ctx: Context) -> Metrics:
         m = moments(ctx)
         trace, _ = hutchinson(ctx, self.samples)
-        second = sum(v.float().sum() for v in m.sq_mean.values())
+        second = m.sample_sq.mean()  # Σ_j (1/B) Σ_i g_ij² = (1/B) Σ_i ‖g_i‖²
         return {key(self.name): second / (trace + TIC_EPS)}
 
 

@@ -60,8 +60,8 @@ class FunctionalModel:
         named = dict(self.model.named_parameters())
         return {n: named[n].detach() for n in self.param_names}
 
-    def _state(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
-        state = {f"model.{n}": p for n, p in params.items()}
+    def _state(self, params: dict[str, Tensor] | None) -> dict[str, Tensor]:
+        state = {f"model.{n}": p for n, p in (params or {}).items()}
         # cloned buffers: a training-mode forward (BatchNorm) updates these copies
         for n, b in self.model.named_buffers():
             state[f"model.{n}"] = b.clone()
@@ -69,9 +69,14 @@ class FunctionalModel:
 
     # ------------------------------------------------------------ batched evaluations
 
-    def loss_output(self, params: dict[str, Tensor], batch: Any) -> LossOutput:
-        """task.loss at ``params``; differentiable with ordinary autograd when ``params`` require grad."""
-        return functional_call(self._module, self._state(params), (batch,))
+    def loss_output(self, params: dict[str, Tensor] | None, batch: Any) -> LossOutput:
+        """task.loss at ``params`` (None: the live parameters, e.g. θ_t before the optimizer
+        step, without swapping anything in); differentiable with ordinary autograd when
+        ``params`` require grad."""
+        state = self._state(params)
+        if not state:  # live parameters and no buffer to protect: the plain call
+            return self._module(batch)
+        return functional_call(self._module, state, (batch,))
 
     def mean_loss(self, params: dict[str, Tensor], batch: Any) -> Tensor:
         out = self.loss_output(params, batch)

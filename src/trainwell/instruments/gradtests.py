@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from trainwell.instruments.base import PER_SAMPLE, Context, Metrics, key
-from trainwell.instruments.persample import moments
+from trainwell.instruments.persample import element_second_moment, moments
 
 GSNR_EPS = 1e-5
 """Stabiliser of MeanGSNR's denominator (Cockpit's value): elements with no variance."""
@@ -94,11 +94,11 @@ class MeanGSNR:
     needs = frozenset({PER_SAMPLE})
 
     def measure(self, ctx: Context) -> Metrics:
-        m = moments(ctx)
+        m, second = moments(ctx), element_second_moment(ctx)
         total = torch.zeros((), device=m.grad_sq.device)
         count = 0
         for name, g in m.mean.items():
             g2 = g.float().square()
-            total = total + (g2 / (m.sq_mean[name] - g2 + GSNR_EPS)).sum()
+            total = total + (g2 / (second[name] - g2 + GSNR_EPS)).sum()
             count += g.numel()
         return {key(self.name): total / count}

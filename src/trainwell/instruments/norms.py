@@ -12,10 +12,11 @@ from torch import Tensor
 from trainwell.instruments.base import GRADS, INIT, UPDATE, Context, Metrics, key, layer_sq_norms
 
 
-def _report(name: str, sq: dict[str, Tensor], per_layer: bool) -> Metrics:
-    out: Metrics = {key(name): torch.stack(list(sq.values())).sum().sqrt()} if sq else {}
+def _report(name: str, sq: tuple[list[str], Tensor], per_layer: bool) -> Metrics:
+    names, values = sq  # (L,) squared norms
+    out: Metrics = {key(name): values.sum().sqrt()}
     if per_layer:
-        out.update({key(name, n): v.sqrt() for n, v in sq.items()})
+        out.update(zip((key(name, n) for n in names), values.sqrt().unbind(), strict=True))
     return out
 
 
@@ -87,15 +88,13 @@ class UpdateSize:
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.params_before is not None and ctx.params_after is not None
-        upd = layer_sq_norms(_diff(ctx.params_after, ctx.params_before))
-        par = layer_sq_norms(ctx.params_before)
-        out = _report(self.name, upd, self.per_layer)
-        total_u = torch.stack(list(upd.values())).sum()
-        total_p = torch.stack(list(par.values())).sum()
-        out[key("update_ratio")] = _ratio(total_u, total_p)
+        names, upd = layer_sq_norms(_diff(ctx.params_after, ctx.params_before))
+        _, par = layer_sq_norms({n: ctx.params_before[n] for n in names})
+        out = _report(self.name, (names, upd), self.per_layer)
+        out[key("update_ratio")] = _ratio(upd.sum(), par.sum())
         if self.per_layer:
-            for n in upd:
-                out[key("update_ratio", n)] = _ratio(upd[n], par[n])
+            ratios = _ratio(upd, par).unbind()
+            out.update(zip((key("update_ratio", n) for n in names), ratios, strict=True))
         return out
 
 

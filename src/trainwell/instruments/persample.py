@@ -5,13 +5,13 @@ gradient, j runs over parameter elements. From one pass over the (B, P) per-samp
 gradients we keep O(B + P) numbers, computed once per due step and cached in the context:
 
 - ``mean``        g, per parameter tensor
-- ``sq_mean``     (1/B) Σ_i g_ij², per element (second moment; variance = sq_mean - g²)
 - ``sample_sq``   ‖g_i‖² (B,), over all parameters
 - ``sample_dot``  g_iᵀg (B,), over all parameters
 - ``grad_sq``     ‖g‖²
 
-NormTest, InnerTest, OrthoTest, MeanGSNR, CABS, EarlyStopping, TIC and the one-batch noise
-scale are all closed-form in these (no Gram matrix, no second pass).
+NormTest, InnerTest, OrthoTest, CABS, TIC, the histogram's spread and the one-batch noise
+scale are all closed-form in these (no Gram matrix, no second pass). MeanGSNR and
+EarlyStopping also need the per-element second moment (1/B) Σ_i g_ij², computed on demand.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class GradMoments:
     n: int
     """B: samples measured."""
     mean: dict[str, Tensor]
-    sq_mean: dict[str, Tensor]
     sample_sq: Tensor
     """(B,) ‖g_i‖²."""
     sample_dot: Tensor
@@ -45,31 +44,44 @@ class GradMoments:
 
 
 def moments(ctx: Context) -> GradMoments:
-    """The shared reductions of ``ctx.per_sample_grads`` (cached per step)."""
+    """The shared reductions of ``ctx.per_sample_grads`` (cached per step): three passes,
+    each a BLAS-style kernel without a (B, P) temporary."""
     cached = ctx.cache.get("moments")
     if cached is not None:
         return cached
-    psg = ctx.per_sample_grads
-    if psg is None:
-        raise RuntimeError(
-            "moments() needs per_sample_grads: declare PER_SAMPLE in the instrument's needs"
-        )
-    n = next(iter(psg.values())).shape[0]
-    mean, sq_mean = {}, {}
+    psg = _per_sample(ctx)
     first = next(iter(psg.values()))
+    n = first.shape[0]
+    mean = {}
     sample_sq = torch.zeros(n, device=first.device)
     sample_dot = torch.zeros(n, device=first.device)
     for name, g in psg.items():
         flat = g.reshape(n, -1).float()  # (B, n_l)
         m = flat.mean(0)  # (n_l,)
         mean[name] = m.view(g.shape[1:])
-        sq = flat.square()  # (B, n_l)
-        sq_mean[name] = sq.mean(0).view(g.shape[1:])
-        sample_sq += sq.sum(1)
+        sample_sq += torch.linalg.vecdot(flat, flat)  # (B,) row-wise dots
         sample_dot += flat @ m  # (B,)
-    grad_sq = sum(
-        (m.square().sum() for m in mean.values()), start=torch.zeros((), device=first.device)
-    )
-    out = GradMoments(n, mean, sq_mean, sample_sq, sample_dot, grad_sq)
+    grad_sq = torch.stack([m.square().sum() for m in mean.values()]).sum()
+    out = GradMoments(n, mean, sample_sq, sample_dot, grad_sq)
     ctx.cache["moments"] = out
     return out
+
+
+def element_second_moment(ctx: Context) -> dict[str, Tensor]:
+    """(1/B) Σ_i g_ij² per parameter element (cached per step). Only the per-element
+    quantities (MeanGSNR, EarlyStopping) need it; it costs a (B, n_l) temporary per tensor."""
+    cached = ctx.cache.get("second_moment")
+    if cached is not None:
+        return cached
+    psg = _per_sample(ctx)
+    out = {name: g.float().square().mean(0) for name, g in psg.items()}
+    ctx.cache["second_moment"] = out
+    return out
+
+
+def _per_sample(ctx: Context) -> dict[str, Tensor]:
+    if ctx.per_sample_grads is None:
+        raise RuntimeError(
+            "per-sample moments need per_sample_grads: declare PER_SAMPLE in the instrument's needs"
+        )
+    return ctx.per_sample_grads

@@ -44,7 +44,9 @@ _add(
     "norm of the update and update/parameter ratio",
 )
 _add("distance", lambda a: Distance(a.per_layer), "distance from the initialisation")
-_add("alpha", lambda a: Alpha(), "where along the valley the step landed (Cockpit)")
+_add(
+    "alpha", lambda a: Alpha(a.cfg.alpha_batch), "where along the valley the step landed (Cockpit)"
+)
 _add("norm_test", lambda a: NormTest(), "gradient norm test (Byrd et al. 2012)")
 _add("inner_test", lambda a: InnerTest(), "inner-product test (Bollapragada et al. 2018)")
 _add("ortho_test", lambda a: OrthoTest(), "orthogonality test (Bollapragada et al. 2018)")

@@ -1,19 +1,26 @@
 """InstrumentRunner: the one object the training loop talks to.
 
-Call sites in the loop (all cheap integer checks on steps that are not due):
+Call sites in the loop; on steps that are not due each is one integer check:
 
     for micro-batch i:  ... loss.backward()
-        runner.after_micro_backward(step, count_i, grad_factor)   # only for the noise scale
-    record = ...; verdict = guards(record)
+        runner.after_micro_backward(step, count_i, grad_factor)   # only feeds the noise scale
+    record = ...; verdict = guards(record)                        # APPLY:
     runner.before_update(step, batch, record.loss, record.lr)     # .grad = this update's gradient
     optimizer.step()
     metrics = runner.after_update(step)                           # {} unless due
 
-On a due step ``before_update`` copies θ_t (and the gradient when asked); ``after_update``
-builds one Context with what the due instruments need, evaluating everything at θ_t or
-θ_{t+1} through torch.func on copies (never the live model, its .grad, its buffers or the
-optimizer), inside a forked RNG so the training random stream is untouched, and reads
-all results back in one host sync.
+``step`` is the number of applied updates before this one (the StepRecord's ``step``).
+Call ``before_update``/``after_update`` on every applied update, or at least whenever
+``runner.due(step)``: a step is due every ``every`` steps, and the step after one when a
+two-step instrument (Alpha on the next mini-batch) finishes there. A skipped update simply
+gets no ``after_update``.
+
+On a due step ``before_update`` copies θ_t (and the gradient when asked) and records the
+activation forward while the live parameters are still θ_t; ``after_update`` builds one
+Context with what the due instruments need, evaluating at θ_t or θ_{t+1} through
+torch.func on copies (never the live model, its .grad, its buffers or the optimizer),
+inside a forked RNG so that the training random stream is untouched, and reads all
+results back in one host sync per device.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainwell.instruments.activations import record
+from trainwell.instruments.activations import Activations, Layout, record
 from trainwell.instruments.base import (
     ACTIVATIONS,
     ATTENTION,
@@ -65,12 +72,17 @@ class _Micro:
 @dataclass
 class _Pending:
     step: int
+    scheduled: bool
+    """A measuring step (else only a two-step instrument's follow-up)."""
     batch: Any
     loss: float
     lr: float
     params_before: dict[str, Tensor]
     grads: dict[str, Tensor] | None
     micro: MicroGrads | None
+    activations: Activations | None = None
+    failures: list[tuple[str, Exception]] = field(default_factory=list)
+    """(need, error) of what could not be recorded before the update."""
 
 
 class InstrumentRunner:
@@ -105,13 +117,20 @@ class InstrumentRunner:
         self.every = self.cfg.every
         self.strict = strict
         self.fn = FunctionalModel(model, task)
+        named = dict(model.named_parameters())
+        self._param_list = [named[n] for n in self.fn.param_names]
         self.warnings: list[str] = []
         """One line per distinct problem or note, in the order first seen (shown once)."""
         self._disabled: set[str] = set()
         self._hist: dict[str, deque[Histogram]] = {}
         self._pending: _Pending | None = None
         self._micro: _Micro | None = None
+        self._following: list[Instrument] = []
+        """Two-step instruments waiting for the next step (e.g. Alpha's far end)..."""
+        self._follow_step = -1
+        """... which is this one."""
         self._init = self._copy_params() if INIT in self.needs else None
+        self._layout: Layout | None = None
 
     # ------------------------------------------------------------ schedule
 
@@ -120,7 +139,12 @@ class InstrumentRunner:
         return frozenset().union(*(i.needs for i in self._active()))
 
     def due(self, step: int) -> bool:
-        """Whether the update after ``step`` applied steps is measured."""
+        """Whether the runner wants ``before_update``/``after_update`` for the update after
+        ``step`` applied steps: every ``every``-th step, and the step after a measurement
+        that a two-step instrument (Alpha) finishes on the next batch."""
+        return self._scheduled(step) or (bool(self._following) and step == self._follow_step)
+
+    def _scheduled(self, step: int) -> bool:
         return step % self.every == 0 and bool(self.instruments)
 
     # ------------------------------------------------------------ loop call sites
@@ -131,7 +155,7 @@ class InstrumentRunner:
         """After micro-batch i's backward: ``.grad`` holds grad_factor × Σ_{j≤i} ∇(LossOutput.sum
         of micro-batch j) and ``count`` is micro-batch i's LossOutput.count. step.py passes
         grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
-        if not self.due(step) or MICRO not in self.needs:
+        if not self._scheduled(step) or MICRO not in self.needs:
             return
         st = self._micro
         if st is None or st.step != step:
@@ -149,37 +173,42 @@ class InstrumentRunner:
     def before_update(self, step: int, batch: Any, loss: float, lr: float) -> None:
         """After backward (``.grad`` is the update's mean gradient), before the optimizer step."""
         self._pending = None
-        if not self.due(step) or not self._active():
+        if self._following and step != self._follow_step:
+            self._following = []  # the loop moved on without that step: the follow-up expired
+        scheduled = self._scheduled(step) and bool(self._active())
+        if not scheduled and not self._following:
             return
         grads = None
-        if GRADS in self.needs:
+        if scheduled and GRADS in self.needs:
             grads = {
                 n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
                 for n, p in zip(self.fn.param_names, self._params(), strict=True)
             }
-        self._pending = _Pending(
-            step, batch, float(loss), float(lr), self._copy_params(), grads, self._take_micro(step)
+        micro = self._take_micro(step) if scheduled else None
+        pending = _Pending(
+            step, scheduled, batch, float(loss), float(lr), self._copy_params(), grads, micro
         )
+        if scheduled:
+            self._record(pending)
+        self._pending = pending
 
     def after_update(self, step: int) -> dict[str, float]:
         """After the optimizer step: measure the due instruments; {} on other steps."""
         pending, self._pending = self._pending, None
         if pending is None or pending.step != step:
             return {}
-        device = (
-            pending.params_before[self.fn.param_names[0]].device
-            if self.fn.param_names
-            else torch.device("cpu")
-        )
         metrics: Metrics = {}
         # the training RNG stream must not see the instruments (dropout in their forwards)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=_rng_devices(pending.params_before)):
             ctx = self._context(pending, metrics)
-            for inst in self._active():
-                try:
-                    metrics.update(inst.measure(ctx))
-                except Exception as e:  # a diagnostic must not end the run
-                    self._fail(inst.name, e, metrics)
+            following, self._following = self._following, []
+            for inst in following:  # finish last step's two-step measurements first
+                self._run(inst, inst.follow_up, ctx, metrics)  # type: ignore[attr-defined]
+            if pending.scheduled:
+                for inst in self._active():
+                    self._run(inst, inst.measure, ctx, metrics)
+            self._following = [i for i in self._active() if getattr(i, "pending", False)]
+            self._follow_step = step + 1
         for name, h in ctx.histograms.items():
             self._hist.setdefault(name, deque(maxlen=HIST_KEEP)).append(h)
         for note in ctx.notes:
@@ -189,6 +218,7 @@ class InstrumentRunner:
     def close(self) -> None:
         """Drop every copy the runner holds."""
         self._pending = self._micro = None
+        self._following = []
 
     # ------------------------------------------------------------ outputs and state
 
@@ -216,8 +246,8 @@ class InstrumentRunner:
         return [i for i in self.instruments if i.name not in self._disabled]
 
     def _params(self) -> list[nn.Parameter]:
-        named = dict(self.model.named_parameters())
-        return [named[n] for n in self.fn.param_names]
+        # the Parameter objects are stable: load_state_dict (resume, rollback) copies into them
+        return self._param_list
 
     def _copy_params(self) -> dict[str, Tensor]:
         return {
@@ -232,8 +262,15 @@ class InstrumentRunner:
         big = sq_norm(st.prev) / (st.factor * total).square()
         return MicroGrads(st.sq_norms, st.counts, big, total)
 
+    def _run(self, inst: Instrument, method: Any, ctx: Context, metrics: Metrics) -> None:
+        try:
+            metrics.update(method(ctx))
+        except Exception as e:  # a diagnostic must not end the run
+            self._fail(inst.name, e, metrics)
+
     def _context(self, p: _Pending, metrics: Metrics) -> Context:
-        needs = self.needs
+        # a follow-up step needs only θ (params_before), the batch and the functional model
+        needs = self.needs if p.scheduled else frozenset()
         ctx = Context(
             step=p.step,
             model=self.model,
@@ -246,7 +283,9 @@ class InstrumentRunner:
             fn=self.fn,
             grads=p.grads,
             params_before=p.params_before,
-            params_after=self.fn.live_params(),
+            params_after={
+                n: q.detach() for n, q in zip(self.fn.param_names, self._params(), strict=True)
+            },
             params_init=self._init,
             micro_grads=p.micro,
         )
@@ -266,21 +305,35 @@ class InstrumentRunner:
                 ctx.curvature = self.fn.curvature(p.params_before, p.batch)
             except Exception as e:
                 self._unavailable(HVP, "Hessian-vector products (double backward)", e, metrics)
+        ctx.activations = p.activations
+        for need, error in p.failures:
+            self._unavailable(need, "the recorded forward (activation hooks)", error, metrics)
+        return ctx
+
+    def _record(self, p: _Pending) -> None:
+        """The activation forward, at θ_t while the live parameters still are θ_t: no
+        parameter swap, only cloned buffers (cheaper than a functional call at a copy)."""
+        needs = self.needs
         recorded = needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
-        if recorded:
-            try:
-                ctx.activations = record(
+        if not recorded:
+            return
+        if self._layout is None:
+            self._layout = Layout(self.model)
+        try:
+            with torch.random.fork_rng(devices=_rng_devices(p.params_before)):
+                p.activations = record(
                     self.fn,
-                    p.params_before,
+                    None,
                     p.batch,
+                    self._layout,
                     outputs=ACTIVATIONS in needs,
                     final=FINAL_INPUT in needs,
                     attention=ATTENTION in needs,
                 )
-            except Exception as e:
-                for need in sorted(recorded):
-                    self._unavailable(need, "the recorded forward (activation hooks)", e, metrics)
-        return ctx
+        except Exception as e:
+            if self.strict:
+                raise
+            p.failures.extend((need, e) for need in sorted(recorded))
 
     def _report_batchnorm(self, metrics: Metrics) -> None:
         if not self.fn.batchnorms:
@@ -316,6 +369,11 @@ class InstrumentRunner:
     def _warn(self, line: str) -> None:
         if line not in self.warnings:
             self.warnings.append(line)
+
+
+def _rng_devices(params: dict[str, Tensor]) -> list[torch.device]:
+    """The CUDA devices whose RNG fork_rng must save and restore (the CPU one always is)."""
+    return sorted({p.device for p in params.values() if p.device.type == "cuda"}, key=str)
 
 
 def _read_back(metrics: Metrics) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from trainwell.instruments.base import PER_SAMPLE, Context, Metrics, key
-from trainwell.instruments.persample import moments
+from trainwell.instruments.persample import element_second_moment, moments
 
 EB_EPS = 1e-5
 """Stabiliser of the per-element variance (Cockpit's value)."""
@@ -62,13 +62,13 @@ class EarlyStopping:
     needs = frozenset({PER_SAMPLE})
 
     def measure(self, ctx: Context) -> Metrics:
-        m = moments(ctx)
+        m, second = moments(ctx), element_second_moment(ctx)
         _note(ctx, self.name, "Mahsereci et al. 2017")
         total = torch.zeros((), device=m.grad_sq.device)
         count = 0
         for name, g in m.mean.items():
             g2 = g.float().square()
-            var = (m.sq_mean[name] - g2) * (m.n / (m.n - 1))
+            var = (second[name] - g2) * (m.n / (m.n - 1))
             total = total + (g2 / (var + EB_EPS)).sum()
             count += g.numel()
         return {key("early_stopping_sgd"): 1 - m.n * total / count}
