@@ -22,6 +22,7 @@ from trainwell.errors import ConfigError
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.guards.config import GuardsConfig
 from trainwell.guards.faults import FaultsConfig
+from trainwell.instruments.config import InstrumentsConfig
 from trainwell.models.config import ModelConfig
 from trainwell.optim.config import OptimConfig, ScheduleConfig
 from trainwell.section import Section
@@ -49,6 +50,7 @@ class RunConfig(Section):
     log: LogConfig = Field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    instruments: InstrumentsConfig = Field(default_factory=InstrumentsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
     @model_validator(mode="after")

@@ -14,8 +14,8 @@ Preset = Literal["off", "minimal", "economy", "business", "full"]
 class InstrumentsConfig(Section):
     preset: Preset = "minimal"
     """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: one extra forward and a few norms per measurement (measured 1.04-1.11x a step at every = 16 on the digits MLP on a busy 2-core CPU), and it shows the norms that go wrong first; the per-sample presets cost far more, see docs/instruments.md."""
-    every: int = Field(16, ge=1)
-    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 16 as Cockpit's benchmark, where economy at interval 16 cost 1.04x a step on CIFAR-10 3c3d (GPU); on tiny models per-sample work dominates a step and economy wants 64-256 (docs/instruments.md). Steps that are not due cost one integer check."""
+    every: int = Field(64, ge=1)
+    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 64: the default minimal preset then costs about 1.01-1.03x a step even on the tiny digits MLP (measured on a busy 2-core CPU); Cockpit's benchmark found interval 16-64 brings economy to <= 1.1x on GPU models, while on tiny CPU models the per-sample presets want 64-256 (docs/instruments.md). Steps that are not due cost one integer check."""
     include: tuple[str, ...] = ()
     """Instruments to run in addition to the preset, by name (e.g. ["mean_gsnr", "cabs"]); see docs/instruments.md for the list."""
     exclude: tuple[str, ...] = ()

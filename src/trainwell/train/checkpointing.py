@@ -43,6 +43,8 @@ class Checkpointer:
         self.failures = 0
         self.last_healthy = False
         """Whether the last save was marked healthy."""
+        self.runner: Any = None
+        """The instrument runner, whose state (initial weights, noise-scale averages) is saved too."""
 
     def due(self, step: int) -> bool:
         if self.cfg.every_steps and step % self.cfg.every_steps == 0:
@@ -57,6 +59,8 @@ class Checkpointer:
         parts = st.state_dict()
         parts["train"]["autopilot"] = pilot.state_dict()
         parts["train"]["config"] = self.config
+        if self.runner is not None:
+            parts["train"]["instruments"] = self.runner.state_dict()
         if healthy is None:
             healthy, evidence = pilot.checkpoint_health(st.step)
         else:
@@ -112,6 +116,8 @@ class Checkpointer:
         self._check_config(parts["train"].get("config", {}), info)
         st.load_state_dict(parts)
         pilot.load_state_dict(parts["train"]["autopilot"])
+        if self.runner is not None and "instruments" in parts["train"]:
+            self.runner.load_state_dict(parts["train"]["instruments"])
         return info, skipped
 
     def rollback(

@@ -23,6 +23,7 @@ from trainwell.errors import ConfigError, TrainingHalted
 from trainwell.guards import faults
 from trainwell.guards.autopilot import Autopilot
 from trainwell.guards.base import Action
+from trainwell.instruments.runner import InstrumentRunner
 from trainwell.optim import build_optimizer, build_schedule
 from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
 from trainwell.tasks import Task, build_task
@@ -107,10 +108,12 @@ def run(
     st = build_state(cfg, task, device)
     eval_data = task.eval_data()
     probe = FinalActivationProbe(st.model)
+    runner = InstrumentRunner(_plain(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" else None
 
     out_dir = make_run_dir(run_dir, cfg.task.name)
     pilot = Autopilot(cfg.guards, out_dir)
     ckpt = Checkpointer(cfg.checkpoint, out_dir, cfg.to_dict())
+    ckpt.runner = runner
     show = progress if progress is not None else progress_enabled(cfg.log.progress)
     bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit)
     resumed_from = _resume(st, pilot, ckpt, out_dir, bar) if resume else None
@@ -146,15 +149,22 @@ def run(
                 record, out = compute_update(
                     st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
                     t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
-                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it),
+                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it), runner=runner,
                 )
                 st.iteration = it
 
                 # --- the one decision point: after backward, before the optimizer step
                 verdict = pilot.decide(record)
                 applied = verdict.action is Action.APPLY and record.applied
+                measured: dict[str, float] = {}
                 if applied:
-                    apply_update(st)
+                    step_before = st.step
+                    if runner is not None and runner.due(step_before):
+                        runner.before_update(step_before, micro[0][1], record.loss, record.lr)
+                        apply_update(st)
+                        measured = runner.after_update(step_before)
+                    else:
+                        apply_update(st)
                     st.samples_seen += record.n_samples
                     st.targets_seen += record.n_targets
                     rate.add(record.n_samples, record.n_targets)
@@ -175,8 +185,8 @@ def run(
                     continue
 
                 bar.update(st.step, record.loss, record.lr, rate.per_second(task.unit))
-                if st.step % cfg.log.every == 0 or st.step == 1:
-                    metrics = {**_train_metrics(record, task.unit, rate), **pilot.metrics()}
+                if st.step % cfg.log.every == 0 or st.step == 1 or measured:
+                    metrics = {**_train_metrics(record, task.unit, rate), **pilot.metrics(), **measured}
                     for sink in sinks:
                         sink.write(st.step, metrics)
                     history.append({"step": st.step, **metrics})
@@ -205,6 +215,8 @@ def run(
         bar.close()
         probe.close()
         ckpt.close()
+        if runner is not None:
+            _save_instruments(runner, out_dir, bar)
         wall = time.perf_counter() - t_begin
         final = _final_metrics(last_eval, history)
         write_json(out_dir / "summary.json", {
@@ -293,6 +305,21 @@ def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: 
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _save_instruments(runner: InstrumentRunner, out_dir: Path, bar: ConsoleProgress) -> None:
+    """Histograms for the report, and what the instruments could not measure."""
+    from trainwell.report import append_histograms
+
+    by_step: dict[int, dict[str, Any]] = {}
+    for name, hists in runner.histograms().items():
+        for h in hists:
+            by_step.setdefault(int(h.step), {})[name] = h
+    for step in sorted(by_step):
+        append_histograms(out_dir, by_step[step])
+    for line in runner.warnings:
+        bar.log(f"instruments: {line}")
+    runner.close()
 
 
 class _Rate:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from trainwell.data.loader import MicroBatch
+from trainwell.instruments.runner import InstrumentRunner
 from trainwell.tasks.base import Task
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState
@@ -79,6 +80,7 @@ def compute_update(
     t_start: float,
     force_overflow: bool = False,
     nan_loss: bool = False,
+    runner: InstrumentRunner | None = None,
 ) -> tuple[StepRecord, StepOutput]:
     """Forward and backward over all micro-batches, unscale, clip; read every scalar the
     guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
@@ -114,6 +116,9 @@ def compute_update(
             prec.scaler.scale(loss).backward()
         else:
             loss.backward()
+        if runner is not None and runner.due(st.step):  # the noise scale from micro-batches, free
+            scale = prec.scale_tensor()
+            runner.after_micro_backward(st.step, c, (scale if scale is not None else 1.0) / norm_ref)
         loss_sum += out.sum.detach().float()
         count += c.detach()
         for name, v in out.components.items():
