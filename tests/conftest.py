@@ -1,4 +1,5 @@
-"""Shared test settings: small thread count keeps the suite predictable on 2-core machines."""
+"""Shared test settings: one thread per test process. The models in tests are tiny, and on a
+busy 2-core machine multi-threaded small kernels spin and run 10-50x slower."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
