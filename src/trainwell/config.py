@@ -205,7 +205,7 @@ def describe(cfg: RunConfig) -> str:
             if value is None:
                 lines.append(f"# {name} = (unset)")
             else:
-                lines.append(tomli_w.dumps({name: _jsonable(value)}).rstrip())
+                lines.append(f"{name} = {_inline(_jsonable(value))}")
         for name, sub in subsections:
             lines.append("")
             lines.append(f"[{prefix}{name}]")
@@ -279,6 +279,13 @@ def _drop_none(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _drop_none(v) for k, v in obj.items() if v is not None}
     return obj
+
+
+def _inline(value: Any) -> str:
+    """A TOML value on one line (tables inline), so every key stays in its section."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + " }" if value else "{}"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """Quarantine: find the samples that poisoned a batch, and keep them out of training.
 
 Loss spikes are sometimes caused by bad samples (OPT's logbook: a sequence of a million
-'/' characters; seed 002). The loop calls ``find_bad_samples`` only for a batch whose
+'/' characters, as the OPT logs showed). The loop calls ``find_bad_samples`` only for a batch whose
 update a guard already refused, so the question is "which samples in here", not "is
 anything wrong": an outlier test *within the batch*.
 """

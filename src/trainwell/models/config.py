@@ -28,17 +28,17 @@ class ModelConfig(Section):
     heads: int = Field(4, ge=1)
     """Attention heads (gpt); width must be divisible by it."""
     activation: Activation = "gelu"
-    """Nonlinearity (mlp, cnn, vae; gpt uses it in its MLP). ReLU is the classic default, GELU/SiLU for large models (seed 003)."""
+    """Nonlinearity (mlp, cnn, vae; gpt uses it in its MLP). ReLU is the classic default, GELU/SiLU for large models."""
     norm: Norm = "layer"
-    """Normalisation layer. gpt: layer or rms (LayerNorm keeps activations smaller across depth, seed 001); mlp/cnn/resnet: none, batch, layer, rms."""
+    """Normalisation layer. gpt: layer or rms (LayerNorm is reported to keep activations smaller across depth than RMSNorm); mlp/cnn/resnet: none, batch, layer, rms."""
     residual: bool = True
-    """Residual connections x + f(norm(x)) (mlp). Residuals make depth trainable (seed 000)."""
+    """Residual connections x + f(norm(x)) (mlp). Residuals make depth trainable (Dieleman, MLSS 2023)."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout probability inside the model; never applied to embeddings (OPT)."""
     bias: bool = False
-    """Biases in linear layers of the gpt. Off by default: caps growth of key-projection biases (seed 001)."""
+    """Biases in linear layers of the gpt. Off by default: caps growth of key-projection biases (a common LLM stability practice)."""
     qk_norm: bool = True
-    """Normalise queries and keys before attention (gpt). Stabilises attention logits (seed 000)."""
+    """Normalise queries and keys before attention (gpt). Stabilises attention logits (Dehghani et al. 2023)."""
     pos: Literal["learned", "rope"] = "rope"
     """Position information (gpt): learned absolute embeddings or rotary embeddings."""
     tie_embeddings: bool = True
@@ -50,11 +50,11 @@ class ModelConfig(Section):
     zero_init_residual: bool = True
     """Zero-initialise the last layer of each residual branch so every block starts as identity (Goyal 2017; Tuning Playbook)."""
     relu_bias: float = Field(0.0, ge=0.0)
-    """Initial bias of layers that feed a ReLU; a small positive value (e.g. 0.01) guards against dead units (seed 003)."""
+    """Initial bias of layers that feed a ReLU; a small positive value (e.g. 0.01) guards against dead units."""
     latent_dim: int = Field(16, ge=1)
     """Latent size of the vae (and embedding size of the vq codebook)."""
     vq: bool = False
-    """Use a vector-quantisation bottleneck in the vae instead of a Gaussian latent (seed 000)."""
+    """Use a vector-quantisation bottleneck in the vae instead of a Gaussian latent (van den Oord et al. 2017)."""
     codebook_size: int = Field(64, ge=2)
     """Number of codes in the vq bottleneck."""
     commitment: float = Field(0.25, ge=0.0)

@@ -37,7 +37,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = feeds(nn.Linear(width, 3 * width, bias=bias), None)
         self.proj = feeds(nn.Linear(width, width, bias=bias), None)
         # QK-norm: normalise each head's queries and keys so attention logits cannot grow
-        # without bound (Dehghani et al. 2023; seed 000)
+        # without bound (Dehghani et al. 2023)
         self.q_norm = make_norm(norm, self.head_dim, bias=bias) if qk_norm else None
         self.k_norm = make_norm(norm, self.head_dim, bias=bias) if qk_norm else None
         self.attn_dropout = dropout
@@ -121,7 +121,7 @@ class GPT(nn.Module):
         self.width, self.depth, self.heads = width, depth, heads
         self.tie_embeddings = tie_embeddings
         self.wte = nn.Embedding(vocab_size, width)
-        # no dropout on the embeddings (OPT, seed 003): it only adds noise to the input
+        # no dropout on the embeddings (OPT, Zhang et al. 2022): it only adds noise to the input
         self.wpe = nn.Embedding(seq_len, width) if pos == "learned" else None
         self.rope = RotaryEmbedding(width // heads, seq_len) if pos == "rope" else None
         self.blocks = nn.ModuleList(

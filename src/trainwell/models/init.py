@@ -62,7 +62,7 @@ def apply_init(
     for ReLU); 'orthogonal' is Saxe et al. 2014 with the same gain; 'normal' draws
     N(0, std) for weights and embeddings. Biases start at 0 under every scheme but
     'default'. ``relu_bias`` > 0 then sets the bias of every layer that feeds a ReLU to
-    that value, a guard against units that start dead (seed 003), under every scheme.
+    that value, a guard against units that start dead, under every scheme.
     ``activation`` is the gain assumed for layers the model did not tag (they get no
     ReLU bias unless an ``nn.ReLU`` follows them in an ``nn.Sequential``); default relu,
     the assumption of torch's own kaiming init. ``std`` defaults to GPT-2's 0.02.

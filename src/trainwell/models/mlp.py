@@ -39,7 +39,7 @@ class MLP(nn.Module):
 
     Plain: ``depth`` times [Linear -> norm -> activation -> dropout], then a Linear head.
     Residual: an input projection, ``depth`` ResidualBlocks, a final norm, then the head.
-    Residual connections make depth trainable (seed 000). With BatchNorm the Linear before
+    Residual connections make depth trainable. With BatchNorm the Linear before
     it has no bias (the norm's shift replaces it).
     """
 

@@ -17,7 +17,7 @@ class OptimConfig(Section):
     weight_decay: float = Field(0.1, ge=0.0)
     """Decoupled weight decay (OPT: 0.1). Never applied to biases, norm weights and embeddings."""
     betas: tuple[float, float] = (0.9, 0.95)
-    """Adam-family (beta1, beta2). beta2=0.95 is more stable than 0.999 for large models (OPT, LLaMA; seed 001)."""
+    """Adam-family (beta1, beta2). beta2=0.95 is more stable than 0.999 for large models (OPT, LLaMA)."""
     eps: float = Field(1e-8, gt=0.0)
     """Adam-family epsilon."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -32,7 +32,7 @@ class ScheduleConfig(Section):
     )
     """Learning-rate schedule. Warmup then decay is the playbook default; warmup_linear decays to 10% like OPT; wsd = warmup-stable-decay."""
     warmup_steps: int = Field(100, ge=0)
-    """Linear warmup from 0 to the peak LR over this many steps (crucial for transformers, seed 000)."""
+    """Linear warmup from 0 to the peak LR over this many steps (crucial for transformers; Dieleman, MLSS 2023)."""
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     """Floor of the decay as a fraction of the peak LR (warmup_cosine, wsd, trapezoidal). warmup_linear always ends at 0.1 (OPT)."""
     decay_fraction: float = Field(0.2, gt=0.0, le=1.0)

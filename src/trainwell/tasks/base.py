@@ -1,6 +1,6 @@
 """The Task contract: data + model + loss + metrics.
 
-The loss is what we optimise; metrics are what we judge by (seed 000: "the metric is
+The loss is what we optimise; metrics are what we judge by (Dieleman, MLSS 2023: "the metric is
 something different to the loss function"). Built-in tasks and user tasks
 (``task.name = "my_pkg.my_mod:make_task"``) are the same type.
 

@@ -30,9 +30,9 @@ class TrainConfig(Section):
 
 class ClipConfig(Section):
     max_norm: float = Field(1.0, ge=0.0)
-    """Global-norm gradient clipping threshold (1.0 is the common default, seed 001); 0 = off. The pre-clip norm is always logged."""
+    """Global-norm gradient clipping threshold (1.0 is the common default in LLM training); 0 = off. The pre-clip norm is always logged."""
 
 
 class EMAConfig(Section):
     decay: float = Field(0.0, ge=0.0, lt=1.0)
-    """Exponential moving average of the weights (e.g. 0.999); 0 = off. Evaluated alongside the raw weights; works well for generative models (seed 000)."""
+    """Exponential moving average of the weights (e.g. 0.999); 0 = off. Evaluated alongside the raw weights; works well for generative models (Dieleman, MLSS 2023)."""

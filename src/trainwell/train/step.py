@@ -22,7 +22,7 @@ from trainwell.train.state import TrainState
 class FinalActivationProbe:
     """RMS of the input to the model's last Linear layer (the LM head or classifier), kept
     on the device so that reading it costs no extra host sync. OPT-175B saw the final
-    layer's activation norm spike before divergence (seed 003)."""
+    layer's activation norm spike before divergence (Zhang et al. 2022, section 2.5)."""
 
     def __init__(self, model: nn.Module) -> None:
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
