@@ -48,7 +48,9 @@ def test_required_keys_exist():
 
 def test_config_is_frozen():
     cfg = RunConfig()
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         cfg.train.steps = 5  # type: ignore[misc]
 
 

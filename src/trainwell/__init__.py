@@ -32,7 +32,22 @@ _EXPORTS = {
     "TrainingHalted": "trainwell.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: F822 (resolved lazily by __getattr__)
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "FunctionTask",
+    "LossOutput",
+    "RunConfig",
+    "RunResult",
+    "Task",
+    "TaskError",
+    "TrainingHalted",
+    "TrainwellError",
+    "fit",
+    "load_config",
+    "train",
+]
 
 if TYPE_CHECKING:
     from trainwell.api import FunctionTask, fit, train

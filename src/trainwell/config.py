@@ -18,8 +18,8 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from trainwell.errors import ConfigError
 from trainwell.checkpoint.config import CheckpointConfig
+from trainwell.errors import ConfigError
 from trainwell.guards.config import GuardsConfig
 from trainwell.guards.faults import FaultsConfig
 from trainwell.instruments.config import InstrumentsConfig

@@ -4,7 +4,7 @@ Runs a few training steps of the configured run under torch.profiler (after a wa
 that one-off costs such as allocation, lazy initialisation and torch.compile stay out),
 writes a Chrome trace to ``<run dir>/profile/trace.json`` (open it in https://ui.perfetto.dev
 or chrome://tracing) and prints the operators that took the most self time, on the CPU and,
-on a GPU, on the device. "Use a profiler" before guessing where the time goes (seed 000).
+on a GPU, on the device. "Use a profiler" before guessing where the time goes.
 
 What is profiled is the step itself (data, forward, backward, clipping, optimizer), built
 from the same pieces as the loop; guards, sinks and checkpoints are not in it (their cost

@@ -56,8 +56,10 @@ def supervise(child_argv: list[str], run_dir: Path, max_restarts: int) -> int:
     argv = [sys.executable, "-m", "trainwell", *child_argv, "--run-dir", str(run_dir), "--resume"]
     while True:
         child = subprocess.Popen(argv)
-        previous = {s: signal.signal(s, lambda signum, frame: child.send_signal(signum))
-                    for s in (signal.SIGTERM, signal.SIGINT)}
+        def forward(signum: int, frame: object, child: subprocess.Popen = child) -> None:
+            child.send_signal(signum)  # the child saves a checkpoint and exits 128 + signum
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             code = child.wait()
         finally:
