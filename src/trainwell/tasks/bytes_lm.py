@@ -151,8 +151,11 @@ DEFAULTS: dict[str, Any] = {
     # eval_batches caps evaluation at 16 x 32 x 128 = 65k bytes (a few seconds on CPU)
     "train": {"steps": 1000, "batch_size": 32, "eval_every": 200, "eval_batches": 16},
     # small transformers take a higher peak LR than the 1e-3 default (nanoGPT's
-    # character-level Shakespeare model uses 1e-3 at 10M parameters; smaller -> higher)
-    "optim": {"lr": 2e-3},
+    # character-level Shakespeare model uses 1e-3 at 10M parameters; smaller -> higher).
+    # Measured on 2 CPU cores: at 4e-3 (QK-norm and warmup keep it stable) a 1000-step run
+    # was at validation bpb 2.74 after 200 steps, where a 200-step run at 2e-3 whose cosine
+    # had fully decayed reached 2.81.
+    "optim": {"lr": 4e-3},
     "schedule": {"warmup_steps": 50},
 }
 
