@@ -150,6 +150,7 @@ def run(
                     st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
                     t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
                     nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it), runner=runner,
+                    measure_inputs=cfg.guards.enabled,
                 )
                 st.iteration = it
 

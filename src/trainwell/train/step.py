@@ -81,6 +81,7 @@ def compute_update(
     force_overflow: bool = False,
     nan_loss: bool = False,
     runner: InstrumentRunner | None = None,
+    measure_inputs: bool = True,
 ) -> tuple[StepRecord, StepOutput]:
     """Forward and backward over all micro-batches, unscale, clip; read every scalar the
     guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
@@ -98,7 +99,7 @@ def compute_update(
     norm_ref: Tensor | None = None
     n_samples = 0
     for idx, batch in micro:
-        x = input_tensor(batch)
+        x = input_tensor(batch) if measure_inputs else None
         if x is not None:  # for the input guard: one reduction, read in the single sync below
             input_rms.append((idx, x.detach().float().flatten(1).pow(2).mean(1).sqrt()))
         with prec.autocast():
