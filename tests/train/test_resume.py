@@ -26,6 +26,7 @@ OVERRIDES = [
     "task.name=digits", f"train.steps={STEPS}", "train.batch_size=16", "train.eval_every=10",
     "schedule.warmup_steps=5", "model.width=32", "ema.decay=0.9", "log.every=1",
     "log.tensorboard=false", "checkpoint.every_steps=3", "checkpoint.keep_last=2",
+    "train.threads=1",  # the same thread count in every process: float sums depend on it
 ]
 
 
@@ -181,3 +182,16 @@ def test_resume_skips_a_corrupted_latest_checkpoint(reference, tmp_path):
     assert info.step == valid[-2].step and any("model.pt" in s for s in skipped)
     assert main(["resume", str(run_dir), "--progress", "off"]) == 0
     assert_same_run(reference, run_dir)
+
+
+def test_resuming_a_finished_run_changes_nothing(reference, tmp_path):
+    """A run killed after its final checkpoint (while closing) resumes as complete: the final
+    evaluation is not logged twice (a regression the kill -9 trials found)."""
+    import shutil
+
+    run_dir = tmp_path / "done"
+    shutil.copytree(reference, run_dir)
+    before = (run_dir / "metrics.jsonl").read_text()
+    assert main(["resume", str(run_dir), "--progress", "off"]) == 0
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    assert json.loads((run_dir / "summary.json").read_text())["final"]["eval/accuracy"] > 0

@@ -200,11 +200,17 @@ def run(
                     if failure is not None:
                         pilot.log("checkpoint_failed", failure, step=st.step)
                         bar.log(f"warning: {failure}")
-        if eval_data is not None:
-            last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
-        failure = ckpt.save(st, pilot)  # always at the end
-        if failure is not None:
-            bar.log(f"warning: the final checkpoint failed: {failure}")
+        if resumed_from is not None and resumed_from >= cfg.train.steps:
+            # resumed from the final checkpoint (the process died after saving it): the
+            # final evaluation is already in metrics.jsonl; do not log it twice
+            last_eval = _logged_eval(out_dir / "metrics.jsonl", st.step)
+            bar.log(f"the run was already complete at step {st.step}")
+        else:
+            if eval_data is not None:
+                last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+            failure = ckpt.save(st, pilot)  # always at the end
+            if failure is not None:
+                bar.log(f"warning: the final checkpoint failed: {failure}")
         status = "completed"
     except Interrupted:
         status = "interrupted"
@@ -385,6 +391,13 @@ def _train_metrics(record, unit: str, rate: _Rate) -> dict[str, float]:  # noqa:
     for name, v in record.components.items():
         m[f"train/loss/{name}"] = v
     return m
+
+
+def _logged_eval(path: Path, step: int) -> dict[str, float]:
+    from trainwell.sinks import read_jsonl
+
+    rows = [r for r in read_jsonl(path) if r.get("step") == step]
+    return {k: v for r in rows for k, v in r.items() if k.startswith(("eval/", "eval_ema/"))}
 
 
 def _final_metrics(last_eval: dict[str, float], history: list[dict[str, Any]]) -> dict[str, float]:
