@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         config_cmd,
         export_cmd,
         logbook_cmd,
+        profile_cmd,
         report_cmd,
         resume_cmd,
         tasks_cmd,
@@ -30,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd):
+    for module in (
+        train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd
+    ):
         module.register(sub)
     return parser
 

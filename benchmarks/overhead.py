@@ -1,0 +1,432 @@
+"""What does trainwell cost over the loop you would write by hand?
+
+The same workload runs as separate processes, interleaved round by round so that drift of
+a shared machine cancels:
+
+  plain      a hand-written PyTorch loop with the same features: AdamW (betas and weight
+             decay from the config, no decay on biases/gains/embeddings), warmup-cosine,
+             global-norm clipping, accumulation normalised by the total target count, and
+             the sample ids trainwell's ResumableSampler draws (so the losses must agree)
+  trainwell  trainwell.train.loop.run with the defaults (guards on, the minimal instruments
+             every 16 steps, metrics.jsonl and TensorBoard every log.every steps) but no
+             checkpoint inside the timed window
+  notb       the same with log.tensorboard=false
+  economy    the same with instruments.preset=economy (when RunConfig has [instruments])
+  ckpt       the same with a checkpoint cadence that saves inside the timed window
+  ckpt_async the same with checkpoint.async_save=true (the loop waits for a CPU snapshot only)
+  noinst, bare  (only on request, for attribution) instruments off; and instruments, guards
+             and TensorBoard off together
+
+Each process times the steps itself (wall and CPU time at every iteration's sampler draw),
+leaving out start-up and the first ``warmup`` steps; a save's own cost is the excess of the
+step interval that holds it over the median interval.
+Evaluation runs only after the last step (train.eval_every=0): the plain loop has none.
+
+    PYTHONPATH=src python benchmarks/overhead.py                  # probe, mlp, gpt; 5 runs
+    PYTHONPATH=src python benchmarks/overhead.py --quick --workloads probe
+
+One thread per process by default: on a shared 2-core machine, two OpenMP threads per
+process against other jobs make tiny steps 10x slower and far noisier (measured while
+writing this); recorded results and their commands are in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainwell.config import RunConfig, load_config
+from trainwell.data.sampler import ResumableSampler
+from trainwell.data.tensor_rows import TensorRows
+from trainwell.tasks import build_task
+from trainwell.tasks.base import LossOutput, Task
+
+MARK = "OVERHEAD-RESULT "
+LOSS_RTOL = 1e-5
+"""Identical workloads must give identical losses; more than this relative gap is flagged."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    help: str
+    overrides: tuple[str, ...]
+    steps: int
+    warmup: int
+    """Steps left out of the timing (allocator and cache warm-up)."""
+    ckpt_every: int
+    """checkpoint.every_steps of the ckpt setup: saves land inside the timed window."""
+    setups: tuple[str, ...]
+    quick: tuple[int, int, int]
+    """(steps, warmup, ckpt_every) with --quick."""
+
+
+SETUPS = ("plain", "trainwell", "notb", "economy", "ckpt", "ckpt_async", "noinst", "bare")
+
+COMMON = ("train.eval_every=0", "log.sample_chars=0", "checkpoint.every_steps=0",
+          "checkpoint.every_minutes=0")
+"""Evaluation only after the last step (the plain loop has none); no checkpoint inside the
+timed window except in the ckpt setup, so that ckpt/trainwell isolates their cost."""
+WORKLOADS: dict[str, Workload] = {
+    "probe": Workload(
+        "one Linear(32, 32), batch 8: the fixed cost of a step",
+        ("task.name=overhead:probe_task", "train.batch_size=8", "schedule.warmup_steps=20"),
+        steps=3000, warmup=300, ckpt_every=1000, setups=("plain", "trainwell", "notb"),
+        quick=(400, 50, 100),
+    ),
+    "mlp": Workload(
+        "digits MLP (task defaults: depth 2, width 128), batch 64 in 2 micro-batches",
+        ("task.name=digits", "train.accumulate=2"),
+        # the task's own 400 steps: far longer, the training loss reaches exactly 0 and the
+        # spike guard starts skipping updates (a real run would stop at 400)
+        steps=400, warmup=50, ckpt_every=150,
+        setups=("plain", "trainwell", "economy", "ckpt", "ckpt_async"),
+        quick=(150, 20, 50),
+    ),
+    "gpt": Workload(
+        "bytes-lm GPT (task defaults: depth 4, width 128), seq_len 64, batch 8 in 2 micro-batches",
+        ("task.name=bytes-lm", "task.seq_len=64", "train.batch_size=8", "train.accumulate=2",
+         "train.eval_batches=1", "schedule.warmup_steps=10"),
+        steps=120, warmup=20, ckpt_every=40, setups=("plain", "trainwell", "economy", "ckpt"),
+        quick=(30, 5, 10),
+    ),
+}
+
+
+# ---------------------------------------------------------------- the probe task
+
+
+class ProbeTask(Task):
+    """Fit pure noise with one small Linear layer: almost no compute, so a step is its fixed
+    cost. Noise targets and a zero start keep the loss flat (~1 per output), so the
+    guards have nothing to act on: the run is the healthy run they cost on."""
+
+    name, metric, unit = "probe", "loss", "samples"
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self._data = TensorRows(torch.randn(512, 32, generator=g),  # (N, 32) inputs
+                                torch.randn(512, 32, generator=g))  # (N, 32) noise targets
+
+    def build_model(self) -> nn.Module:
+        model = nn.Linear(32, 32)
+        nn.init.zeros_(model.weight)
+        nn.init.zeros_(model.bias)
+        return model
+
+    def train_data(self) -> TensorRows:
+        return self._data
+
+    def loss(self, model: nn.Module, batch: Any) -> LossOutput:
+        x, y = batch  # (B, 32), (B, 32)
+        per_sample = (model(x) - y).pow(2).mean(dim=1)  # (B,)
+        return LossOutput(per_sample.sum(), torch.tensor(float(len(y))), {}, per_sample)
+
+
+def probe_task(cfg: RunConfig) -> Task:
+    return ProbeTask()
+
+
+class StepClock:
+    """Notes the wall and CPU time at every ResumableSampler.draw: both loops draw once per
+    iteration, at its start, and nothing else draws from it (instruments and evaluation
+    call task.loss on their own, so the loss cannot be the clock). Installed in the child
+    process only; its cost (about a microsecond) is the same on both sides."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        """CPU time of the process (all its threads): less sensitive to other jobs' load."""
+
+    def install(self) -> None:
+        draw = ResumableSampler.draw
+
+        def timed_draw(sampler: ResumableSampler, count: int) -> Any:
+            self.wall.append(time.perf_counter())
+            self.cpu.append(time.process_time())
+            return draw(sampler, count)
+
+        ResumableSampler.draw = timed_draw  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- (a) the plain loop
+
+
+def plain_loop(cfg: RunConfig, task: Task, targets_per_sample: int) -> dict[int, float]:
+    """What a practitioner writes by hand (nanoGPT-style), with trainwell's features."""
+    random.seed(cfg.seed)  # seeded as trainwell seeds, so the initial weights are the same
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    model = task.build_model()
+    model.train()
+    # weight decay on matrices only: not on biases, norm gains or embedding tables
+    emb = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2 and id(p) not in emb]
+    no_decay = [p for p in params if not (p.ndim >= 2 and id(p) not in emb)]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.optim.lr,
+                            betas=cfg.optim.betas, eps=cfg.optim.eps, foreach=True)
+    total, warm = cfg.train.steps, cfg.schedule.warmup_steps
+    floor = cfg.schedule.min_lr_ratio
+
+    def lr_factor(step: int) -> float:  # linear warmup, then cosine down to the floor
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / (total - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    data = task.train_data()
+    sampler = ResumableSampler(len(data), seed=cfg.seed)
+    batch, k = cfg.train.batch_size, cfg.train.accumulate
+    targets = float(batch * targets_per_sample)  # normalise by all targets of the update
+    losses: dict[int, float] = {}
+    for step in range(total):
+        for group in opt.param_groups:
+            group["lr"] = cfg.optim.lr * lr_factor(step)
+        loss_sum = torch.zeros(())
+        for ids in sampler.draw(batch).split(batch // k):
+            out = task.loss(model, data.get_batch(ids))
+            (out.sum / targets).backward()
+            loss_sum += out.sum.detach()
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip.max_norm, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if (step + 1) % cfg.log.every == 0 or step == 0:
+            losses[step + 1] = (loss_sum / targets).item()
+    return losses
+
+
+# ---------------------------------------------------------------- one process
+
+
+def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int, threads: int) -> dict:
+    from trainwell.train.loop import run
+
+    wl = WORKLOADS[workload]
+    extra = {"notb": ["log.tensorboard=false"], "economy": ["instruments.preset=economy"],
+             "noinst": ["instruments.preset=off"],
+             "bare": ["log.tensorboard=false", "instruments.preset=off", "guards.enabled=false"],
+             "ckpt": [f"checkpoint.every_steps={ckpt_every}"],
+             "ckpt_async": [f"checkpoint.every_steps={ckpt_every}", "checkpoint.async_save=true"],
+             }.get(setup, [])
+    overrides = [*COMMON, *wl.overrides, f"train.steps={steps}", f"train.threads={threads}", *extra]
+    cfg = load_config(None, overrides, check_task=False)
+    task = ProbeTask() if workload == "probe" else build_task(cfg)
+    clock = StepClock()
+    clock.install()
+    skips = 0
+    if setup == "plain":
+        per_token = cfg.task.seq_len if task.unit == "tokens" else 1
+        losses = plain_loop(cfg, task, per_token)
+    else:
+        with tempfile.TemporaryDirectory(prefix="tw-overhead-") as d:
+            result = run(cfg, task=task, run_dir=Path(d) / "run", progress=False)
+            summary = json.loads((Path(d) / "run" / "summary.json").read_text())
+        losses = {int(h["step"]): h["train/loss"] for h in result.history if "train/loss" in h}
+        skips = int(summary["autopilot"]["guard/skips"])
+    t, cpu = clock.wall, clock.cpu  # t[i]: start of iteration i + 1; a save after step s: before t[s]
+    if len(t) != steps:
+        raise RuntimeError(f"{workload}/{setup}: {len(t)} batches drawn for {steps} steps (a rollback?)")
+    timed = steps - 1 - warmup
+    saving = setup.startswith("ckpt")
+    save_steps = [s for s in range(warmup + 1, steps) if s % ckpt_every == 0] if saving else []
+    # a save after step s lies between t[s - 1] and t[s]: its cost is that interval's excess
+    usual = statistics.median(b - a for a, b in zip(t[warmup:], t[warmup + 1 : steps], strict=False))
+    save_ms = [((t[s] - t[s - 1]) - usual) * 1e3 for s in save_steps]
+    return {"workload": workload, "setup": setup, "ms_per_step": (t[steps - 1] - t[warmup]) / timed * 1e3,
+            "cpu_ms_per_step": (cpu[steps - 1] - cpu[warmup]) / timed * 1e3, "timed_steps": timed,
+            "saves_timed": len(save_steps), "save_ms": save_ms, "skips": skips, "losses": losses,
+            "params": sum(p.numel() for p in task.build_model().parameters())}
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def wait_for_load(limit: float, max_wait: float) -> float:
+    end = time.monotonic() + max_wait
+    while load() > limit and time.monotonic() < end:
+        time.sleep(15)
+    return load()
+
+
+def spread(xs: list[float], fmt: str = "{:.3f}") -> str:
+    return f"{fmt.format(statistics.median(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))})"
+
+
+def child(args: argparse.Namespace, workload: str, spec: str, plan: tuple[int, int, int]) -> dict:
+    """One run in a fresh process. ``spec`` is a setup, or TREE:setup to run it with the
+    trainwell of another checkout named by --tree (an A/B of a change to trainwell)."""
+    tree, _, setup = spec.rpartition(":")
+    cmd = [sys.executable, __file__, "--one", setup, "--workloads", workload, "--threads",
+           str(args.threads), "--plan", ",".join(map(str, plan))]
+    root = Path(args.trees[tree]) if tree else Path(__file__).resolve().parents[1]
+    src = root / "src"  # that checkout's trainwell (this one's by default)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(MARK)]
+    if out.returncode != 0 or not lines:
+        sys.exit(f"{workload}/{spec} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len(MARK):])
+
+
+def bench(args: argparse.Namespace, name: str) -> dict:
+    from trainwell.config import RunConfig
+
+    wl = WORKLOADS[name]
+    steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
+    setups = list(wl.setups) if args.setups is None else args.setups.split(",")
+    if "economy" in setups and "instruments" not in RunConfig.model_fields:
+        print(f"[{name}] economy: not available yet (RunConfig has no 'instruments' section)")
+        setups.remove("economy")
+    load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()
+    runs: dict[str, list[dict]] = {s: [] for s in setups}
+    for r in range(args.runs):  # interleaved: each round runs every setup, in a rotating order
+        for setup in setups[r % len(setups):] + setups[: r % len(setups)]:
+            runs[setup].append(child(args, name, setup, (steps, warmup, ckpt_every)))
+    res = {"workload": name, "help": wl.help, "steps": steps, "warmup": warmup,
+           "ckpt_every": ckpt_every, "load_before": load_before, "load_after": load(), "runs": runs}
+    report(res)
+    return res
+
+
+def report(res: dict) -> None:
+    runs, name = res["runs"], res["workload"]
+    first = next(iter(runs.values()))[0]
+    print(f"\n== {name}: {res['help']}; {first['params']:,} parameters; {res['steps']} steps, "
+          f"the first {res['warmup']} not timed; 1-min load {res['load_before']:.2f} before, "
+          f"{res['load_after']:.2f} after")
+    wall = {s: [r["ms_per_step"] for r in rs] for s, rs in runs.items()}
+    cpu = {s: [r["cpu_ms_per_step"] for r in rs] for s, rs in runs.items()}
+    print(f"  {'setup':<16} {'wall ms/step: median (min-max)':<32} {'CPU ms/step':<26} final loss")
+    for s in runs:
+        note = f"  ({runs[s][0]['saves_timed']} saves timed, every {res['ckpt_every']} steps)" if s.startswith("ckpt") else ""
+        last = runs[s][0]["losses"][str(max(map(int, runs[s][0]["losses"])))]
+        print(f"  {s:<16} {spread(wall[s]):<32} {spread(cpu[s]):<26} {last:.8g}{note}")
+    probe = name == "probe"
+    # (setup, baseline, goal on the wall-time ratio, goal on the extra wall ms per step)
+    pairs = [("trainwell", "plain", None if probe else 1.03, 0.05 if probe else None),
+             ("notb", "plain", None, None), ("economy", "trainwell", None, None),
+             ("ckpt", "trainwell", 1.02, None), ("ckpt_async", "trainwell", 1.02, None),
+             ("noinst", "trainwell", None, None), ("bare", "plain", None, None)]
+    for a, b, ratio_goal, ms_goal in pairs:
+        if a not in runs or b not in runs:
+            continue
+        line = f"  {a}/{b}:"
+        for label, m in (("wall", wall), ("CPU", cpu)):
+            ratios = [x / y for x, y in zip(m[a], m[b], strict=True)]  # paired within a round
+            extra = [x - y for x, y in zip(m[a], m[b], strict=True)]
+            line += f" {label} ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms;"
+            if label == "wall" and ratio_goal is not None:
+                met = statistics.median(ratios) <= ratio_goal
+                goal = f"goal ratio <= {ratio_goal:.2f}: {'met' if met else 'MISSED'}"
+            elif label == "wall" and ms_goal is not None:
+                met = statistics.median(extra) <= ms_goal
+                goal = f"goal <= +{ms_goal:.2f} ms: {'met' if met else 'MISSED'}"
+            elif label == "wall":
+                goal = ""
+        print(line + (f" {goal} (wall)" if goal else ""))
+    for s in runs:
+        if ":" in s and "plain" in runs:  # another tree's setup, against this tree's plain loop
+            extra = [x - y for x, y in zip(wall[s], wall["plain"], strict=True)]
+            ratios = [x / y for x, y in zip(wall[s], wall["plain"], strict=True)]
+            print(f"  {s}/plain: wall ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms")
+    for s in ("ckpt", "ckpt_async"):
+        if s not in runs or not runs[s][0]["saves_timed"]:
+            continue
+        save = [x for r in runs[s] for x in r["save_ms"]]
+        base = statistics.median(wall.get("trainwell", wall[s]))
+        share = statistics.median(save) / (500 * base)
+        print(f"  {s}: one save blocks {spread(save, '{:.1f}')} ms ({len(save)} saves: the step "
+              f"interval holding it minus the median interval); at the default cadence "
+              f"(every_steps=500) that is {share:+.2%} per step")
+    check_losses(runs)
+
+
+def check_losses(runs: dict[str, list[dict]]) -> None:
+    """Every trainwell setup trains the same model on the same data as the plain loop."""
+    if "plain" not in runs:
+        return
+    ref = runs["plain"][0]["losses"]
+    for s, rs in runs.items():
+        if s == "plain":
+            continue
+        worst, n = 0.0, 0
+        for r in rs:
+            for step, v in r["losses"].items():
+                if step in ref:
+                    worst = max(worst, abs(v - ref[step]) / max(abs(ref[step]), 1e-12))
+                    n += 1
+        skips = sum(r["skips"] for r in rs)
+        flag = "OK" if worst <= LOSS_RTOL and n and not skips else "MISMATCH"
+        print(f"  losses {s} vs plain: max relative difference {worst:.2e} over {n} logged values"
+              f"{f', {skips} guard skips' if skips else ''}: {flag}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="probe,mlp,gpt", help="comma-separated: " + ", ".join(WORKLOADS))
+    ap.add_argument("--setups", help="comma-separated setups to run instead of each workload's own "
+                    "list: " + ", ".join(SETUPS))
+    ap.add_argument("--runs", type=int, default=5, help="runs per setup (>= 4 to quote)")
+    ap.add_argument("--quick", action="store_true", help="short runs, 2 rounds: a smoke test")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process (see the docstring)")
+    ap.add_argument("--max-load", type=float, default=1.5, help="wait for the 1-min load to drop below this")
+    ap.add_argument("--wait", type=float, default=300.0, help="at most this many seconds of waiting per workload")
+    ap.add_argument("--json", type=Path, help="also write every run's numbers here")
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                    help="another checkout, for setups written NAME:setup (A/B of a change)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        steps, warmup, ckpt_every = map(int, args.plan.split(","))
+        res = run_one(args.workloads, args.one, steps, warmup, ckpt_every, args.threads)
+        print(MARK + json.dumps(res), flush=True)
+        return
+    if args.quick and args.runs == 5:
+        args.runs = 2
+    if args.runs < 4 and not args.quick:
+        ap.error("--runs must be >= 4 for figures worth quoting (or use --quick)")
+    args.trees = dict(t.partition("=")[::2] for t in args.tree)
+    specs = [s for s in (args.setups or "").split(",") if s]
+    bad = [s for s in specs if s.rpartition(":")[2] not in SETUPS or
+           (":" in s and s.rpartition(":")[0] not in args.trees)]
+    if bad:
+        ap.error(f"unknown setup {bad}; valid: {', '.join(SETUPS)}, each optionally prefixed "
+                 "by TREE: for a --tree TREE=PATH")
+    names = [w for w in args.workloads.split(",") if w]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload {unknown}; valid: {', '.join(WORKLOADS)}")
+    print(f"trainwell overhead benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
+          f"{os.cpu_count()} CPUs, {args.threads} thread(s) per process, {args.runs} runs per setup")
+    print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
+    results = [bench(args, n) for n in names]
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
