@@ -19,6 +19,7 @@ from typing import Any
 from trainwell.checkpoint import AsyncSaver, CheckpointConfig, CheckpointInfo, CheckpointStore
 from trainwell.errors import CheckpointError, ConfigError
 from trainwell.guards.autopilot import Autopilot
+from trainwell.sinks.base import flatten_config
 from trainwell.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Checkpointer:
         return target
 
     def _check_config(self, saved: dict[str, Any], info: CheckpointInfo) -> None:
-        now, then = _flatten(self.config), _flatten(saved)
+        now, then = flatten_config(self.config), flatten_config(saved)
         changed = sorted(
             k for k in set(now) | set(then)
             if now.get(k) != then.get(k) and not k.startswith(RESUMABLE_CHANGES)
@@ -182,11 +183,3 @@ def truncate_metrics(path: Path, step: int) -> int:
     return dropped
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
