@@ -11,7 +11,7 @@ a shared machine cancels:
              every 16 steps, metrics.jsonl and TensorBoard every log.every steps) but no
              checkpoint inside the timed window
   notb       the same with log.tensorboard=false
-  economy    the same with instruments.preset=economy (when RunConfig has [instruments])
+  economy    the same with instruments.preset=economy (Cockpit's economy set, every 16 steps)
   ckpt       the same with a checkpoint cadence that saves inside the timed window
   ckpt_async the same with checkpoint.async_save=true (the loop waits for a CPU snapshot only)
   noinst, bare  (only on request, for attribution) instruments off; and instruments, guards
@@ -91,8 +91,8 @@ WORKLOADS: dict[str, Workload] = {
     "mlp": Workload(
         "digits MLP (task defaults: depth 2, width 128), batch 64 in 2 micro-batches",
         ("task.name=digits", "train.accumulate=2"),
-        # the task's own 400 steps: far longer, the training loss reaches exactly 0 and the
-        # spike guard starts skipping updates (a real run would stop at 400)
+        # the task's own 400 steps: at 1200 the training loss collapses towards 0 and the
+        # spike guard skips a hard sample's batch now and then (steps 514, 569 at seed 0)
         steps=400, warmup=50, ckpt_every=150,
         setups=("plain", "trainwell", "economy", "ckpt", "ckpt_async"),
         quick=(150, 20, 50),
@@ -266,7 +266,7 @@ def load() -> float:
 
 def wait_for_load(limit: float, max_wait: float) -> float:
     end = time.monotonic() + max_wait
-    while load() > limit and time.monotonic() < end:
+    while load() > limit and time.monotonic() < end:  # other jobs on a shared machine
         time.sleep(15)
     return load()
 
@@ -292,14 +292,9 @@ def child(args: argparse.Namespace, workload: str, spec: str, plan: tuple[int, i
 
 
 def bench(args: argparse.Namespace, name: str) -> dict:
-    from trainwell.config import RunConfig
-
     wl = WORKLOADS[name]
     steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
     setups = list(wl.setups) if args.setups is None else args.setups.split(",")
-    if "economy" in setups and "instruments" not in RunConfig.model_fields:
-        print(f"[{name}] economy: not available yet (RunConfig has no 'instruments' section)")
-        setups.remove("economy")
     load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()
     runs: dict[str, list[dict]] = {s: [] for s in setups}
     for r in range(args.runs):  # interleaved: each round runs every setup, in a rotating order

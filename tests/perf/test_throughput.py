@@ -70,6 +70,7 @@ def test_gpt_uses_its_own_formula_times_tokens() -> None:
     got = flops_per_sample(model, "tokens")
     assert got == model.flops_per_token() * 16
     assert flops_per_sample(model, "tokens", seq_len=8) == model.flops_per_token() * 8
+    assert flops_per_sample(model, "samples") == got  # a sample of a sequence model: a sequence
     # torch counts the matmuls (not SDPA on a CPU); add PaLM's attention term 12 L C T per
     # token. The model's 6N also counts the norm gains, so allow a small excess.
     x = torch.randint(0, 64, (3, 16))  # (B, T)

@@ -79,23 +79,24 @@ def flops_per_sample(
 ) -> float | None:
     """Training FLOPs (forward + backward) per sample, or None when they cannot be known.
 
-    ``task_unit``: the task's unit ('samples' or 'tokens'); for 'tokens' a sample is a
-    sequence of ``seq_len`` tokens (the model's own ``seq_len`` attribute when not given).
+    ``task_unit``: the task's unit ('samples' or 'tokens'); for 'tokens', and for any model
+    with ``flops_per_token``, a sample is a sequence of ``seq_len`` tokens (the model's own
+    ``seq_len`` attribute when not given).
     ``input_shape``: the per-sample input shape, e.g. (1, 8, 8); needed only for conv
     layers, whose cost depends on the output size (found by one forward pass of a single
     zero sample). None is returned for a conv model without it, for a token task without a
     sequence length, and for a model with no Linear or conv weights at all.
     """
     inner = _unwrap(model)
+    seq_len = seq_len if seq_len is not None else getattr(inner, "seq_len", None)
+    per_token = getattr(inner, "flops_per_token", None)
+    if callable(per_token):  # a sequence model: a sample is a sequence, whatever the unit
+        return float(per_token()) * int(seq_len) if seq_len else None
     tokens = 1
     if task_unit == "tokens":
-        seq_len = seq_len if seq_len is not None else getattr(inner, "seq_len", None)
         if not seq_len:
             return None
         tokens = int(seq_len)
-    per_token = getattr(inner, "flops_per_token", None)
-    if callable(per_token):
-        return float(per_token()) * tokens
 
     linear = sum(m.weight.numel() for m in inner.modules() if isinstance(m, nn.Linear))
     convs = [m for m in inner.modules() if isinstance(m, nn.modules.conv._ConvNd)]
