@@ -30,11 +30,12 @@ from trainwell.tasks import Task, build_task
 from trainwell.train.checkpointing import Checkpointer, truncate_metrics
 from trainwell.train.ema import build_ema
 from trainwell.train.evaluate import evaluate
+from trainwell.train.metrics import Rate, final_metrics, logged_eval, train_metrics
 from trainwell.train.precision import resolve_precision
 from trainwell.train.rng import seed_everything
 from trainwell.train.rundir import environment, make_run_dir, write_json
 from trainwell.train.signals import Interrupted, StopRequest
-from trainwell.train.state import TrainState
+from trainwell.train.state import TrainState, unwrap
 from trainwell.train.step import FinalActivationProbe, apply_update, compute_update, skip_update
 
 
@@ -108,7 +109,7 @@ def run(
     st = build_state(cfg, task, device)
     eval_data = task.eval_data()
     probe = FinalActivationProbe(st.model)
-    runner = InstrumentRunner(_plain(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" else None
+    runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" else None
 
     out_dir = make_run_dir(run_dir, cfg.task.name)
     pilot = Autopilot(cfg.guards, out_dir)
@@ -128,7 +129,7 @@ def run(
     rollback_before: int | None = None
     """A rollback goes to a healthy checkpoint older than this: the step where the incident
     began, then older than the last target while the run has not recovered."""
-    rate = _Rate()
+    rate = Rate()
     status = "failed"
     try:
         with StopRequest() as stop:
@@ -187,7 +188,7 @@ def run(
 
                 bar.update(st.step, record.loss, record.lr, rate.per_second(task.unit))
                 if st.step % cfg.log.every == 0 or st.step == 1 or measured:
-                    metrics = {**_train_metrics(record, task.unit, rate), **pilot.metrics(), **measured}
+                    metrics = {**train_metrics(record, task.unit, rate), **pilot.metrics(), **measured}
                     for sink in sinks:
                         sink.write(st.step, metrics)
                     history.append({"step": st.step, **metrics})
@@ -203,7 +204,7 @@ def run(
         if resumed_from is not None and resumed_from >= cfg.train.steps:
             # resumed from the final checkpoint (the process died after saving it): the
             # final evaluation is already in metrics.jsonl; do not log it twice
-            last_eval = _logged_eval(out_dir / "metrics.jsonl", st.step)
+            last_eval = logged_eval(out_dir / "metrics.jsonl", st.step)
             bar.log(f"the run was already complete at step {st.step}")
         else:
             if eval_data is not None:
@@ -225,7 +226,7 @@ def run(
         if runner is not None:
             _save_instruments(runner, out_dir, bar)
         wall = time.perf_counter() - t_begin
-        final = _final_metrics(last_eval, history)
+        final = final_metrics(last_eval, history)
         write_json(out_dir / "summary.json", {
             "status": status, "task": cfg.task.name, "metric": f"eval/{task.metric}",
             "higher_is_better": task.higher_is_better, "steps": st.step, "iterations": st.iteration,
@@ -239,11 +240,11 @@ def run(
 
     sample = None
     if cfg.log.sample_chars:
-        sample = task.sample(_plain(st.model), cfg.log.sample_chars)
+        sample = task.sample(unwrap(st.model), cfg.log.sample_chars)
         if sample is not None:
             (out_dir / "sample.txt").write_text(sample)
     _print_end(bar, task, final, wall, sample)
-    return RunResult(out_dir, final, st.step, wall, _plain(st.model), sample, history, resumed_from)
+    return RunResult(out_dir, final, st.step, wall, unwrap(st.model), sample, history, resumed_from)
 
 
 # ---------------------------------------------------------------- interventions
@@ -329,28 +330,6 @@ def _save_instruments(runner: InstrumentRunner, out_dir: Path, bar: ConsoleProgr
     runner.close()
 
 
-class _Rate:
-    """Samples and targets per second since the last logged step."""
-
-    def __init__(self) -> None:
-        self.since, self.samples, self.targets = time.perf_counter(), 0, 0
-
-    def add(self, samples: int, targets: int) -> None:
-        self.samples += samples
-        self.targets += targets
-
-    def per_second(self, unit: str) -> float:
-        dt = time.perf_counter() - self.since
-        return (self.targets if unit == "tokens" else self.samples) / dt if dt > 0 else 0.0
-
-    def take(self) -> tuple[float, float]:
-        now = time.perf_counter()
-        dt = now - self.since
-        out = (self.samples / dt, self.targets / dt) if dt > 0 else (0.0, 0.0)
-        self.since, self.samples, self.targets = now, 0, 0
-        return out
-
-
 def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, float]:  # noqa: ANN001
     if eval_data is None:
         return {}
@@ -371,49 +350,8 @@ def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, fl
     return results
 
 
-def _train_metrics(record, unit: str, rate: _Rate) -> dict[str, float]:  # noqa: ANN001
-    samples_per_s, targets_per_s = rate.take()
-    m: dict[str, float] = {
-        "train/loss": record.loss,
-        "train/grad_norm": record.grad_norm,
-        "train/clipped": float(record.clipped),
-        "train/lr": record.lr,
-        "train/clip_norm": record.clip_norm,
-        "train/final_act_norm": record.final_act_norm,
-        "sys/step_time_s": record.time_s,
-        "sys/data_time_frac": record.data_time_s / record.time_s if record.time_s > 0 else 0.0,
-        "sys/samples_per_s": samples_per_s,
-    }
-    if unit == "tokens":
-        m["sys/tokens_per_s"] = targets_per_s
-    if record.loss_scale != 1.0:
-        m["train/loss_scale"] = record.loss_scale
-    for name, v in record.components.items():
-        m[f"train/loss/{name}"] = v
-    return m
-
-
-def _logged_eval(path: Path, step: int) -> dict[str, float]:
-    from trainwell.sinks import read_jsonl
-
-    rows = [r for r in read_jsonl(path) if r.get("step") == step]
-    return {k: v for r in rows for k, v in r.items() if k.startswith(("eval/", "eval_ema/"))}
-
-
-def _final_metrics(last_eval: dict[str, float], history: list[dict[str, Any]]) -> dict[str, float]:
-    final = dict(last_eval)
-    train_rows = [h for h in history if "train/loss" in h]
-    if train_rows:
-        final["train/loss"] = train_rows[-1]["train/loss"]
-    return final
-
-
 def _count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _plain(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)
 
 
 def _print_end(bar, task, final, wall, sample) -> None:  # noqa: ANN001

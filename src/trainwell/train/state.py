@@ -67,7 +67,7 @@ class TrainState:
         if self.precision.scaler is not None:
             train["scaler"] = self.precision.scaler.state_dict()
         parts: dict[str, Any] = {
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "train": train,
         }
@@ -77,7 +77,7 @@ class TrainState:
         return parts
 
     def load_state_dict(self, parts: dict[str, Any]) -> None:
-        _unwrap(self.model).load_state_dict(parts["model"])
+        unwrap(self.model).load_state_dict(parts["model"])
         self.optimizer.load_state_dict(parts["optimizer"])
         train = parts["train"]
         self.step, self.iteration = train["step"], train["iteration"]
@@ -92,7 +92,7 @@ class TrainState:
         set_rng_state(train["rng"])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
     """The plain module under torch.compile and DistributedDataParallel wrappers."""
     from torch.nn.parallel import DistributedDataParallel
 

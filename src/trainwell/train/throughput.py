@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from trainwell.train.state import unwrap
+
 TFLOPS = 1e12
 
 # (name fragment of torch.cuda.get_device_name, lowercased) -> dense peak TFLOP/s by math
@@ -60,16 +62,6 @@ PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under torch.compile and DistributedDataParallel wrappers."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    inner = getattr(model, "_orig_mod", model)
-    if isinstance(inner, DistributedDataParallel):
-        inner = inner.module
-    return getattr(inner, "_orig_mod", inner)
-
-
 def flops_per_sample(
     model: nn.Module,
     task_unit: str,
@@ -87,7 +79,7 @@ def flops_per_sample(
     zero sample). None is returned for a conv model without it, for a token task without a
     sequence length, and for a model with no Linear or conv weights at all.
     """
-    inner = _unwrap(model)
+    inner = unwrap(model)
     seq_len = seq_len if seq_len is not None else getattr(inner, "seq_len", None)
     per_token = getattr(inner, "flops_per_token", None)
     if callable(per_token):  # a sequence model: a sample is a sequence, whatever the unit
