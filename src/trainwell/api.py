@@ -65,7 +65,7 @@ class FunctionTask(Task):
             mean = self.loss_fn(out, y)
         else:
             mean, n = self.loss_fn(model, batch), _batch_len(batch)
-        count = torch.tensor(float(n), device=mean.device)
+        count = float(n)
         return LossOutput(sum=mean * count, count=count)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:

@@ -33,8 +33,10 @@ class LossOutput:
 
     sum: Tensor
     """scalar: sum over targets of the total loss."""
-    count: Tensor
-    """scalar: number of targets (tokens, samples, ...) that ``sum`` covers."""
+    count: Tensor | float
+    """number of targets (tokens, samples, ...) that ``sum`` covers: a plain number when
+    it is known on the host (cheaper: no device op), a scalar tensor when it is computed
+    from the data (a padding mask)."""
     components: dict[str, Tensor] = field(default_factory=dict)
     """name -> scalar SUM over targets of each loss term (logged as ``train/loss/<name>``)."""
     per_sample: Tensor | None = None

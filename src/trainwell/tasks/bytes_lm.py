@@ -87,7 +87,7 @@ class BytesLM(Task):
             z = self.z_loss * lse.square()  # (B, T)
             per_sample = per_sample + z.sum(dim=1)
             components["z"] = z.sum()
-        count = torch.tensor(float(y.numel()), device=y.device)
+        count = float(y.numel())
         return LossOutput(per_sample.sum(), count, components, per_sample)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:

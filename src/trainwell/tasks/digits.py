@@ -89,13 +89,13 @@ class Digits(Task):
         x, y = batch  # (B, *input_shape) float32, (B,) int64
         logits = model(x).float()  # (B, num_classes)
         per_sample = F.cross_entropy(logits, y, reduction="none")  # (B,)
-        count = torch.tensor(float(len(y)), device=y.device)
+        count = float(len(y))
         return LossOutput(per_sample.sum(), count, {}, per_sample)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         x, y = batch
         logits = model(x).float()  # (B, num_classes)
-        count = torch.tensor(float(len(y)), device=y.device)
+        count = float(len(y))
         ce = F.cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(dim=-1) == y).sum().float()
         return {"accuracy": (correct, count), "loss": (ce, count)}

@@ -91,14 +91,14 @@ class DigitsVAE(Task):
         x = batch  # (B, 64) in [0, 1]
         recon, reg = self._terms(model, x)
         per_sample = recon + reg  # (B,)
-        count = torch.tensor(float(len(x)), device=x.device)
+        count = float(len(x))
         components = {"recon": recon.sum(), "vq" if self.vq else "kl": reg.sum()}
         return LossOutput(per_sample.sum(), count, components, per_sample)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         x = batch
         recon, reg = self._terms(model, x)
-        count = torch.tensor(float(len(x)), device=x.device)
+        count = float(len(x))
         out = {self.metric: ((recon + reg).sum(), count), "recon": (recon.sum(), count)}
         if not self.vq:
             out["kl"] = (reg.sum(), count)

@@ -103,7 +103,7 @@ class Quadratic(Task):
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         x = batch  # (B, D)
         per_sample = model(x).float()  # (B,)
-        count = torch.tensor(float(len(x)), device=x.device)
+        count = float(len(x))
         return LossOutput(per_sample.sum(), count, {}, per_sample)
 
 

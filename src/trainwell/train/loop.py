@@ -273,10 +273,10 @@ def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> N
     if not (pilot.cfg.enabled and pilot.cfg.quarantine):
         return
     why = "extreme or non-finite per-sample loss"
-    if reason.startswith("input_") and out.per_sample_input_rms:
+    inputs = out.per_sample_input_rms() if reason.startswith("input_") else None
+    if inputs is not None:
         why = "input scale far outside the usual range"
-        ids = torch.cat([i for i, _ in out.per_sample_input_rms])
-        rms = torch.cat([r.cpu() for _, r in out.per_sample_input_rms])
+        ids, rms = inputs
         bad = ids[pilot.inputs.outliers(rms)].tolist()
     elif not out.per_sample:
         return

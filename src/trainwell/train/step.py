@@ -6,6 +6,7 @@ Only this module and loop.py change training state.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,19 +23,27 @@ from trainwell.train.state import TrainState
 class FinalActivationProbe:
     """RMS of the input to the model's last Linear layer (the LM head or classifier), kept
     on the device so that reading it costs no extra host sync. OPT-175B saw the final
-    layer's activation norm spike before divergence (Zhang et al. 2022, section 2.5)."""
+    layer's activation norm spike before divergence (Zhang et al. 2022, section 2.5).
+
+    The hook takes one op (a float32 L2 norm); the division by sqrt(numel) that turns it
+    into an RMS happens on the host after the step's sync (``rms``)."""
 
     def __init__(self, model: nn.Module) -> None:
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         self.value: Tensor | None = None
+        self.numel = 0
         self.armed = False
         self._handle = linears[-1].register_forward_hook(self._hook) if linears else None
 
     def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if self.armed:
             x = inputs[0].detach()
-            self.value = x.float().pow(2).mean().sqrt()
+            self.value = torch.linalg.vector_norm(x, dtype=torch.float32)
+            self.numel = x.numel()
             self.armed = False  # first micro-batch only: cheap
+
+    def rms(self, norm: float) -> float:
+        return norm / math.sqrt(self.numel) if self.numel else 0.0
 
     def close(self) -> None:
         if self._handle is not None:
@@ -65,8 +74,17 @@ class StepOutput:
 
     per_sample: list[tuple[Tensor, Tensor]]
     """(ids, per-sample loss) of each micro-batch, when the task provides them."""
-    per_sample_input_rms: list[tuple[Tensor, Tensor]]
-    """(ids, per-sample input RMS) of each micro-batch with floating-point inputs."""
+    input_norms: list[tuple[Tensor, Tensor, int]]
+    """(ids, per-sample L2 norm of the input, input size D) of each micro-batch with
+    floating-point inputs; RMS = norm / sqrt(D), computed only when it is needed."""
+
+    def per_sample_input_rms(self) -> tuple[Tensor, Tensor] | None:
+        """(ids, per-sample input RMS on the host) over all micro-batches, or None."""
+        if not self.input_norms:
+            return None
+        ids = torch.cat([i for i, _, _ in self.input_norms])
+        rms = torch.cat([n.cpu() / math.sqrt(d) for _, n, d in self.input_norms])
+        return ids, rms
 
 
 def compute_update(
@@ -84,34 +102,41 @@ def compute_update(
     measure_inputs: bool = True,
 ) -> tuple[StepRecord, StepOutput]:
     """Forward and backward over all micro-batches, unscale, clip; read every scalar the
-    guards need in a single host sync and return them as a StepRecord. Nothing is applied."""
+    guards need in a single host sync and return them as a StepRecord. Nothing is applied.
+
+    Cheap on the host by design (a fixed cost paid every step, which small models feel):
+    nothing is accumulated on the device; each micro-batch's loss sum, the grad norm and
+    the optional probe values go into ONE stack read by one ``tolist()``, and the sums,
+    divisions and square roots happen on the host."""
     model, opt, prec = st.model, st.optimizer, st.precision
-    model.train()
+    if not model.training:  # evaluation is the only place that switches it off
+        model.train()
     k = len(micro)
     if probe is not None:
         probe.armed = True
 
-    loss_sum = torch.zeros((), dtype=torch.float32, device=st.device)
-    count = torch.zeros((), dtype=torch.float32, device=st.device)
-    comps: dict[str, Tensor] = {}
+    sums: list[Tensor] = []  # per micro-batch: loss sum (device scalars, read in the sync)
+    counts: list[Tensor | float] = []  # per micro-batch: target count (host numbers when the task gives them)
+    comps: dict[str, list[Tensor]] = {}
     per_sample: list[tuple[Tensor, Tensor]] = []
-    input_rms: list[tuple[Tensor, Tensor]] = []
-    norm_ref: Tensor | None = None
+    input_norms: list[tuple[Tensor, Tensor, int]] = []
+    norm_ref: Tensor | float | None = None
     n_samples = 0
     for idx, batch in micro:
         x = input_tensor(batch) if measure_inputs else None
         if x is not None:  # for the input guard: one reduction, read in the single sync below
-            input_rms.append((idx, x.detach().float().flatten(1).pow(2).mean(1).sqrt()))
+            flat = x.detach().flatten(1)
+            input_norms.append((idx, torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32), flat.shape[1]))
         with prec.autocast():
             out = task.loss(model, batch)
         if nan_loss:  # fault injection: a numerical blow-up in the forward pass
             out.sum = out.sum * float("nan")
-        c = torch.as_tensor(out.count, device=st.device, dtype=torch.float32)
+        c = out.count.detach().float() if isinstance(out.count, Tensor) else float(out.count)
         if norm_ref is None:
             # Normalise by the total target count across micro-batches (not a mean of means,
             # the HF 2024 accumulation bug). The total is known only after the last forward,
             # so scale by a reference now and correct the gradient once at the end.
-            norm_ref = c.detach() * k
+            norm_ref = c * k
         loss = out.sum.float() / norm_ref
         if prec.scaler is not None:
             prec.scaler.scale(loss).backward()
@@ -119,41 +144,67 @@ def compute_update(
             loss.backward()
         if runner is not None and runner.due(st.step):  # the noise scale from micro-batches, free
             scale = prec.scale_tensor()
-            runner.after_micro_backward(st.step, c, (scale if scale is not None else 1.0) / norm_ref)
-        loss_sum += out.sum.detach().float()
-        count += c.detach()
+            runner.after_micro_backward(st.step, torch.as_tensor(c, device=st.device),
+                                        (scale if scale is not None else 1.0) / norm_ref)
+        sums.append(out.sum.detach())
+        counts.append(c)
         for name, v in out.components.items():
-            comps[name] = comps.get(name, 0) + v.detach().float()
+            comps.setdefault(name, []).append(v.detach())
         if out.per_sample is not None:
             per_sample.append((idx, out.per_sample.detach()))
         n_samples += int(idx.numel())
 
+    host_counts = all(not isinstance(c, Tensor) for c in counts)
+    total: Tensor | float = sum(counts) if host_counts else sum(torch.as_tensor(c, device=st.device) for c in counts)
     params = st.params
     grads = [p.grad for p in params if p.grad is not None]
     if k > 1 and grads:
-        torch._foreach_mul_(grads, norm_ref / count)  # now exactly sum / total count
+        torch._foreach_mul_(grads, norm_ref / total)  # now exactly sum / total count
     if force_overflow and grads:
         grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
         prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
     clip = max_norm * st.clip_mult
     if clip > 0:
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        grad_norm: Tensor | None = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
     elif grads:
         grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
     else:
-        grad_norm = torch.zeros((), device=st.device)
+        grad_norm = None
 
-    # --- the single host sync of the step: every scalar the guards and sinks need
-    act = probe.value if probe is not None and probe.value is not None else torch.zeros(())
-    scale = prec.scale_tensor()
+    # --- the single host sync of the step: every scalar the guards and sinks need, in one
+    # stack of device scalars; constants never become tensors
     names = list(comps)
-    packed = [loss_sum / count, grad_norm.float(), count, act.to(st.device).float()]
-    packed.append(scale.float().reshape(()) if scale is not None else torch.ones((), device=st.device))
-    packed.append(torch.cat([r for _, r in input_rms]).max() if input_rms else torch.zeros((), device=st.device))
-    packed += [comps[n] / count for n in names]
-    values = torch.stack([v.reshape(()).to(st.device) for v in packed]).tolist()
-    loss_v, norm_v, count_v, act_v, scale_v, input_v = values[:6]
+    packed: list[Tensor] = [*sums]
+    if not host_counts:
+        packed += [torch.as_tensor(c, device=st.device) for c in counts]
+    at_norm = len(packed)
+    packed.append(grad_norm if grad_norm is not None else torch.zeros((), device=st.device))
+    act = probe.value if probe is not None and probe.value is not None else None
+    if act is not None:
+        packed.append(act)
+    scale = prec.scale_tensor()
+    if scale is not None:
+        packed.append(scale.reshape(()))
+    if input_norms:
+        packed += [n.max() for _, n, _ in input_norms]
+    at_comps = len(packed)
+    for n in names:
+        packed += comps[n]
+    values = torch.stack([v.float() for v in packed]).tolist()
+
+    total_v = float(total) if host_counts else sum(values[k:2 * k])
+    loss_v = sum(values[:k]) / total_v
+    norm_v = values[at_norm]
+    pos = at_norm + 1
+    act_v = 0.0
+    if act is not None:
+        act_v, pos = probe.rms(values[pos]), pos + 1
+    scale_v = 1.0
+    if scale is not None:
+        scale_v, pos = values[pos], pos + 1
+    input_v = max((values[pos + i] / math.sqrt(d) for i, (_, _, d) in enumerate(input_norms)), default=0.0)
+    components = {n: sum(values[at_comps + i * k: at_comps + (i + 1) * k]) / total_v for i, n in enumerate(names)}
 
     lr = st.current_lr()
     overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
@@ -165,9 +216,9 @@ def compute_update(
         lr=lr,
         clip_norm=clip,
         loss_scale=scale_v,
-        components=dict(zip(names, values[6:], strict=True)),
+        components=components,
         n_samples=n_samples,
-        n_targets=int(count_v),
+        n_targets=int(total_v),
         time_s=time.perf_counter() - t_start,
         data_time_s=data_time,
         final_act_norm=act_v,
@@ -175,7 +226,7 @@ def compute_update(
         applied=not overflow,
         reason="fp16_overflow" if overflow else "",
     )
-    return record, StepOutput(per_sample=per_sample, per_sample_input_rms=input_rms)
+    return record, StepOutput(per_sample=per_sample, input_norms=input_norms)
 
 
 def apply_update(st: TrainState) -> None:
