@@ -65,6 +65,18 @@ def test_a_bump_shorter_than_divergence_steps_does_not_trigger():
     assert all(v.action is Action.APPLY for v in feed(p, losses))
 
 
+def test_near_zero_loss_a_few_hard_batches_are_not_a_divergence():
+    # ln 10 at init, fitted to 0.005, then a stretch of hard batches triples the smoothed
+    # loss (measured on digits: 0.005 -> 0.029): small against the problem's scale
+    losses = [2.3 * math.exp(-t / 30) + 0.005 for t in range(400)] + [0.06] * 60 + [0.005] * 100
+    assert all(v.action is Action.APPLY for v in feed(RollbackPolicy(), losses))
+    # the pure 1.5x rule would have rolled back
+    assert any(v.reason == "divergence" for v in feed(RollbackPolicy(divergence_floor=0.0), losses))
+    # a real divergence from there (back to a random guess) still is one
+    verdicts = feed(RollbackPolicy(), losses[:460] + [2.3] * 60)
+    assert any(v.reason == "divergence" for v in verdicts[460:])
+
+
 def test_negative_losses_use_the_magnitude_of_the_baseline():
     p = RollbackPolicy(divergence_factor=1.5, divergence_steps=5, ema_beta=0.5)
     verdicts = feed(p, [-4.0] * 50 + [-1.0] * 30)

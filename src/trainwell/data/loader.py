@@ -4,6 +4,11 @@ The whole global batch is drawn at once and split into ``accumulate`` micro-batc
 near-equal size, so the data a run sees does not depend on how it is accumulated (the
 accumulation test compares exactly that). A dataset with a vectorised ``get_batch(idx)``
 skips the per-sample Python loop.
+
+Under data parallelism (``shard=(rank, world)``) every rank draws the same global batch from
+the same sampler and keeps its own contiguous slice: the samples of a step do not depend on
+the number of processes, the sampler state is identical on every rank (exact resume), and
+a quarantine list shared by all ranks excludes the same ids everywhere.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class BatchLoader:
         device: torch.device,
         batch_size: int,
         accumulate: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if accumulate > batch_size:
             from trainwell.errors import ConfigError
@@ -68,11 +74,15 @@ class BatchLoader:
             )
         self.dataset, self.sampler, self.collate = dataset, sampler, collate
         self.device = device
-        self.sizes = split_sizes(batch_size, accumulate)
         self.batch_size = batch_size
+        part = _shard_slice(batch_size, shard)
+        self.shard = part if shard[1] > 1 else None
+        self.sizes = split_sizes(part.stop - part.start, accumulate)
 
     def next(self) -> list[MicroBatch]:
-        ids = self.sampler.draw(self.batch_size)
+        ids = self.sampler.draw(self.batch_size)  # (B,)
+        if self.shard is not None:
+            ids = ids[self.shard]  # this rank's (B / world,)
         out = []
         for part in torch.split(ids, self.sizes):
             out.append((part, to_device(fetch(self.dataset, part, self.collate), self.device)))
@@ -99,10 +109,12 @@ class IterableLoader:
         device: torch.device,
         batch_size: int,
         accumulate: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.dataset, self.collate, self.device = dataset, collate, device
-        self.sizes = split_sizes(batch_size, accumulate)
         self.batch_size = batch_size
+        self.shard = _shard_slice(batch_size, shard)
+        self.sizes = split_sizes(self.shard.stop - self.shard.start, accumulate)
         self.consumed = 0
         self._it: Iterator[Any] | None = None
         self.epoch = 0
@@ -121,12 +133,16 @@ class IterableLoader:
         raise DataError("the iterable training dataset yielded no samples")
 
     def next(self) -> list[MicroBatch]:
-        out = []
+        # every rank reads the whole global batch from its copy of the stream and keeps its
+        # slice: exact for a deterministic stream, at the cost of reading it world times
+        samples = [self._next_sample() for _ in range(self.batch_size)][self.shard]
+        first = self.consumed + self.shard.start
+        self.consumed += self.batch_size
+        out, pos = [], 0
         for size in self.sizes:
-            samples = [self._next_sample() for _ in range(size)]
-            ids = torch.arange(self.consumed, self.consumed + size)
-            self.consumed += size
-            out.append((ids, to_device(self.collate(samples), self.device)))
+            ids = torch.arange(first + pos, first + pos + size)
+            out.append((ids, to_device(self.collate(samples[pos:pos + size]), self.device)))
+            pos += size
         return out
 
     def skip(self, batches: int) -> None:
@@ -143,3 +159,11 @@ class IterableLoader:
         while self.consumed < target:
             self._next_sample()
             self.consumed += 1
+
+
+def _shard_slice(batch_size: int, shard: tuple[int, int]) -> slice:
+    """This rank's contiguous part of the global batch (the config check makes
+    ``batch_size`` divisible by ``world``)."""
+    rank, world = shard
+    per = batch_size // world
+    return slice(rank * per, (rank + 1) * per)

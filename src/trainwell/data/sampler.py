@@ -7,8 +7,9 @@ Saving (seed, epoch, position) therefore resumes exactly, without replaying batc
 
 Quarantined ids are skipped when drawn, so the sampler never serves them again; the
 quarantine list itself is part of the checkpointed training state.
-Under data parallelism each rank takes its own shard of every global batch (``rank::world``
-of the drawn ids), so the global batch is what the config says.
+Under data parallelism every rank draws the same global batch and keeps its own contiguous
+slice of it (data/loader.py), so the global batch is what the config says and the sampler
+state is the same on every rank.
 """
 
 from __future__ import annotations

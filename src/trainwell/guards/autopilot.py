@@ -49,13 +49,14 @@ class Autopilot:
         self.cfg = cfg = cfg or GuardsConfig()
         # Disabled still refuses a NaN update: applying it would silently destroy the weights.
         self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
-        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust)
+        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor)
         self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma)
         self.rollback = RollbackPolicy(
             max_skips=cfg.max_skips,
             skip_window=cfg.skip_window,
             divergence_factor=cfg.divergence_factor,
             divergence_steps=cfg.divergence_steps,
+            divergence_floor=cfg.divergence_floor,
             min_loss_scale=cfg.min_loss_scale,
             # rollback off: a trigger stops the run rather than skipping forever
             max_rollbacks=cfg.max_rollbacks if cfg.rollback else 0,

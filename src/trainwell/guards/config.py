@@ -18,6 +18,8 @@ class GuardsConfig(Section):
     """Applied steps in the rolling window of the spike test. 128 as OLMo-core's SkipStep optimizer; the test is silent for the first half window."""
     spike_sigma: float = Field(6.0, gt=0.0)
     """An update whose loss or grad norm is more than this many standard deviations above the window's mean is skipped. 6 as OLMo-core: a clean run essentially never reaches it."""
+    spike_loss_floor: float = Field(0.02, ge=0.0)
+    """The spike test's loss spread is never taken below this fraction of the loss at initialisation: a model trained close to zero loss has a window so quiet that one hard batch looks like a 10-sigma spike (a digits MLP at 4x its default length did this). 0.02 x ln 10 x 6 sigma: a jump under 0.28 in a ten-class loss is never a spike; an LR x100 burst still measured 126 sigma."""
     spike_robust: bool = False
     """Use the window's median and MAD x 1.4826 instead of mean and std: robust to earlier spikes in the window, O(window) per step instead of O(1)."""
     quarantine: bool = True
@@ -32,6 +34,8 @@ class GuardsConfig(Section):
     """Attempted steps over which max_skips are counted."""
     divergence_factor: float = Field(1.5, gt=1.0)
     """Rollback trigger: the smoothed loss (EMA over ~50 steps) stays above this multiple of its best value. 1.5 is far above the EMA's noise and well below where a divergence ends (the loss of a random guess). A run whose loss may rise that much on purpose (a curriculum, a change of data mix) should raise it or set divergence_steps = 0."""
+    divergence_floor: float = Field(0.05, ge=0.0)
+    """The divergence trigger also needs the smoothed loss at least this fraction of the loss at initialisation above its best: near zero loss, 1.5 x the best is noise (a digits MLP at 4x its default length went from 0.005 to 0.029 on a few hard batches and was rolled back for nothing). 0.05 x ln 10 = 0.12 for ten classes; a language model at 1.3 nats keeps the 1.5x rule (0.65 > 0.05 x ln 256)."""
     divergence_steps: int = Field(20, ge=0)
     """Rollback trigger (with divergence_factor): the smoothed loss must stay that high for this many applied steps in a row (0 = no divergence trigger). 20 steps of an EMA over 50 is a sustained rise, not a bump."""
     min_loss_scale: float = Field(1.0, ge=0.0)

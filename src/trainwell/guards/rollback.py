@@ -28,7 +28,10 @@ STOP_HINTS = (
 class RollbackPolicy:
     """Triggers (each can be turned off with 0): ``max_skips`` guard skips within the last
     ``skip_window`` attempted steps; the smoothed loss above ``divergence_factor`` x its best
-    value for ``divergence_steps`` applied steps in a row; the fp16 loss scale below
+    value (and at least ``divergence_floor`` x the loss at initialisation above it, so that
+    a model trained close to zero loss, whose smoothed loss can triple from 0.005 to 0.015
+    on a few hard batches, is not 'diverging') for ``divergence_steps`` applied steps in a
+    row; the fp16 loss scale below
     ``min_loss_scale``. Recovery = past the step where the last rollback was triggered
     with the smoothed loss back at its pre-rollback best, or ``recovery_steps`` applied
     steps in a row without any intervention. (A restored checkpoint starts near the best
@@ -47,6 +50,7 @@ class RollbackPolicy:
         max_rollbacks: int = 3,
         recovery_steps: int = 500,
         ema_beta: float = 0.98,
+        divergence_floor: float = 0.05,
     ) -> None:
         if divergence_factor <= 1.0:
             raise ValueError(f"guards.divergence_factor must be > 1, got {divergence_factor}")
@@ -54,6 +58,9 @@ class RollbackPolicy:
         self.skip_window = skip_window
         self.divergence_factor = divergence_factor
         self.divergence_steps = divergence_steps
+        self.divergence_floor = divergence_floor
+        self.loss_ref: float | None = None
+        """The first applied finite loss: the problem's own scale (ln C for C classes)."""
         self.min_loss_scale = min_loss_scale
         self.max_rollbacks = max_rollbacks
         self.recovery_steps = recovery_steps
@@ -77,7 +84,8 @@ class RollbackPolicy:
     def _threshold(self) -> float:
         # baseline + (factor-1)|baseline| also works for losses that can be negative.
         assert self.best is not None
-        return self.best + (self.divergence_factor - 1.0) * abs(self.best)
+        floor = self.divergence_floor * abs(self.loss_ref or 0.0)
+        return self.best + max((self.divergence_factor - 1.0) * abs(self.best), floor)
 
     def _next_ema(self, loss: float) -> float:
         return loss if self.ema is None else self.ema_beta * self.ema + (1 - self.ema_beta) * loss
@@ -161,6 +169,8 @@ class RollbackPolicy:
             self.skip_at.popleft()
         if verdict.action is not Action.APPLY or not record.applied or not finite(record.loss):
             return False
+        if self.loss_ref is None:
+            self.loss_ref = record.loss
         self.ema = self._next_ema(record.loss)
         self.best = self.ema if self.best is None else min(self.best, self.ema)
         self.above = self.above + 1 if self.ema > self._threshold() else 0
@@ -189,6 +199,7 @@ class RollbackPolicy:
             "recovery_target": self.target,
             "trigger_step": self.trigger_step,
             "healthy_streak": self.healthy_streak,
+            "loss_ref": self.loss_ref,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -202,3 +213,4 @@ class RollbackPolicy:
         self.target = state["recovery_target"]
         self.trigger_step = state["trigger_step"]
         self.healthy_streak = state["healthy_streak"]
+        self.loss_ref = state.get("loss_ref")

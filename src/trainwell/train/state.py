@@ -39,6 +39,8 @@ class TrainState:
     samples_seen: int = 0
     targets_seen: int = 0
     params: list[torch.Tensor] = field(default_factory=list)
+    dist: Any = None
+    """The DistContext (trainwell.dist) when several processes train together; None alone."""
 
     def __post_init__(self) -> None:
         if not self.params:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -108,7 +109,7 @@ def compute_update(
     nothing is accumulated on the device; each micro-batch's loss sum, the grad norm and
     the optional probe values go into ONE stack read by one ``tolist()``, and the sums,
     divisions and square roots happen on the host."""
-    model, opt, prec = st.model, st.optimizer, st.precision
+    model, opt, prec, dist = st.model, st.optimizer, st.precision, st.dist  # dist: None = one process
     if not model.training:  # evaluation is the only place that switches it off
         model.train()
     k = len(micro)
@@ -122,27 +123,29 @@ def compute_update(
     input_norms: list[tuple[Tensor, Tensor, int]] = []
     norm_ref: Tensor | float | None = None
     n_samples = 0
-    for idx, batch in micro:
+    for i, (idx, batch) in enumerate(micro):
         x = input_tensor(batch) if measure_inputs else None
         if x is not None:  # for the input guard: one reduction, read in the single sync below
             flat = x.detach().flatten(1)
             input_norms.append((idx, torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32), flat.shape[1]))
-        with prec.autocast():
-            out = task.loss(model, batch)
-        if nan_loss:  # fault injection: a numerical blow-up in the forward pass
-            out.sum = out.sum * float("nan")
-        c = out.count.detach().float() if isinstance(out.count, Tensor) else float(out.count)
-        if norm_ref is None:
-            # Normalise by the total target count across micro-batches (not a mean of means,
-            # the HF 2024 accumulation bug). The total is known only after the last forward,
-            # so scale by a reference now and correct the gradient once at the end.
-            norm_ref = c * k
-        loss = out.sum.float() / norm_ref
-        if prec.scaler is not None:
-            prec.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if runner is not None and runner.due(st.step):  # the noise scale from micro-batches, free
+        with nullcontext() if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
+            with prec.autocast():
+                out = task.loss(model, batch)
+            if nan_loss:  # fault injection: a numerical blow-up in the forward pass
+                out.sum = out.sum * float("nan")
+            c = out.count.detach().float() if isinstance(out.count, Tensor) else float(out.count)
+            if norm_ref is None:
+                # Normalise by the total target count across micro-batches (not a mean of means,
+                # the HF 2024 accumulation bug). The total is known only after the last forward,
+                # so scale by a reference now and correct the gradient once at the end. Across
+                # ranks the reference must be the same everywhere (dist/context.py).
+                norm_ref = c * k if dist is None else dist.loss_divisor(c, k)
+            loss = out.sum.float() / norm_ref
+            if prec.scaler is not None:
+                prec.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if runner is not None and dist is None and runner.due(st.step):  # the noise scale from micro-batches, free
             scale = prec.scale_tensor()
             runner.after_micro_backward(st.step, torch.as_tensor(c, device=st.device),
                                         (scale if scale is not None else 1.0) / norm_ref)
@@ -154,12 +157,33 @@ def compute_update(
             per_sample.append((idx, out.per_sample.detach()))
         n_samples += int(idx.numel())
 
-    host_counts = all(not isinstance(c, Tensor) for c in counts)
-    total: Tensor | float = sum(counts) if host_counts else sum(torch.as_tensor(c, device=st.device) for c in counts)
+    # every scalar of this rank the guards need, packed in one stack of device scalars
+    # (constants never become tensors); grad norm and loss scale follow after clipping
+    host_counts = dist is None and all(not isinstance(c, Tensor) for c in counts)
+    names = list(comps)
+    local: list[Tensor] = [*sums]
+    if not host_counts:
+        local += [torch.as_tensor(c, device=st.device) for c in counts]
+    act = probe.value if probe is not None and probe.value is not None else None
+    if act is not None:
+        local.append(act)
+    if input_norms:
+        local += [n.max() for _, n, _ in input_norms]
+    at_comps = len(local)
+    for n in names:
+        local += comps[n]
+
     params = st.params
     grads = [p.grad for p in params if p.grad is not None]
-    if k > 1 and grads:
-        torch._foreach_mul_(grads, norm_ref / total)  # now exactly sum / total count
+    if dist is None:
+        total: Tensor | float = sum(counts) if host_counts else sum(local[k:2 * k])
+        if k > 1 and grads:
+            torch._foreach_mul_(grads, norm_ref / total)  # now exactly sum / total count
+    else:  # one all_gather: every rank's scalars, so that every rank reaches the same verdict
+        table = dist.gather_scalars(local)  # (world, len(local) + 1)
+        total = table[:, k:2 * k].sum()
+        if grads:
+            torch._foreach_mul_(grads, dist.grad_correction(norm_ref, total))  # sum / global count
     if force_overflow and grads:
         grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
@@ -172,39 +196,36 @@ def compute_update(
     else:
         grad_norm = None
 
-    # --- the single host sync of the step: every scalar the guards and sinks need, in one
-    # stack of device scalars; constants never become tensors
-    names = list(comps)
-    packed: list[Tensor] = [*sums]
-    if not host_counts:
-        packed += [torch.as_tensor(c, device=st.device) for c in counts]
-    at_norm = len(packed)
-    packed.append(grad_norm if grad_norm is not None else torch.zeros((), device=st.device))
-    act = probe.value if probe is not None and probe.value is not None else None
-    if act is not None:
-        packed.append(act)
+    # --- the single host sync of the step: every scalar the guards and sinks need
+    if dist is not None and grad_norm is not None:
+        grad_norm = dist_plain(grad_norm)  # FSDP2: a DTensor holding the global norm
+    tail = [grad_norm if grad_norm is not None else torch.zeros((), device=st.device)]
     scale = prec.scale_tensor()
     if scale is not None:
-        packed.append(scale.reshape(()))
-    if input_norms:
-        packed += [n.max() for _, n, _ in input_norms]
-    at_comps = len(packed)
-    for n in names:
-        packed += comps[n]
-    values = torch.stack([v.float() for v in packed]).tolist()
+        tail.append(scale.reshape(()))
+    n_local = len(local)
+    if dist is None:
+        values = torch.stack([v.float() for v in (*local, *tail)]).tolist()
+        rows = [values[:n_local]]
+    else:  # the gathered table (world, n_local + 1) and this rank's tail, still one read
+        values = torch.cat([table.flatten(), torch.stack([v.float() for v in tail])]).tolist()
+        rows = dist.rows(values[:-len(tail)], n_local)
+    norm_v = values[-len(tail)]
+    scale_v = values[-1] if scale is not None else 1.0
 
-    total_v = float(total) if host_counts else sum(values[k:2 * k])
-    loss_v = sum(values[:k]) / total_v
-    norm_v = values[at_norm]
-    pos = at_norm + 1
+    # host-side reduction over ranks (one row per rank; a single row in one process)
+    total_v = float(total) if host_counts else sum(sum(r[k:2 * k]) for r in rows)
+    loss_v = sum(sum(r[:k]) for r in rows) / total_v
+    pos = k if host_counts else 2 * k
     act_v = 0.0
-    if act is not None:
-        act_v, pos = probe.rms(values[pos]), pos + 1
-    scale_v = 1.0
-    if scale is not None:
-        scale_v, pos = values[pos], pos + 1
-    input_v = max((values[pos + i] / math.sqrt(d) for i, (_, _, d) in enumerate(input_norms)), default=0.0)
-    components = {n: sum(values[at_comps + i * k: at_comps + (i + 1) * k]) / total_v for i, n in enumerate(names)}
+    if act is not None:  # across ranks: the RMS over every rank's first micro-batch
+        norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
+        act_v, pos = probe.rms(norm), pos + 1
+    # the same Python expression over the same rows on every rank: the same value everywhere
+    input_v = max((r[pos + i] / math.sqrt(d) for r in rows for i, (_, _, d) in enumerate(input_norms)), default=0.0)
+    components = {n: sum(sum(r[at_comps + i * k: at_comps + (i + 1) * k]) for r in rows) / total_v
+                  for i, n in enumerate(names)}
+    n_samples *= len(rows)  # equal shards
 
     lr = st.current_lr()
     overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
@@ -227,6 +248,12 @@ def compute_update(
         reason="fp16_overflow" if overflow else "",
     )
     return record, StepOutput(per_sample=per_sample, input_norms=input_norms)
+
+
+def dist_plain(t: Tensor) -> Tensor:
+    """A DTensor's full value as a plain tensor (FSDP2's global grad norm); others unchanged."""
+    full = getattr(t, "full_tensor", None)
+    return full() if full is not None else t
 
 
 def apply_update(st: TrainState) -> None:

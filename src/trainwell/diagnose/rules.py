@@ -1,0 +1,388 @@
+"""The rules: one small pure function per finding, statistics in, a Finding or None out.
+
+Every threshold names its reason and source. Sources: seed lecture "Training neural
+networks" (EECE454, 2024: vanishing gradients x/4^L, dead ReLUs, centring, Xavier/He);
+Karpathy, "A Recipe for Training Neural Networks" (2019: verify the loss at init, overfit one
+batch, update/parameter ratio ~1e-3); Schneider et al. 2021, "Cockpit" (Alpha); the Google
+Tuning Playbook (clipping, instability); McCandlish et al. 2018 (gradient noise scale);
+Cohen et al. 2021 (edge of stability, 2/lr).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from trainwell.diagnose.findings import Finding
+from trainwell.diagnose.probes import ActivationLayer, InputStats, WeightedLayer
+from trainwell.diagnose.probes_train import (
+    OVERFIT_TARGET,
+    BatchNormCheck,
+    OverfitResult,
+    RunStats,
+    median,
+)
+
+GRAD_RATIO = 100.0
+"""Vanishing/exploding: the first layer's gradient RMS differs from the last's by more than
+this factor. A sigmoid divides the gradient by at least 4 per layer (seed lecture: max scale
+x/4^L), so 100 is about three saturating layers' worth; healthy nets measured here stay
+within 4x (digits MLP 0.3x, bytes-lm GPT 1x)."""
+
+SIGNAL_RATIO = 10.0
+"""Initialisation scale: the per-unit spread of the pre-activations changes by more than this
+factor from the first to the last activation layer. Xavier/He choose the weight scale so the
+activation variance stays constant over layers (seed lecture); a factor 10 over the depth of a
+small net is far outside what those inits give (digits and GPT at init: within 1.1x)."""
+
+SATURATED_FRAC = 0.2
+"""Saturated sigmoid/tanh: more than a fifth of the outputs within eps (instruments.
+saturation_eps) of an asymptote, where the local gradient is below ~eps (seed lecture: large
+init makes tanh outputs go to +-1 and gradients very small)."""
+
+DEAD_FRAC = 0.25
+"""Dead ReLUs: more than a quarter of the units never positive over a batch. A dead unit gets
+no gradient and does not come back (seed lecture, 'Dying ReLU'); a healthy ReLU net at init has
+almost none (0 of 128 per layer on the digits MLP)."""
+
+INPUT_SCALE = 10.0
+"""Inputs not scaled: the input standard deviation is more than this factor away from 1.
+Default inits assume unit-scale inputs (Xavier/He derivations); a factor 10 scales every
+first-layer pre-activation by 10 (Cockpit's mis-scaled-data example multiplies by 255)."""
+
+INPUT_OFFSET = 1.0
+"""Inputs not centred: the per-feature means are larger (RMS) than the per-feature spread.
+All-positive inputs make every weight's gradient share a sign and the steps zig-zag (seed
+lecture, 'Data preprocessing'); 1 is where the shared offset outweighs the signal."""
+
+INIT_LOSS_FACTOR = 1.5
+"""Loss at init: more than 1.5 x log(C) means confidently wrong initial predictions; a
+well-initialised classifier starts near log(C) (Karpathy 2019: 'verify loss @ init'). The
+built-in tasks start within 1.1x (digits 2.49 vs 2.30, bytes-lm 5.1 vs 5.5)."""
+
+LOSS_RISE = 1.5
+"""LR too high: the loss climbs above 1.5 x its first value during the short run (the guards'
+divergence factor: far above step-to-step noise, well below a full divergence)."""
+
+ALPHA_HIGH = 1.0
+"""Cockpit: alpha > 1 means the step landed higher than it started (overshooting beyond the
+opposite wall of the valley); a median above 1 means most steps do so."""
+
+ALPHA_LOW = -0.5
+"""Cockpit: alpha = -1 means no step at all; a median below -0.5 means steps cover only a
+small part of the way to the valley floor."""
+
+UPDATE_RATIO_LOW = 1e-4
+"""LR too low: the update moves the weights by less than 1e-4 of their norm per step, ten
+times below Karpathy's healthy ~1e-3 (the digits default measures ~1e-2 in its first steps)."""
+
+LOSS_DROP_MIN = 0.05
+"""Without Alpha (a model it cannot measure), LR too low also needs the loss to fall by less
+than 5% over the short run."""
+
+NOISE_FACTOR = 10.0
+"""Batch size far from the gradient noise scale B_simple: more than 10x either way. At
+B = 10 B_noise a run needs ~11x the minimum number of examples, at B = B_noise / 10 ~11x the
+minimum number of steps (McCandlish et al. 2018, eq. 2.11); B_simple grows as the loss falls,
+so a short run at the start reads it low."""
+
+CLIP_FRAC = 0.5
+"""Tuning Playbook: clipping active on more than half the steps means the LR should be
+lowered instead."""
+
+ACCURACY_MIN = 0.9
+"""Overfit one batch: a loss that falls while accuracy on the same few samples stays below 90%
+means the loss does not score what the metric does (the labels are ignored or misaligned)."""
+
+
+def gradient_flow(layers: Sequence[WeightedLayer]) -> Finding | None:
+    """Vanishing or exploding gradients across depth at init. Layers with a zero weight or
+    a zero gradient (zero-initialised residual branches and the layers behind them) say
+    nothing about flow and are left out."""
+    live = [w for w in layers if w.weight_std > 0 and w.grad_rms > 0]
+    if len(live) < 3:
+        return None
+    first, last = live[0], live[-1]
+    ratio = first.grad_rms / last.grad_rms
+    evidence = {
+        "first layer": first.name, "first grad RMS": first.grad_rms,
+        "last layer": last.name, "last grad RMS": last.grad_rms, "ratio first/last": ratio,
+        "layers": len(live),
+    }  # fmt: skip
+    if ratio < 1 / GRAD_RATIO:
+        return Finding(
+            "vanishing_gradients", "Vanishing gradients: the first layers get almost no gradient", "high",
+            evidence,
+            "Use ReLU/GELU instead of sigmoid/tanh in hidden layers, He or Xavier init "
+            "(model.init = 'kaiming'), normalisation layers or residual connections.",
+            "seed lecture: sigmoid shrinks gradients by up to 4 per layer; threshold 100x",
+        )
+    if ratio > GRAD_RATIO:
+        return Finding(
+            "exploding_gradients", "Exploding gradients: the first layers get far larger gradients than the last", "high",
+            evidence,
+            "Lower the initial weight scale (He/Xavier init), add normalisation layers, and keep clipping on.",
+            "seed lecture: a weight scale above He's accumulates with depth; threshold 100x",
+        )
+    return None
+
+
+def init_scale(acts: Sequence[ActivationLayer], layers: Sequence[WeightedLayer]) -> Finding | None:
+    """Activation spread growing or shrinking with depth, compared with Xavier/He."""
+    live = [a for a in acts if math.isfinite(a.pre_std)]
+    if len(live) < 3 or live[0].pre_std <= 0:
+        return None
+    ratio = live[-1].pre_std / live[0].pre_std
+    if 1 / SIGNAL_RATIO <= ratio <= SIGNAL_RATIO:
+        return None
+    hidden = [w for w in layers if w.weight_std > 0][1:-1] or [w for w in layers if w.weight_std > 0]
+    w = hidden[0] if hidden else None
+    evidence: dict[str, object] = {
+        "pre-activation std, first layer": live[0].pre_std,
+        "pre-activation std, last layer": live[-1].pre_std,
+        "change over depth": ratio,
+        "activation layers": len(live),
+    }
+    if w is not None:
+        evidence.update({f"weight std of {w.name}": w.weight_std, "He std": w.he_std, "Xavier std": w.xavier_std})
+    grows = ratio > 1
+    return Finding(
+        "init_scale_large" if grows else "init_scale_small",
+        f"Initialisation scale too {'large' if grows else 'small'}: activations "
+        f"{'grow' if grows else 'shrink'} {ratio if grows else 1 / ratio:.3g}x with depth",
+        "medium", evidence,
+        "Initialise weights with std sqrt(2/fan_in) for ReLU-like activations (He, model.init = 'kaiming') "
+        "or sqrt(2/(fan_in+fan_out)) for tanh/sigmoid (Xavier, model.init = 'xavier'), or add normalisation layers.",
+        "seed lecture: choose the weight scale so the activation variance stays constant over layers; threshold 10x",
+    )  # fmt: skip
+
+
+def saturation(acts: Sequence[ActivationLayer], during_training: Sequence[float] = ()) -> Finding | None:
+    """Saturated sigmoid/tanh units, at init or during the short run."""
+    sat = [a for a in acts if a.saturated_frac is not None]
+    at_init = statistics.fmean(a.saturated_frac for a in sat) if sat else 0.0  # type: ignore[misc]
+    worst = max([at_init, *during_training]) if (sat or during_training) else 0.0
+    if worst <= SATURATED_FRAC:
+        return None
+    evidence: dict[str, object] = {"saturated fraction (worst)": worst, "at init": at_init}
+    if sat:
+        top = max(sat, key=lambda a: a.saturated_frac or 0.0)
+        evidence[f"at init in {top.name}"] = top.saturated_frac
+    return Finding(
+        "saturated_units", "Saturated sigmoid/tanh units pass almost no gradient", "medium", evidence,
+        "Lower the initial weight scale (Xavier init, model.init = 'xavier'), scale the inputs, "
+        "add normalisation before the nonlinearity, or use ReLU/GELU in hidden layers.",
+        "seed lecture: large init drives tanh/sigmoid outputs to their asymptotes; threshold 20%",
+    )
+
+
+def dead_relus(acts: Sequence[ActivationLayer], during_training: Sequence[float] = ()) -> Finding | None:
+    """ReLU units that never fire on a batch, at init or during the short run."""
+    relu = [a for a in acts if a.dead_frac is not None]
+    at_init = statistics.fmean(a.dead_frac for a in relu) if relu else 0.0  # type: ignore[misc]
+    worst = max([at_init, *during_training]) if (relu or during_training) else 0.0
+    if worst <= DEAD_FRAC:
+        return None
+    evidence: dict[str, object] = {"dead fraction (worst)": worst, "at init": at_init}
+    if during_training:
+        evidence["during the short run"] = max(during_training)
+    return Finding(
+        "dead_relus", "Dead ReLUs: many units never activate", "high", evidence,
+        "Start ReLU biases small and positive (model.relu_bias = 0.01), use He init, lower the LR, "
+        "or use leaky ReLU / GELU.",
+        "seed lecture, 'Dying ReLU'; threshold 25% of units",
+    )
+
+
+def inputs_not_scaled(stats: InputStats | None) -> Finding | None:
+    if stats is None or not math.isfinite(stats.std) or 1 / INPUT_SCALE <= stats.std <= INPUT_SCALE:
+        return None
+    return Finding(
+        "inputs_not_scaled", f"Inputs not scaled: their standard deviation is {stats.std:.3g} (expected ~1)", "medium",
+        {"input std": stats.std, "input min": stats.minimum, "input max": stats.maximum, "samples": stats.samples},
+        "Divide the inputs by their standard deviation (or by the pixel range, e.g. 255) computed on the training split.",
+        "Xavier/He inits assume unit-scale inputs; Cockpit's x255 example; threshold 10x",
+    )
+
+
+def inputs_not_centred(stats: InputStats | None) -> Finding | None:
+    if stats is None or not math.isfinite(stats.offset) or stats.offset <= INPUT_OFFSET:
+        return None
+    return Finding(
+        "inputs_not_centred", "Inputs not centred: a shared offset outweighs their variation", "medium",
+        {"per-feature mean / spread (RMS)": stats.offset, "input mean": stats.mean, "input std": stats.std},
+        "Subtract the per-feature (or per-channel) mean of the training split from the inputs.",
+        "seed lecture, 'Data preprocessing': all-positive inputs make gradient steps zig-zag; threshold 1",
+    )
+
+
+def loss_at_init(loss: float, num_classes: int | None) -> Finding | None:
+    if num_classes is None or num_classes < 2:
+        return None
+    expected = math.log(num_classes)
+    if math.isfinite(loss) and loss <= INIT_LOSS_FACTOR * expected:
+        return None
+    return Finding(
+        "loss_at_init", f"Loss at init is {loss:.3g}, far above log({num_classes}) = {expected:.3g}", "medium",
+        {"loss at init": loss, "log(num_classes)": expected},
+        "Initial predictions are confidently wrong: shrink the last layer's init (near-zero logits), "
+        "and check the input scale.",
+        "Karpathy 2019, 'verify loss @ init'; threshold 1.5 x log(C)",
+    )
+
+
+def lr_too_high(run: RunStats | None) -> Finding | None:
+    if run is None or not run.losses:
+        return None
+    first = run.losses[0]
+    finite = [v for v in run.losses if math.isfinite(v)]
+    peak = max(finite) if finite else math.inf
+    q = max(1, len(run.losses) // 4)
+    start, end = statistics.fmean(run.losses[:q]), statistics.fmean(run.losses[-q:])
+    alpha = median(run.alpha)
+    sharp = max(run.sharpness) if run.sharpness else math.nan
+    reasons = []
+    if run.status == "halted" or len(finite) < len(run.losses):
+        reasons.append("the loss became NaN/Inf")
+    if peak > LOSS_RISE * first:
+        reasons.append(f"the loss rose to {peak / first:.3g}x its first value")
+    if end > start:
+        reasons.append("the loss was higher at the end than at the start")
+    if len(run.alpha) >= 3 and alpha > ALPHA_HIGH:
+        reasons.append(f"median Alpha {alpha:.2g} > 1 (steps overshoot the valley)")
+    if math.isfinite(sharp) and sharp * run.lr > 2:
+        reasons.append(f"sharpness {sharp:.3g} > 2/lr = {2 / run.lr:.3g} (beyond the edge of stability)")
+    if not reasons:
+        return None
+    evidence: dict[str, object] = {"lr": run.lr, "first loss": first, "peak loss": peak, "last-quarter loss": end}
+    if run.alpha:
+        evidence["median Alpha"] = alpha
+    if math.isfinite(sharp):
+        evidence["sharpness"] = sharp
+    evidence["why"] = "; ".join(reasons)
+    return Finding(
+        "lr_too_high", f"Learning rate too high ({run.lr:g}): {reasons[0]}", "high", evidence,
+        "Lower optim.lr by 3-10x (trainwell lr-find suggests one), or lengthen the warmup.",
+        "Tuning Playbook (loss rising = instability); Cockpit (Alpha > 1); Cohen et al. 2021 (2/lr, plain SGD)",
+    )
+
+
+def lr_too_low(run: RunStats | None) -> Finding | None:
+    if run is None or not run.update_ratio or not run.losses:
+        return None
+    ratio = median(run.update_ratio)
+    if not (ratio < UPDATE_RATIO_LOW):
+        return None
+    first, last = run.losses[0], run.losses[-1]
+    drop = (first - last) / abs(first) if first else 0.0
+    alpha = median(run.alpha)
+    if run.alpha and math.isfinite(alpha):
+        if alpha >= ALPHA_LOW:
+            return None
+    elif drop >= LOSS_DROP_MIN:
+        return None
+    evidence: dict[str, object] = {"lr": run.lr, "median update/parameter ratio": ratio, "loss drop": drop}
+    if run.alpha:
+        evidence["median Alpha"] = alpha
+    return Finding(
+        "lr_too_low", f"Learning rate too low ({run.lr:g}): updates barely move the weights", "medium", evidence,
+        "Raise optim.lr (trainwell lr-find suggests one); healthy updates move the weights by ~1e-3 of their norm per step.",
+        "Cockpit (Alpha near -1, tiny updates with a normal gradient); Karpathy's ~1e-3 update ratio; threshold 1e-4",
+    )
+
+
+def batch_vs_noise(batch_size: int, noise_scale: float | None) -> Finding | None:
+    """``noise_scale`` <= 0: the gradient signal is still below the noise of one batch."""
+    if noise_scale is None or not math.isfinite(noise_scale):
+        return None
+    evidence = {"batch size": batch_size, "gradient noise scale B_simple": noise_scale}
+    if noise_scale <= 0 or batch_size * NOISE_FACTOR < noise_scale:
+        return Finding(
+            "batch_below_noise", "Batch size far below the gradient noise scale: each step is mostly noise", "medium",
+            evidence,
+            "Raise train.batch_size (or train.accumulate) towards the noise scale and re-tune the LR.",
+            "McCandlish et al. 2018: B_simple is the batch size where signal and noise balance; threshold 10x",
+        )
+    if batch_size > NOISE_FACTOR * noise_scale:
+        return Finding(
+            "batch_above_noise", "Batch size far above the gradient noise scale: compute per sample is wasted", "low",
+            evidence,
+            "A smaller train.batch_size would make as much progress per sample (the noise scale grows as the loss "
+            "falls, so re-measure later in training before changing it).",
+            "McCandlish et al. 2018: beyond B_simple a larger batch buys few steps; threshold 10x",
+        )
+    return None
+
+
+def cannot_overfit(result: OverfitResult | None) -> Finding | None:
+    if result is None:
+        return None
+    evidence: dict[str, object] = {
+        "samples": result.samples, "steps": result.steps,
+        "initial loss": result.initial_loss, "best loss": result.best_loss,
+    }  # fmt: skip
+    fix = "Check the model's forward and the loss: inputs and labels aligned, no detach, the right reduction."
+    source = "Karpathy 2019, 'overfit one batch'"
+    if not result.has_gradient:
+        return Finding(
+            "loss_without_gradient", "The loss does not depend on the parameters (no gradient reaches them)",
+            "high", evidence, "Look for .detach(), .item(), torch.no_grad() or a numpy round trip between the "
+            "model's output and the loss.", source,
+        )  # fmt: skip
+    if result.accuracy is not None:
+        evidence["accuracy on the batch"] = result.accuracy
+    if not (result.ratio <= OVERFIT_TARGET):
+        evidence["best/initial"] = result.ratio
+        return Finding(
+            "cannot_overfit", f"Cannot overfit one batch of {result.samples} samples", "high", evidence, fix,
+            f"{source}; target: {OVERFIT_TARGET:g} x the initial loss within {result.steps} Adam steps",
+        )
+    if result.accuracy is not None and result.accuracy < ACCURACY_MIN:
+        return Finding(
+            "loss_ignores_labels", "The loss falls on one batch but its predictions do not match the labels", "high",
+            evidence, "The loss does not score what the metric scores: check that the loss uses the batch's labels.",
+            f"{source}; accuracy below {ACCURACY_MIN:g} after the loss fell",
+        )
+    return None
+
+
+def batchnorm_mode(check: BatchNormCheck | None) -> Finding | None:
+    if check is None:
+        return None
+    evidence = {"BatchNorm modules": ", ".join(check.modules[:4]) + (", ..." if len(check.modules) > 4 else "")}
+    if check.updated_in_eval:
+        return Finding(
+            "batchnorm_train_mode_in_eval", "BatchNorm stays in training mode during evaluation", "high",
+            {**evidence, "running stats changed in eval": True},
+            "Do not override train()/eval() or call model.train() inside forward or the task's metrics; "
+            "evaluation must use the running statistics.",
+            "seed lecture: at test time BatchNorm uses the running averages collected during training",
+        )
+    if not check.updated_in_train:
+        return Finding(
+            "batchnorm_frozen_in_train", "BatchNorm is frozen (eval mode) during training", "high",
+            {**evidence, "running stats changed in training": False},
+            "Do not call model.eval() in forward or in the task's loss; training must update the running statistics.",
+            "seed lecture: BatchNorm collects running averages of mean and variance during training",
+        )
+    return None
+
+
+def clipping_most_steps(clipped: Sequence[float], lr_low: bool = False) -> Finding | None:
+    """Over the second half of the short run (the first steps of any run clip more while the
+    loss falls fast); not when the LR is too low (the gradient then stays large because the
+    model does not train, and lowering the LR would be wrong)."""
+    tail = list(clipped[len(clipped) // 2 :])
+    if lr_low or len(tail) < 4:
+        return None
+    frac = sum(1 for c in tail if c > 0) / len(tail)
+    if frac <= CLIP_FRAC:
+        return None
+    return Finding(
+        "clipping_most_steps", f"Gradient clipping is active on {frac:.0%} of steps", "medium",
+        {"clipped fraction (second half of the short run)": frac, "steps": len(tail)},
+        "Lower optim.lr instead of relying on clipping, or set clip.max_norm near the 90th percentile "
+        "of unclipped gradient norms.",
+        "Tuning Playbook: more than 50% of steps clipped means the LR should be lowered",
+    )

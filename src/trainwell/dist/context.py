@@ -1,0 +1,245 @@
+"""Who am I in the process group: the context torchrun's environment describes, its setup
+and teardown, and the few collectives the loop and the step need.
+
+torchrun exports WORLD_SIZE, RANK, LOCAL_RANK (and, for elastic runs,
+TORCHELASTIC_RESTART_COUNT / TORCHELASTIC_MAX_RESTARTS). Without them the run is a single
+process and ``setup`` returns None: the single-process path makes no collective at all.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from trainwell.errors import ConfigError, TrainwellError
+
+if TYPE_CHECKING:
+    from trainwell.config import RunConfig
+
+
+class DistributedError(TrainwellError):
+    """The processes of a distributed run disagree (diverged replicas, a bad launch)."""
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this group (0 on the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def elastic() -> bool:
+    """Whether torchrun will restart the group when a rank dies (``--max-restarts`` > 0)."""
+    return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0
+
+
+@dataclass
+class DistContext:
+    rank: int
+    world: int
+    local_rank: int
+    parallel: str
+    """'ddp' or 'fsdp'."""
+    backend: str
+    device: torch.device
+    restart: int = 0
+    """torchrun's restart count: > 0 means this group resumes after a rank died."""
+    stop_agreed: bool = False
+    """A stop (SIGTERM/SIGINT) requested on any rank, as agreed at the last step's gather."""
+    _stop_local: bool = False
+    _owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes the run directory: sinks, report, logbook, checkpoints."""
+        return self.rank == 0
+
+    # ------------------------------------------------------------ the step's collectives
+
+    def grad_sync(self, model: nn.Module, last: bool) -> Any:
+        """Gradient accumulation without communication: only the last micro-batch's
+        backward reduces gradients across ranks (DDP ``no_sync``; FSDP2's switch)."""
+        if self.parallel == "fsdp":
+            model.set_requires_gradient_sync(last)  # type: ignore[operator]
+            return nullcontext()
+        return nullcontext() if last else model.no_sync()  # type: ignore[operator]
+
+    def loss_divisor(self, first_count: Tensor | float, k: int) -> Tensor:
+        """What each rank divides its micro-batch loss sums by, the same on every rank: the
+        first micro-batch's target count summed over ranks, times k, over the world size.
+        DDP and FSDP average gradients over ranks, so the result is sum over ranks of the
+        gradient sums / (global first count x k); the step's final correction turns it into
+        sum / global target count (one all_reduce of one number)."""
+        c = torch.as_tensor(first_count, dtype=torch.float32, device=self.device).reshape(1).clone()
+        dist.all_reduce(c)
+        return c[0] * (k / self.world)
+
+    def grad_correction(self, divisor: Tensor, global_total: Tensor) -> Tensor:
+        """Scale that turns the averaged gradient into sum / global target count."""
+        return divisor * self.world / global_total
+
+    def gather_scalars(self, local: list[Tensor]) -> Tensor:
+        """Every rank's packed step scalars, plus its stop flag: (world, n + 1) on the
+        device, one all_gather. Each rank then reduces the same table the same way, so every
+        rank reaches the same verdict (a NaN on one rank is a NaN on all)."""
+        flag = torch.full((), float(self._stop_local), device=self.device)
+        row = torch.stack([v.float().reshape(()) for v in local] + [flag])  # (n + 1,)
+        table = [torch.empty_like(row) for _ in range(self.world)]
+        dist.all_gather(table, row)
+        return torch.stack(table)  # (world, n + 1)
+
+    def rows(self, flat: list[float], n: int) -> list[list[float]]:
+        """Split the host copy of ``gather_scalars``' table into one row per rank and note
+        whether any rank asked to stop."""
+        rows = [flat[r * (n + 1): (r + 1) * (n + 1)] for r in range(self.world)]
+        self.stop_agreed = any(row[n] > 0 for row in rows)
+        return [row[:n] for row in rows]
+
+    def agree_stop(self, requested: bool) -> bool:
+        """Stop together: a signal may reach the ranks at different steps, so the local flag
+        travels with the next step's gather and every rank stops after the same step."""
+        self._stop_local = requested
+        return self.stop_agreed
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Picklable objects from every rank (rare paths only: quarantine, checks)."""
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    # ------------------------------------------------------------ checks and failures
+
+    def check_replicas(self, model: nn.Module, step: int) -> None:
+        """DDP keeps one full replica per rank; if they ever differ, every later step is
+        wrong. Compare a checksum of the weights across ranks (one tiny gather, at
+        checkpoints only). FSDP shards are different by design and are not compared."""
+        if self.parallel != "ddp":
+            return
+        with torch.no_grad():
+            sums = [p.detach().double().sum() for p in model.parameters()]
+            local = torch.stack(sums).sum().item() if sums else 0.0
+        seen = self.gather_objects(local)
+        if any(v != seen[0] and not (v != v and seen[0] != seen[0]) for v in seen):
+            raise DistributedError(
+                f"the model replicas differ across ranks at step {step} (weight checksums {seen}): "
+                "the ranks took different decisions or saw different initial weights; the run "
+                "cannot continue. Resume from the last checkpoint; please report this"
+            )
+
+    def log_failure(self, run_dir: Path | None, error: BaseException) -> None:
+        """Every rank writes its own failure to ``run_dir/ranks/rank{N}.log`` (rank 0's
+        logbook covers training events, not another rank's traceback)."""
+        if run_dir is None:
+            return
+        try:
+            folder = Path(run_dir) / "ranks"
+            folder.mkdir(parents=True, exist_ok=True)
+            text = "".join(traceback.format_exception(error))
+            with open(folder / f"rank{self.rank}.log", "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} rank {self.rank}/{self.world} "
+                        f"(restart {self.restart}, pid {os.getpid()})\n{text}\n")
+        except OSError:
+            pass  # the traceback still reaches stderr, which torchrun prints
+
+    def close(self) -> None:
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup(cfg: RunConfig) -> DistContext | None:
+    """The context for this process, with its process group initialised; None when the run
+    is a single process. Config problems that depend on the world size are reported here,
+    before any collective starts, on every rank alike."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    parallel = cfg.dist.parallel
+    if parallel == "auto":
+        parallel = "ddp" if world > 1 else "none"
+    if parallel == "none":
+        if world > 1:
+            raise ConfigError(f"dist.parallel = 'none', but torchrun started {world} processes: each "
+                              "would train alone; use dist.parallel = 'auto', 'ddp' or 'fsdp'")
+        return None
+    if not launched_by_torchrun():
+        raise ConfigError(f"dist.parallel = {parallel!r} needs processes started by torchrun: use "
+                          "trainwell train --nproc N, or torchrun ... -m trainwell train CONFIG")
+    _check_config(cfg, parallel, world)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(cfg.train.device, local_rank)
+    backend = cfg.dist.backend if cfg.dist.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError("dist.backend = 'nccl' needs CUDA devices; use 'auto' or 'gloo' on CPU")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend, timeout=timedelta(seconds=cfg.dist.timeout_s))
+    return DistContext(rank, world, local_rank, parallel, backend, device, restart_count(), _owns_group=owns)
+
+
+@contextmanager
+def failures_logged(ctx: DistContext | None, run_dir: Path | None) -> Iterator[None]:
+    """Write any exception of this rank to its own log, then let it propagate."""
+    try:
+        yield
+    except BaseException as e:
+        if ctx is not None:
+            ctx.log_failure(run_dir, e)
+        raise
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
+        return torch.device(f"cuda:{local_rank}")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"train.device = {name!r}: under torchrun each process takes its own device "
+                      "(cuda:LOCAL_RANK); use auto, cuda or cpu")
+
+
+def _check_config(cfg: RunConfig, parallel: str, world: int) -> None:
+    problems = []
+    b, k = cfg.train.batch_size, cfg.train.accumulate
+    if b % world:
+        problems.append(f"train.batch_size ({b}) must be divisible by the number of processes ({world}): "
+                        "it is the global batch, split evenly over the ranks")
+    elif b // world < k:
+        problems.append(f"train.accumulate ({k}) must be <= train.batch_size / processes ({b}/{world}): "
+                        "each rank splits its share into accumulate micro-batches")
+    if parallel == "fsdp":
+        if cfg.precision == "fp16":
+            problems.append("precision = 'fp16' is not supported with dist.parallel = 'fsdp' (the grad "
+                            "scaler would see only its shard's overflows); use bf16 or fp32")
+        if cfg.ema.decay:
+            problems.append("ema.decay must be 0 with dist.parallel = 'fsdp' (the EMA copy would not "
+                            "be sharded); use ddp for EMA runs")
+        if cfg.instruments.preset != "off":
+            problems.append("instruments.preset must be 'off' with dist.parallel = 'fsdp' (instruments "
+                            "run extra forwards on rank 0 alone, which sharded layers cannot)")
+    if problems:
+        raise ConfigError(problems)
