@@ -20,5 +20,7 @@ class LogConfig(Section):
     """Also log to MLflow (needs the 'mlflow' extra; uses MLFLOW_TRACKING_URI or ./mlruns)."""
     wandb: bool = False
     """Also log to Weights & Biases in offline mode (needs the 'wandb' extra)."""
+    peak_tflops: float = Field(0.0, ge=0.0)
+    """Peak dense TFLOP/s of the device, for sys/mfu where trainwell's table has no entry (any CPU, an unlisted GPU); 0 = the table (NVIDIA datacenter GPUs). sys/model_tflops (achieved) is logged either way when the model's FLOPs are known."""
     sample_chars: int = Field(300, ge=0)
     """Language models: length of the text sample printed at the end (0 = none)."""

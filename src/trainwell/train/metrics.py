@@ -1,20 +1,30 @@
 """Metric rows the loop writes: train metrics of a logged step, samples/targets per second,
-and the final metrics of a run (read back from metrics.jsonl after a resume)."""
+model FLOPs utilisation and peak memory, and the final metrics of a run (read back from
+metrics.jsonl after a resume)."""
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from trainwell.train.record import StepRecord
 
 
 class Rate:
-    """Samples and targets per second since the last logged step."""
+    """Samples and targets per second since the last logged step; with the model's
+    training FLOPs per sample (and the device's peak), the achieved model TFLOP/s and MFU."""
 
-    def __init__(self) -> None:
+    def __init__(self, flops_per_sample: float | None = None, peak_flops: float | None = None,
+                 device: torch.device | None = None) -> None:
         self.since, self.samples, self.targets = time.perf_counter(), 0, 0
+        self.flops_per_sample = flops_per_sample
+        self.peak_flops = peak_flops
+        self.device = device
 
     def add(self, samples: int, targets: int) -> None:
         self.samples += samples
@@ -47,11 +57,26 @@ def train_metrics(record: StepRecord, unit: str, rate: Rate) -> dict[str, float]
     }
     if unit == "tokens":
         m["sys/tokens_per_s"] = targets_per_s
+    if rate.flops_per_sample:
+        achieved = rate.flops_per_sample * samples_per_s
+        m["sys/model_tflops"] = achieved / 1e12
+        if rate.peak_flops:
+            m["sys/mfu"] = achieved / rate.peak_flops
+    m["sys/peak_mem_gb"] = peak_memory_gb(rate.device)
     if record.loss_scale != 1.0:
         m["train/loss_scale"] = record.loss_scale
     for name, v in record.components.items():
         m[f"train/loss/{name}"] = v
     return m
+
+
+def peak_memory_gb(device: torch.device | None) -> float:
+    """Peak memory so far: allocated by torch on a CUDA device, else the process's peak
+    resident set (the CPU's whole footprint, libraries included). Both are cheap reads."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def logged_eval(path: Path, step: int) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,7 @@ class StepRecord:
     def clipped(self) -> bool:
         return self.clip_norm > 0 and self.grad_norm > self.clip_norm
 
-    @property
+    @cached_property
     def finite(self) -> bool:
-        return _finite(self.loss) and _finite(self.grad_norm)
-
-
-def _finite(x: float) -> bool:
-    return x == x and x not in (float("inf"), float("-inf"))
+        """Loss and grad norm both finite (computed once: every guard asks)."""
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)

@@ -170,3 +170,18 @@ def mfu(flops_per_sample: float | None, samples_per_s: float, peak: float | None
     if flops_per_sample is None or peak is None or peak <= 0:
         return None
     return flops_per_sample * samples_per_s / peak
+
+
+def for_run(model: nn.Module, task_unit: str, sample: object, device: torch.device,
+            dtype: torch.dtype | None, peak_tflops: float = 0.0) -> tuple[float | None, float | None]:
+    """(training FLOPs per sample, peak FLOP/s) of a run, for the loop's sys/mfu. ``sample``
+    is one training sample (its input's shape sizes conv layers); ``peak_tflops`` > 0
+    overrides the table (a CPU). Either is None when it cannot be known."""
+    x = sample[0] if isinstance(sample, (tuple, list)) and sample else sample
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) and x.is_floating_point() else None
+    try:
+        flops = flops_per_sample(model, task_unit, input_shape=shape)
+    except Exception:  # a model whose one-sample forward fails: no MFU, never a failed run
+        flops = None
+    peak = peak_flops(device, dtype, override=peak_tflops * TFLOPS if peak_tflops > 0 else None)
+    return flops, peak
