@@ -24,8 +24,10 @@ EXIT_USER_ERROR = 2
 def build_parser() -> argparse.ArgumentParser:
     from trainwell.cli import (
         config_cmd,
+        diagnose_cmd,
         export_cmd,
         logbook_cmd,
+        lrfind_cmd,
         profile_cmd,
         report_cmd,
         resume_cmd,
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in (
-        train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd
+        train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd,
+        diagnose_cmd, lrfind_cmd,
     ):
         module.register(sub)
     return parser

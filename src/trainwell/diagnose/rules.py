@@ -1,7 +1,7 @@
 """The rules: one small pure function per finding, statistics in, a Finding or None out.
 
-Every threshold names its reason and source. Sources: seed lecture "Training neural
-networks" (EECE454, 2024: vanishing gradients x/4^L, dead ReLUs, centring, Xavier/He);
+Every threshold names its reason and source. Sources: EECE454 lecture "Training neural
+networks" (2024: vanishing gradients x/4^L, dead ReLUs, centring, Xavier/He);
 Karpathy, "A Recipe for Training Neural Networks" (2019: verify the loss at init, overfit one
 batch, update/parameter ratio ~1e-3); Schneider et al. 2021, "Cockpit" (Alpha); the Google
 Tuning Playbook (clipping, instability); McCandlish et al. 2018 (gradient noise scale);
@@ -26,24 +26,24 @@ from trainwell.diagnose.probes_train import (
 
 GRAD_RATIO = 100.0
 """Vanishing/exploding: the first layer's gradient RMS differs from the last's by more than
-this factor. A sigmoid divides the gradient by at least 4 per layer (seed lecture: max scale
+this factor. A sigmoid divides the gradient by at least 4 per layer (EECE454 lecture: max scale
 x/4^L), so 100 is about three saturating layers' worth; healthy nets measured here stay
 within 4x (digits MLP 0.3x, bytes-lm GPT 1x)."""
 
 SIGNAL_RATIO = 10.0
 """Initialisation scale: the per-unit spread of the pre-activations changes by more than this
 factor from the first to the last activation layer. Xavier/He choose the weight scale so the
-activation variance stays constant over layers (seed lecture); a factor 10 over the depth of a
+activation variance stays constant over layers (EECE454 lecture); a factor 10 over the depth of a
 small net is far outside what those inits give (digits and GPT at init: within 1.1x)."""
 
 SATURATED_FRAC = 0.2
 """Saturated sigmoid/tanh: more than a fifth of the outputs within eps (instruments.
-saturation_eps) of an asymptote, where the local gradient is below ~eps (seed lecture: large
+saturation_eps) of an asymptote, where the local gradient is below ~eps (EECE454 lecture: large
 init makes tanh outputs go to +-1 and gradients very small)."""
 
 DEAD_FRAC = 0.25
 """Dead ReLUs: more than a quarter of the units never positive over a batch. A dead unit gets
-no gradient and does not come back (seed lecture, 'Dying ReLU'); a healthy ReLU net at init has
+no gradient and does not come back (EECE454 lecture, 'Dying ReLU'); a healthy ReLU net at init has
 almost none (0 of 128 per layer on the digits MLP)."""
 
 INPUT_SCALE = 10.0
@@ -53,7 +53,7 @@ first-layer pre-activation by 10 (Cockpit's mis-scaled-data example multiplies b
 
 INPUT_OFFSET = 1.0
 """Inputs not centred: the per-feature means are larger (RMS) than the per-feature spread.
-All-positive inputs make every weight's gradient share a sign and the steps zig-zag (seed
+All-positive inputs make every weight's gradient share a sign and the steps zig-zag (EECE454
 lecture, 'Data preprocessing'); 1 is where the shared offset outweighs the signal."""
 
 INIT_LOSS_FACTOR = 1.5
@@ -91,9 +91,10 @@ CLIP_FRAC = 0.5
 """Tuning Playbook: clipping active on more than half the steps means the LR should be
 lowered instead."""
 
-ACCURACY_MIN = 0.9
-"""Overfit one batch: a loss that falls while accuracy on the same few samples stays below 90%
-means the loss does not score what the metric does (the labels are ignored or misaligned)."""
+ACCURACY_MIN = 0.5
+"""Overfit one batch: a loss that falls to a tenth while accuracy on the same few samples stays
+below half means the loss does not score what the metric does (labels ignored or misaligned).
+Not higher: a saturated tanh net measured here reached 7 of 8 with its loss at 0.07x."""
 
 
 def gradient_flow(layers: Sequence[WeightedLayer]) -> Finding | None:
@@ -116,14 +117,14 @@ def gradient_flow(layers: Sequence[WeightedLayer]) -> Finding | None:
             evidence,
             "Use ReLU/GELU instead of sigmoid/tanh in hidden layers, He or Xavier init "
             "(model.init = 'kaiming'), normalisation layers or residual connections.",
-            "seed lecture: sigmoid shrinks gradients by up to 4 per layer; threshold 100x",
+            "EECE454 lecture: sigmoid shrinks gradients by up to 4 per layer; threshold 100x",
         )
     if ratio > GRAD_RATIO:
         return Finding(
             "exploding_gradients", "Exploding gradients: the first layers get far larger gradients than the last", "high",
             evidence,
             "Lower the initial weight scale (He/Xavier init), add normalisation layers, and keep clipping on.",
-            "seed lecture: a weight scale above He's accumulates with depth; threshold 100x",
+            "EECE454 lecture: a weight scale above He's accumulates with depth; threshold 100x",
         )
     return None
 
@@ -154,7 +155,7 @@ def init_scale(acts: Sequence[ActivationLayer], layers: Sequence[WeightedLayer])
         "medium", evidence,
         "Initialise weights with std sqrt(2/fan_in) for ReLU-like activations (He, model.init = 'kaiming') "
         "or sqrt(2/(fan_in+fan_out)) for tanh/sigmoid (Xavier, model.init = 'xavier'), or add normalisation layers.",
-        "seed lecture: choose the weight scale so the activation variance stays constant over layers; threshold 10x",
+        "EECE454 lecture: choose the weight scale so the activation variance stays constant over layers; threshold 10x",
     )  # fmt: skip
 
 
@@ -173,7 +174,7 @@ def saturation(acts: Sequence[ActivationLayer], during_training: Sequence[float]
         "saturated_units", "Saturated sigmoid/tanh units pass almost no gradient", "medium", evidence,
         "Lower the initial weight scale (Xavier init, model.init = 'xavier'), scale the inputs, "
         "add normalisation before the nonlinearity, or use ReLU/GELU in hidden layers.",
-        "seed lecture: large init drives tanh/sigmoid outputs to their asymptotes; threshold 20%",
+        "EECE454 lecture: large init drives tanh/sigmoid outputs to their asymptotes; threshold 20%",
     )
 
 
@@ -191,7 +192,7 @@ def dead_relus(acts: Sequence[ActivationLayer], during_training: Sequence[float]
         "dead_relus", "Dead ReLUs: many units never activate", "high", evidence,
         "Start ReLU biases small and positive (model.relu_bias = 0.01), use He init, lower the LR, "
         "or use leaky ReLU / GELU.",
-        "seed lecture, 'Dying ReLU'; threshold 25% of units",
+        "EECE454 lecture, 'Dying ReLU'; threshold 25% of units",
     )
 
 
@@ -213,7 +214,7 @@ def inputs_not_centred(stats: InputStats | None) -> Finding | None:
         "inputs_not_centred", "Inputs not centred: a shared offset outweighs their variation", "medium",
         {"per-feature mean / spread (RMS)": stats.offset, "input mean": stats.mean, "input std": stats.std},
         "Subtract the per-feature (or per-channel) mean of the training split from the inputs.",
-        "seed lecture, 'Data preprocessing': all-positive inputs make gradient steps zig-zag; threshold 1",
+        "EECE454 lecture, 'Data preprocessing': all-positive inputs make gradient steps zig-zag; threshold 1",
     )
 
 
@@ -357,14 +358,14 @@ def batchnorm_mode(check: BatchNormCheck | None) -> Finding | None:
             {**evidence, "running stats changed in eval": True},
             "Do not override train()/eval() or call model.train() inside forward or the task's metrics; "
             "evaluation must use the running statistics.",
-            "seed lecture: at test time BatchNorm uses the running averages collected during training",
+            "EECE454 lecture: at test time BatchNorm uses the running averages collected during training",
         )
     if not check.updated_in_train:
         return Finding(
             "batchnorm_frozen_in_train", "BatchNorm is frozen (eval mode) during training", "high",
             {**evidence, "running stats changed in training": False},
             "Do not call model.eval() in forward or in the task's loss; training must update the running statistics.",
-            "seed lecture: BatchNorm collects running averages of mean and variance during training",
+            "EECE454 lecture: BatchNorm collects running averages of mean and variance during training",
         )
     return None
 

@@ -20,7 +20,13 @@ import torch
 from trainwell.config import RunConfig
 from trainwell.diagnose import rules
 from trainwell.diagnose.findings import Finding, sort_findings, write_findings
-from trainwell.diagnose.probes import DepthProfile, InputStats, depth_profile, draw_batch, input_stats
+from trainwell.diagnose.probes import (
+    DepthProfile,
+    InputStats,
+    depth_profile,
+    draw_batch,
+    input_stats,
+)
 from trainwell.diagnose.probes_train import (
     BatchNormCheck,
     OverfitResult,
@@ -149,8 +155,12 @@ def apply_rules(
         rules.lr_too_high(run),
         low,
         rules.clipping_most_steps(run.clipped if run else [], lr_low=low is not None),
-        rules.batch_vs_noise(run.batch_size, run.noise_scale) if run else None,
     ]
+    found = [f for f in found if f is not None]
+    if not found and run is not None:
+        # the noise scale of a run with another problem (diverging, saturated, not learning)
+        # says nothing about the batch size: judge the batch only on an otherwise sound run
+        found.append(rules.batch_vs_noise(run.batch_size, run.noise_scale))
     return sort_findings([f for f in found if f is not None])
 
 
