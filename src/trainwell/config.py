@@ -19,6 +19,7 @@ import tomli_w
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from trainwell.checkpoint.config import CheckpointConfig
+from trainwell.dist.config import DistConfig
 from trainwell.errors import ConfigError
 from trainwell.guards.config import GuardsConfig
 from trainwell.guards.faults import FaultsConfig
@@ -52,6 +53,7 @@ class RunConfig(Section):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     instruments: InstrumentsConfig = Field(default_factory=InstrumentsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    dist: DistConfig = Field(default_factory=DistConfig)
 
     @model_validator(mode="after")
     def _cross_field(self) -> RunConfig:

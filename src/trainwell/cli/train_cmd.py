@@ -1,4 +1,4 @@
-"""``trainwell train [CONFIG.toml] [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--max-restarts K]``."""
+"""``trainwell train [CONFIG.toml] [--set KEY=VALUE ...] [--run-dir DIR] [--resume] [--max-restarts K] [--nproc N]``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest valid checkpoint in --run-dir if there is one")
     p.add_argument("--max-restarts", type=int, default=0, metavar="K",
-                   help="supervise: restart from the newest valid checkpoint when training dies, up to K times")
+                   help="supervise: restart from the newest valid checkpoint when training dies, up to K times "
+                        "(with --nproc: torchrun's elastic restarts of the whole group)")
+    p.add_argument("--nproc", type=int, default=0, metavar="N",
+                   help="train with N local processes through torchrun (DDP, or FSDP2 with dist.parallel=fsdp)")
     p.set_defaults(handler=handle)
 
 
@@ -42,6 +45,25 @@ def handle(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)  # validate before anything starts
     if args.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")
+    if args.nproc:
+        from trainwell.dist.launch import launch
+
+        run_dir = make_run_dir(args.run_dir, cfg.task.name)  # one directory for every rank and restart
+        child = ["train"] + ([args.config] if args.config else [])
+        for item in overrides:
+            child += ["--set", item]
+        child += ["--run-dir", str(run_dir)] + (["--resume"] if args.resume else [])
+        return launch(args.nproc, args.max_restarts, child)
+    from trainwell.dist.context import launched_by_torchrun
+
+    if launched_by_torchrun():
+        from trainwell.dist.launch import elastic_resume
+
+        if args.max_restarts:
+            raise ConfigError("--max-restarts under torchrun: pass --max-restarts to torchrun itself "
+                              "(it restarts the whole group), or use trainwell train --nproc N --max-restarts K")
+        run(cfg, run_dir=args.run_dir, resume=elastic_resume(args.run_dir, args.resume))
+        return 0
     if args.max_restarts:
         from trainwell.train.supervise import supervise
 

@@ -194,7 +194,12 @@ def setup(cfg: RunConfig) -> DistContext | None:
         torch.cuda.set_device(device)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend, timeout=timedelta(seconds=cfg.dist.timeout_s))
+        timeout = timedelta(seconds=cfg.dist.timeout_s)
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+        # a fresh key space per elastic attempt: torchrun's store outlives a restart, and
+        # gloo would otherwise read the dead attempt's peer addresses (connection refused)
+        store = dist.PrefixStore(f"trainwell/attempt-{restart_count()}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     return DistContext(rank, world, local_rank, parallel, backend, device, restart_count(), _owns_group=owns)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainwell.dist.context import DistContext
 from trainwell.dist.config import DistConfig
+from trainwell.dist.context import DistContext
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

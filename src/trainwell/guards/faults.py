@@ -8,6 +8,8 @@ forces an overflow where ``force_overflow`` says so. Iterations are numbered as
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import torch
@@ -41,6 +43,10 @@ class FaultsConfig(Section):
     """Iterations whose loss is made NaN (as a numerical blow-up in the forward would); works for every task, token inputs included."""
     fp16_overflow_at: list[int] = Field(default_factory=list)
     """Iterations at which the fp16 grad scaler is made to see an overflow (as if the gradients held inf)."""
+    rank: int | None = Field(None, ge=0)
+    """Under torchrun: the one rank whose data the batch faults hit (nan_batch_at, scale_batch_at, corrupt_labels, nan_loss_at), to prove that all ranks act in unison; unset = every rank."""
+    kill_at: int | None = Field(None, ge=1)
+    """Iteration at which the process (under torchrun: the process of ``rank``, or rank 0) kills itself with SIGKILL, as a crash or the out-of-memory killer would; only on the first attempt (TORCHELASTIC_RESTART_COUNT unset or 0), so that an elastic restart can finish the run."""
 
     @property
     def any(self) -> bool:
@@ -51,6 +57,7 @@ class FaultsConfig(Section):
             or self.lr_burst_at is not None
             or self.fp16_overflow_at
             or self.nan_loss_at
+            or self.kill_at is not None
         )
 
 
@@ -64,9 +71,20 @@ def lr_factor(cfg: FaultsConfig, iteration: int) -> float:
     return 1.0
 
 
-def nan_loss(cfg: FaultsConfig, iteration: int) -> bool:
-    """Whether this iteration's loss must come out NaN."""
-    return iteration in cfg.nan_loss_at
+def nan_loss(cfg: FaultsConfig, iteration: int, rank: int = 0) -> bool:
+    """Whether this iteration's loss must come out NaN (on this rank)."""
+    return iteration in cfg.nan_loss_at and _hits(cfg, rank)
+
+
+def kill_if_due(cfg: FaultsConfig, iteration: int, rank: int = 0) -> None:
+    """SIGKILL this process at ``kill_at`` on the first attempt (no chance to clean up)."""
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
+    if cfg.kill_at == iteration and rank == (cfg.rank or 0) and first_attempt:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hits(cfg: FaultsConfig, rank: int) -> bool:
+    return cfg.rank is None or cfg.rank == rank
 
 
 def force_overflow(cfg: FaultsConfig, iteration: int) -> bool:
@@ -74,13 +92,15 @@ def force_overflow(cfg: FaultsConfig, iteration: int) -> bool:
     return iteration in cfg.fp16_overflow_at
 
 
-def apply_to_batch(cfg: FaultsConfig, iteration: int, batch: Any, idx: Tensor) -> Any:
+def apply_to_batch(cfg: FaultsConfig, iteration: int, batch: Any, idx: Tensor, rank: int = 0) -> Any:
     """The batch with this iteration's faults applied; the input batch is never modified.
 
     Dict batches: labels are under 'y' or 'targets', every other floating tensor is an
     input. Tuple/list batches: position 1 is the label, the others are inputs. Tensors'
     first dimension is the batch (B, ...); ``idx`` (B,) holds the sample ids.
     """
+    if not _hits(cfg, rank):
+        return batch
     nan = iteration in cfg.nan_batch_at
     scale = iteration in cfg.scale_batch_at
     ids = idx.detach().reshape(-1).cpu().tolist()

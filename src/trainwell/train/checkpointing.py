@@ -24,7 +24,8 @@ from trainwell.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
-RESUMABLE_CHANGES = ("log.", "checkpoint.", "train.device", "train.threads", "faults.")
+RESUMABLE_CHANGES = ("log.", "checkpoint.", "train.device", "train.threads", "faults.", "dist.backend",
+                     "dist.timeout_s")
 """Config keys that may differ between a checkpoint and the run that resumes it: they do
 not change the numbers (or, for faults, are how tests inject them)."""
 
@@ -34,10 +35,17 @@ def config_digest(config: dict[str, Any]) -> str:
 
 
 class Checkpointer:
-    def __init__(self, cfg: CheckpointConfig, run_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, cfg: CheckpointConfig, run_dir: Path, config: dict[str, Any], dist: Any = None, sharded: Any = None
+    ) -> None:
+        """``dist``: the DistContext of a multi-process run (rank 0 writes, every rank
+        reads the same checkpoint); ``sharded``: an FSDP2 run's ShardedWeights (every rank
+        writes its shards of the model and optimizer through DCP)."""
         self.cfg = cfg
         self.store = CheckpointStore(run_dir / "checkpoints", cfg)
-        self.saver = AsyncSaver(self.store) if cfg.async_save else None
+        self.dist, self.sharded = dist, sharded
+        self.writer = dist is None or dist.main
+        self.saver = AsyncSaver(self.store) if cfg.async_save and self.writer else None
         self.config = config
         self._last_time = time.monotonic()
         self._pending_mark: tuple[int, bool, dict[str, Any]] | None = None
@@ -51,28 +59,43 @@ class Checkpointer:
         if self.cfg.every_steps and step % self.cfg.every_steps == 0:
             return True
         minutes = self.cfg.every_minutes
-        return bool(minutes) and time.monotonic() - self._last_time >= minutes * 60
+        due = bool(minutes) and time.monotonic() - self._last_time >= minutes * 60
+        if minutes and self.dist is not None:
+            return self.dist.broadcast(due)  # clocks differ: rank 0's decides for all
+        return due
 
     def save(self, st: TrainState, pilot: Autopilot, *, healthy: bool | None = None) -> str | None:
         """Save now. Returns None on success, or the failure message when on_error is
         'continue' (earlier checkpoints are intact); raises CheckpointError when 'stop'."""
         self._last_time = time.monotonic()
-        parts = st.state_dict()
-        parts["train"]["autopilot"] = pilot.state_dict()
-        parts["train"]["config"] = self.config
-        if self.runner is not None:
-            parts["train"]["instruments"] = self.runner.state_dict()
+        if self.dist is not None:
+            self.dist.check_replicas(st.model, st.step)  # never save replicas that disagree
+            failure = self._save(st, pilot, healthy)
+            return self.dist.broadcast(failure)  # every rank takes the same next decision
+        return self._save(st, pilot, healthy)
+
+    def _save(self, st: TrainState, pilot: Autopilot, healthy: bool | None) -> str | None:
+        sharded = self.sharded.save(st.step) if self.sharded is not None else None  # every rank
         if healthy is None:
             healthy, evidence = pilot.checkpoint_health(st.step)
         else:
             evidence = {"step": st.step, "note": "marked by the loop"}
         self.last_healthy = healthy
+        if not self.writer:
+            return None
+        parts = st.state_dict(weights=sharded is None)
+        parts["train"]["autopilot"] = pilot.state_dict()
+        parts["train"]["config"] = self.config
+        if self.runner is not None:
+            parts["train"]["instruments"] = self.runner.state_dict()
         meta = {
             "step": st.step,
             "iteration": st.iteration,
             "config_digest": config_digest(self.config),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        if sharded is not None:
+            meta["sharded"] = sharded
         try:
             if self.saver is not None:
                 self.saver.wait()  # one save in flight; surfaces a failed background write
@@ -89,6 +112,8 @@ class Checkpointer:
                 raise
             log.warning("%s", e)
             return str(e)
+        if self.sharded is not None:  # shards whose store checkpoint retention removed
+            self.sharded.prune({i.step for i in self.store.list()} | {st.step})
         return None
 
     def close(self) -> None:
@@ -111,11 +136,13 @@ class Checkpointer:
         """Restore everything from the newest valid checkpoint (None if there is none).
         Damaged or half-written newer checkpoints are reported and skipped."""
         info, skipped = self.store.latest_valid()
+        info = self._agree(info)
         if info is None:
             return None, skipped
         parts = self.store.load(info)
         self._check_config(parts["train"].get("config", {}), info)
         st.load_state_dict(parts)
+        self._load_sharded(info)
         pilot.load_state_dict(parts["train"]["autopilot"])
         if self.runner is not None and "instruments" in parts["train"]:
             self.runner.load_state_dict(parts["train"]["instruments"])
@@ -129,16 +156,23 @@ class Checkpointer:
         here are not replayed. Checkpoints from ``before`` on are marked unhealthy: they may
         hold the update that started the trouble (OPT picked restart points well before a
         divergence)."""
-        for info in self.store.list():
-            if info.valid and info.step >= before and info.healthy is not False:
-                self.store.mark_healthy(info.step, False, {"note": f"at or after step {before}, where an incident began"})
-        target = self.store.latest_healthy()
+        if self.dist is not None and self.saver is not None:
+            self.saver.wait()  # other ranks are about to read the store: no save in flight
+            self._apply_pending_mark()
+        if self.writer:
+            for info in self.store.list():
+                if info.valid and info.step >= before and info.healthy is not False:
+                    self.store.mark_healthy(info.step, False, {"note": f"at or after step {before}, where an incident began"})
+        if self.dist is not None:
+            self.dist.barrier()  # the marks are written before any rank chooses
+        target = self._agree(self.store.latest_healthy())
         if target is None or target.step >= before:
             return None
         parts = self.store.load(target)
         loader_now, iteration_now = st.loader.state_dict(), st.iteration
         samples, targets = st.samples_seen, st.targets_seen
         st.load_state_dict(parts)
+        self._load_sharded(target)
         pilot.load_state_dict(parts["train"]["autopilot"], rollback=True)
         st.loader.load_state_dict(loader_now)
         st.iteration, st.samples_seen, st.targets_seen = iteration_now, samples, targets
@@ -146,6 +180,27 @@ class Checkpointer:
             st.loader.skip(data_skip)
             st.iteration += data_skip
         return target
+
+    def _agree(self, info: CheckpointInfo | None) -> CheckpointInfo | None:
+        """Rank 0's choice of checkpoint, on every rank (each rank reads it itself)."""
+        if self.dist is None:
+            return info
+        step = self.dist.broadcast(info.step if info is not None else None)
+        if step is None:
+            return None
+        if info is not None and info.step == step:
+            return info
+        return self.store.inspect(self.store.path_for(step), deep=True)
+
+    def _load_sharded(self, info: CheckpointInfo) -> None:
+        where = info.meta.get("sharded")
+        if where is None:
+            return
+        if self.sharded is None:
+            raise CheckpointError(f"{info.path} holds sharded (FSDP2) weights; resume it with "
+                                  "dist.parallel = 'fsdp' under torchrun, or consolidate it first "
+                                  "(docs/distributed.md)")
+        self.sharded.load(where)
 
     def _check_config(self, saved: dict[str, Any], info: CheckpointInfo) -> None:
         now, then = flatten_config(self.config), flatten_config(saved)

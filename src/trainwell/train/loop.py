@@ -19,6 +19,8 @@ from torch.utils.data import IterableDataset
 from trainwell.config import RunConfig
 from trainwell.data.loader import BatchLoader, IterableLoader
 from trainwell.data.sampler import ResumableSampler
+from trainwell.dist import DistContext
+from trainwell.dist import setup as setup_distributed
 from trainwell.errors import ConfigError, TrainingHalted
 from trainwell.guards import faults
 from trainwell.guards.autopilot import Autopilot
@@ -27,6 +29,7 @@ from trainwell.instruments.runner import InstrumentRunner
 from trainwell.optim import build_optimizer, build_schedule
 from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
 from trainwell.tasks import Task, build_task
+from trainwell.train import throughput
 from trainwell.train.checkpointing import Checkpointer, truncate_metrics
 from trainwell.train.ema import build_ema
 from trainwell.train.evaluate import evaluate
@@ -65,28 +68,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_state(cfg: RunConfig, task: Task, device: torch.device) -> TrainState:
-    model = task.build_model().to(device)
-    optimizer = build_optimizer(cfg.optim, model)
+def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistContext | None = None) -> TrainState:
+    model = plain = task.build_model().to(device)
+    precision = resolve_precision(cfg.precision, device)
+    if dist is not None:  # before the optimizer: FSDP2 turns the parameters into shards in place
+        from trainwell.dist.wrap import wrap_model
+
+        model = wrap_model(plain, dist, cfg.dist, precision.name)
+    optimizer = build_optimizer(cfg.optim, plain)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
     data = task.train_data()
+    shard = (dist.rank, dist.world) if dist is not None else (0, 1)  # this rank's slice of each batch
     if isinstance(data, IterableDataset):
         loader: BatchLoader | IterableLoader = IterableLoader(
-            data, task.collate, device, cfg.train.batch_size, cfg.train.accumulate
+            data, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard
         )
     else:
         sampler = ResumableSampler(len(data), seed=cfg.seed)
-        loader = BatchLoader(data, sampler, task.collate, device, cfg.train.batch_size, cfg.train.accumulate)
+        loader = BatchLoader(data, sampler, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard)
     return TrainState(
         model=torch.compile(model) if cfg.train.compile else model,
         optimizer=optimizer,
         schedule=build_schedule(cfg.schedule, cfg.train.steps),
         peak_lr=cfg.optim.lr,
-        precision=resolve_precision(cfg.precision, device),
+        precision=precision,
         loader=loader,
         device=device,
-        ema=build_ema(model, cfg.ema.decay),
+        ema=build_ema(plain, cfg.ema.decay),
+        dist=dist,
     )
 
 
@@ -101,26 +111,31 @@ def run(
     """Train according to ``cfg``; everything the run produces goes to its run directory.
     ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one."""
     t_begin = time.perf_counter()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    dist = setup_distributed(cfg)  # None: a single process (no collective anywhere)
+    main = dist is None or dist.main  # rank 0 writes the run dir; other ranks only their failures
+    seed_everything(cfg.seed)  # the same on every rank: identical initial replicas
+    device = resolve_device(cfg.train.device) if dist is None else dist.device
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     task = task if task is not None else build_task(cfg)
-    st = build_state(cfg, task, device)
+    st = build_state(cfg, task, device, dist)
     eval_data = task.eval_data()
     probe = FinalActivationProbe(st.model)
-    runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" else None
+    # instruments measure on rank 0's shard (the plain module: no collective)
+    runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" and main else None
 
-    out_dir = make_run_dir(run_dir, cfg.task.name)
-    pilot = Autopilot(cfg.guards, out_dir)
-    ckpt = Checkpointer(cfg.checkpoint, out_dir, cfg.to_dict())
+    out_dir = make_run_dir(run_dir, cfg.task.name) if dist is None else _dist().shared_run_dir(dist, run_dir, cfg.task.name)
+    pilot = Autopilot(cfg.guards, out_dir if main else None)
+    ckpt = Checkpointer(cfg.checkpoint, out_dir, cfg.to_dict(), dist, _dist().sharded(st, out_dir) if dist else None)
     ckpt.runner = runner
     show = progress if progress is not None else progress_enabled(cfg.log.progress)
-    bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit)
+    bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit) if main else _dist().SilentProgress(cfg.train.steps)
     resumed_from = _resume(st, pilot, ckpt, out_dir, bar) if resume else None
-    (out_dir / "config.toml").write_text(cfg.to_toml())
-    write_json(out_dir / "env.json", environment(cfg.seed, device, st.precision.name))
-    sinks = build_sinks(cfg.log, out_dir, cfg.to_dict())  # metrics.jsonl always, TensorBoard...
+    if main:
+        (out_dir / "config.toml").write_text(cfg.to_toml())
+        env = environment(cfg.seed, device, st.precision.name)
+        write_json(out_dir / "env.json", env if dist is None else {**env, "dist": _dist().describe(dist)})
+    sinks = build_sinks(cfg.log, out_dir, cfg.to_dict()) if main else []  # metrics.jsonl always, TensorBoard...
     bar.log(f"trainwell: task {cfg.task.name}, {_count_params(st.model):,} parameters, "
             f"{cfg.train.steps} steps on {device} ({st.precision.name}); run dir {out_dir}")
 
@@ -129,12 +144,15 @@ def run(
     rollback_before: int | None = None
     """A rollback goes to a healthy checkpoint older than this: the step where the incident
     began, then older than the last target while the run has not recovered."""
-    rate = Rate()
+    train_data = task.train_data()
+    first = train_data[0] if not isinstance(train_data, IterableDataset) and len(train_data) else None
+    rate = Rate(*throughput.for_run(unwrap(st.model), task.unit, first, device, st.precision.dtype,
+                                    cfg.log.peak_tflops), device=device)
     status = "failed"
     try:
         with StopRequest() as stop:
             while st.step < cfg.train.steps:
-                if stop.requested:
+                if stop.requested if dist is None else dist.agree_stop(stop.requested):  # all ranks stop together
                     failure = ckpt.save(st, pilot)
                     where = "checkpoint saved" if failure is None else f"checkpoint FAILED: {failure}"
                     pilot.log("interrupted", f"Stopped by signal {stop.signum} at step {st.step}; {where}.", step=st.step)
@@ -144,13 +162,15 @@ def run(
                 micro = st.loader.next()
                 data_time = time.perf_counter() - t0
                 it = st.iteration + 1
+                rank = 0 if dist is None else dist.rank
                 if cfg.faults.any:  # fault injection (tests, drills): off by default
-                    micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx)) for idx, b in micro]
+                    faults.kill_if_due(cfg.faults, it, rank)
+                    micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx, rank)) for idx, b in micro]
                     st.extra_lr_factor = faults.lr_factor(cfg.faults, it)
                 record, out = compute_update(
                     st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
                     t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
-                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it), runner=runner,
+                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it, rank), runner=runner,
                     measure_inputs=cfg.guards.enabled,
                 )
                 st.iteration = it
@@ -219,6 +239,10 @@ def run(
     except TrainingHalted:
         status = "halted"
         raise
+    except BaseException as e:
+        if dist is not None:
+            dist.log_failure(out_dir, e)  # ranks/rank{N}.log: each rank its own failure
+        raise
     finally:
         bar.close()
         probe.close()
@@ -227,22 +251,25 @@ def run(
             _save_instruments(runner, out_dir, bar)
         wall = time.perf_counter() - t_begin
         final = final_metrics(last_eval, history)
-        write_json(out_dir / "summary.json", {
-            "status": status, "task": cfg.task.name, "metric": f"eval/{task.metric}",
-            "higher_is_better": task.higher_is_better, "steps": st.step, "iterations": st.iteration,
-            "samples": st.samples_seen, "targets": st.targets_seen, "wall_time_s": round(wall, 3),
-            "resumed_from": resumed_from, "autopilot": pilot.metrics(), "final": final,
-        })
+        if main:
+            write_json(out_dir / "summary.json", {
+                "status": status, "task": cfg.task.name, "metric": f"eval/{task.metric}",
+                "higher_is_better": task.higher_is_better, "steps": st.step, "iterations": st.iteration,
+                "samples": st.samples_seen, "targets": st.targets_seen, "wall_time_s": round(wall, 3),
+                "resumed_from": resumed_from, "autopilot": pilot.metrics(), "final": final,
+            })
         for sink in sinks:
             sink.close()
         if pilot.logbook is not None and pilot.logbook.events():
             pilot.logbook.write_markdown()
 
     sample = None
-    if cfg.log.sample_chars:
+    if cfg.log.sample_chars and (main or (dist is not None and dist.parallel == "fsdp")):  # FSDP: all ranks
         sample = task.sample(unwrap(st.model), cfg.log.sample_chars)
-        if sample is not None:
+        if sample is not None and main:
             (out_dir / "sample.txt").write_text(sample)
+    if dist is not None:
+        dist.close()
     _print_end(bar, task, final, wall, sample)
     return RunResult(out_dir, final, st.step, wall, unwrap(st.model), sample, history, resumed_from)
 
@@ -257,10 +284,12 @@ def _resume(st: TrainState, pilot: Autopilot, ckpt: Checkpointer, out_dir: Path,
     if info is None:
         bar.log(f"no valid checkpoint in {out_dir}; starting fresh")
         return None
-    dropped = truncate_metrics(out_dir / "metrics.jsonl", info.step)
+    main = st.dist is None or st.dist.main
+    dropped = truncate_metrics(out_dir / "metrics.jsonl", info.step) if main else 0  # rank 0 owns the file
+    restart = st.dist.restart if st.dist is not None else 0  # torchrun restarted the group after a rank died
     pilot.log("resume", f"Resumed from the checkpoint at step {info.step} ({dropped} metric rows "
-              f"logged after it were dropped and will be logged again).", step=info.step,
-              skipped=skipped)
+              f"logged after it were dropped and will be logged again)"
+              + (f" after elastic restart {restart}." if restart else "."), step=info.step, skipped=skipped)
     bar.log(f"resumed from step {info.step} ({info.path})")
     return info.step
 
@@ -272,6 +301,8 @@ def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> N
     extreme per-sample losses (one extra look at this batch's losses, no extra forward)."""
     if not (pilot.cfg.enabled and pilot.cfg.quarantine):
         return
+    if st.dist is not None:  # every rank judges every rank's samples: the same quarantine everywhere
+        out = _dist().gather_step_output(st.dist, out)
     why = "extreme or non-finite per-sample loss"
     inputs = out.per_sample_input_rms() if reason.startswith("input_") else None
     if inputs is not None:
@@ -348,6 +379,14 @@ def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, fl
     history.append({"step": st.step, **results})
     bar.log(f"step {st.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     return results
+
+
+def _dist():  # noqa: ANN202
+    """trainwell.dist's run-directory and checkpoint helpers, imported only by
+    multi-process runs."""
+    from trainwell.dist import runtime
+
+    return runtime
 
 
 def _count_params(model: nn.Module) -> int:

@@ -54,8 +54,9 @@ class TrainState:
 
     # ------------------------------------------------------------ checkpointing
 
-    def state_dict(self) -> dict[str, Any]:
-        """Checkpoint parts: name -> tensors and plain data only."""
+    def state_dict(self, weights: bool = True) -> dict[str, Any]:
+        """Checkpoint parts: name -> tensors and plain data only. ``weights=False`` leaves out
+        the model and optimizer (an FSDP2 run saves those sharded, dist/sharded.py)."""
         train: dict[str, Any] = {
             "step": self.step,
             "iteration": self.iteration,
@@ -68,19 +69,19 @@ class TrainState:
         }
         if self.precision.scaler is not None:
             train["scaler"] = self.precision.scaler.state_dict()
-        parts: dict[str, Any] = {
-            "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "train": train,
-        }
+        parts: dict[str, Any] = {"train": train}
+        if weights:
+            parts["model"] = unwrap(self.model).state_dict()
+            parts["optimizer"] = self.optimizer.state_dict()
         if self.ema is not None:
             parts["ema"] = self.ema.module.state_dict()
             train["ema_n_averaged"] = self.ema.n_averaged.clone()
         return parts
 
     def load_state_dict(self, parts: dict[str, Any]) -> None:
-        unwrap(self.model).load_state_dict(parts["model"])
-        self.optimizer.load_state_dict(parts["optimizer"])
+        if "model" in parts:  # absent when the weights were saved sharded
+            unwrap(self.model).load_state_dict(parts["model"])
+            self.optimizer.load_state_dict(parts["optimizer"])
         train = parts["train"]
         self.step, self.iteration = train["step"], train["iteration"]
         self.lr_mult, self.clip_mult = train["lr_mult"], train["clip_mult"]
