@@ -159,11 +159,17 @@ def init_scale(acts: Sequence[ActivationLayer], layers: Sequence[WeightedLayer])
     )  # fmt: skip
 
 
+def _fractions(per_layer: Sequence[float], during_training: Sequence[float]) -> tuple[float, float]:
+    """(mean over the layers at init, worst of that and the short run's readings); 0 when
+    nothing was measured."""
+    at_init = statistics.fmean(per_layer) if per_layer else 0.0
+    return at_init, max([at_init, *during_training])
+
+
 def saturation(acts: Sequence[ActivationLayer], during_training: Sequence[float] = ()) -> Finding | None:
     """Saturated sigmoid/tanh units, at init or during the short run."""
     sat = [a for a in acts if a.saturated_frac is not None]
-    at_init = statistics.fmean(a.saturated_frac for a in sat) if sat else 0.0  # type: ignore[misc]
-    worst = max([at_init, *during_training]) if (sat or during_training) else 0.0
+    at_init, worst = _fractions([a.saturated_frac for a in sat], during_training)  # type: ignore[misc]
     if worst <= SATURATED_FRAC:
         return None
     evidence: dict[str, object] = {"saturated fraction (worst)": worst, "at init": at_init}
@@ -181,8 +187,7 @@ def saturation(acts: Sequence[ActivationLayer], during_training: Sequence[float]
 def dead_relus(acts: Sequence[ActivationLayer], during_training: Sequence[float] = ()) -> Finding | None:
     """ReLU units that never fire on a batch, at init or during the short run."""
     relu = [a for a in acts if a.dead_frac is not None]
-    at_init = statistics.fmean(a.dead_frac for a in relu) if relu else 0.0  # type: ignore[misc]
-    worst = max([at_init, *during_training]) if (relu or during_training) else 0.0
+    at_init, worst = _fractions([a.dead_frac for a in relu], during_training)  # type: ignore[misc]
     if worst <= DEAD_FRAC:
         return None
     evidence: dict[str, object] = {"dead fraction (worst)": worst, "at init": at_init}

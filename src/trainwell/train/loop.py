@@ -144,10 +144,9 @@ def run(
     rollback_before: int | None = None
     """A rollback goes to a healthy checkpoint older than this: the step where the incident
     began, then older than the last target while the run has not recovered."""
-    train_data = task.train_data()
-    first = train_data[0] if not isinstance(train_data, IterableDataset) and len(train_data) else None
-    rate = Rate(*throughput.for_run(unwrap(st.model), task.unit, first, device, st.precision.dtype,
-                                    cfg.log.peak_tflops), device=device)
+    rate = Rate(*throughput.for_run(unwrap(st.model), task, device, st.precision.dtype, cfg.log.peak_tflops),
+                device=device)
+    rank = 0 if dist is None else dist.rank
     status = "failed"
     try:
         with StopRequest() as stop:
@@ -162,7 +161,6 @@ def run(
                 micro = st.loader.next()
                 data_time = time.perf_counter() - t0
                 it = st.iteration + 1
-                rank = 0 if dist is None else dist.rank
                 if cfg.faults.any:  # fault injection (tests, drills): off by default
                     faults.kill_if_due(cfg.faults, it, rank)
                     micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx, rank)) for idx, b in micro]

@@ -27,6 +27,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from trainwell.train.state import unwrap
 
@@ -172,15 +173,17 @@ def mfu(flops_per_sample: float | None, samples_per_s: float, peak: float | None
     return flops_per_sample * samples_per_s / peak
 
 
-def for_run(model: nn.Module, task_unit: str, sample: object, device: torch.device,
-            dtype: torch.dtype | None, peak_tflops: float = 0.0) -> tuple[float | None, float | None]:
-    """(training FLOPs per sample, peak FLOP/s) of a run, for the loop's sys/mfu. ``sample``
-    is one training sample (its input's shape sizes conv layers); ``peak_tflops`` > 0
-    overrides the table (a CPU). Either is None when it cannot be known."""
+def for_run(model: nn.Module, task: object, device: torch.device, dtype: torch.dtype | None,
+            peak_tflops: float = 0.0) -> tuple[float | None, float | None]:
+    """(training FLOPs per sample, peak FLOP/s) of a run, for the loop's sys/mfu. The task's
+    first training sample sizes conv layers; ``peak_tflops`` > 0 overrides the table (a
+    CPU). Either is None when it cannot be known."""
+    data = task.train_data()  # type: ignore[attr-defined]
+    sample = data[0] if not isinstance(data, IterableDataset) and len(data) else None
     x = sample[0] if isinstance(sample, (tuple, list)) and sample else sample
     shape = tuple(x.shape) if isinstance(x, torch.Tensor) and x.is_floating_point() else None
     try:
-        flops = flops_per_sample(model, task_unit, input_shape=shape)
+        flops = flops_per_sample(model, task.unit, input_shape=shape)  # type: ignore[attr-defined]
     except Exception:  # a model whose one-sample forward fails: no MFU, never a failed run
         flops = None
     peak = peak_flops(device, dtype, override=peak_tflops * TFLOPS if peak_tflops > 0 else None)
