@@ -37,8 +37,11 @@ class Alpha:
     higher on its own loss). The slopes f′ = ∇ℓ_i·d/‖d‖ come per sample from two reverse
     passes.
 
-    Needs: update (and the batch). Cost: one forward and two backward passes at θ_{t+1},
-    the same again at θ_t unless per-sample gradients are measured anyway (economy).
+    Needs: update (and the batch). Cost: where the training backward yields per-sample
+    gradients (capture.py, models of Linear layers) both ends come from the training steps
+    themselves: two small matrix products per layer, no extra pass. Otherwise one forward
+    and two backward passes at θ_{t+1}, the same again at θ_t unless per-sample gradients
+    are measured anyway (economy).
     Reading: −1 no step, 0 the step landed on the valley floor, 1 on the opposite wall at
     the same height, > 1 the loss went up. α > 0 is overshooting, and mild overshooting
     is what good runs do: in Cockpit's learning-rate study the best test accuracy came
@@ -76,15 +79,10 @@ class Alpha:
         direction = {n: v / t for n, v in d.items()}
         # the same dropout masks at both ends of the line (the runner restores the RNG after)
         seed = SEED_BASE + ctx.step
-        if _start_from_per_sample(ctx):
+        if _start_from_per_sample(ctx, self.batch):
             # the start point is free: the per-sample gradients at θ_t are already there
-            psg, losses = ctx.per_sample_grads, ctx.per_sample_losses
-            assert psg is not None and losses is not None
-            n = losses.shape[0]
-            f0 = losses
-            df0 = sum(
-                psg[k].reshape(n, -1) @ direction[k].reshape(-1).to(psg[k].dtype) for k in names
-            )
+            assert ctx.per_sample is not None and ctx.per_sample_losses is not None
+            f0, df0 = ctx.per_sample_losses, ctx.per_sample.project(direction)
         else:
             torch.manual_seed(seed)
             f0, df0 = ctx.fn.line(before, ctx.samples, direction)
@@ -103,16 +101,35 @@ class Alpha:
         t, direction, f0, df0 = start
         if t == 0.0:
             return {key(self.name): -1.0}
-        f1, df1 = ctx.fn.line(ctx.params_before, ctx.samples, direction)
+        if _from_training(ctx):  # the new batch's training backward already measured θ_{t+1}
+            assert ctx.per_sample is not None and ctx.per_sample_losses is not None
+            f1, df1 = ctx.per_sample_losses, ctx.per_sample.project(direction)
+        else:
+            f1, df1 = ctx.fn.line(ctx.params_before, ctx.samples, direction)
         return {key(self.name): alpha_from_observations(t, f0, df0, f1, df1)}
 
 
-def _start_from_per_sample(ctx: Context) -> bool:
+def _from_training(ctx: Context) -> bool:
+    """The context's per-sample losses and gradients come from the training step itself
+    (capture.py): this update's batch at θ_t, dropout masks and all."""
+    return (
+        ctx.per_sample is not None
+        and ctx.per_sample_losses is not None
+        and ctx.per_sample.source == "backward"
+    )
+
+
+def _start_from_per_sample(ctx: Context, batch: str) -> bool:
     """Per-sample gradients (when another instrument asked for them) give f(0) and f'(0) at
     no cost, unless the two ends would then see different functions: BatchNorm (per-sample
-    runs it on running statistics) or active dropout (other masks than the line's)."""
-    if ctx.per_sample_grads is None or ctx.per_sample_losses is None or ctx.fn.batchnorms:
+    runs it on running statistics) or active dropout (other masks than the line's). From
+    the training backward they serve Cockpit's next-batch α (its far end is the next
+    training step, measured the same way), not the same-batch one (other samples than
+    the line's)."""
+    if ctx.per_sample is None or ctx.per_sample_losses is None or ctx.fn.batchnorms:
         return False
+    if ctx.per_sample.source == "backward":
+        return batch == "next"
     return not any(
         isinstance(m, _DropoutNd) and m.p > 0 and m.training for m in ctx.model.modules()
     )

@@ -18,13 +18,15 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from trainwell.instruments.activations import Activations
     from trainwell.instruments.functional import Curvature, FunctionalModel
+    from trainwell.instruments.persample import PerSampleGrads
     from trainwell.tasks.base import Task
 
 # --- what an instrument may need (the runner computes each only when a due instrument asks)
 GRADS = "grads"
 """ctx.grads: the mean gradient of this update, as the optimizer received it."""
 PER_SAMPLE = "per_sample_grads"
-"""ctx.per_sample_grads / ctx.per_sample_losses at θ_t, by torch.func (vmap over grad)."""
+"""ctx.per_sample / ctx.per_sample_losses at θ_t: from the training backward where the
+model allows it (capture.py), else by torch.func (vmap over grad)."""
 UPDATE = "update"
 """ctx.params_before (θ_t) and ctx.params_after (θ_{t+1})."""
 INIT = "init"
@@ -98,8 +100,8 @@ class Context:
     fn: FunctionalModel
     """The model and task as functions of the parameters (torch.func), for evaluating at θ_t or θ_{t+1} without touching the live model."""
     grads: dict[str, Tensor] | None = None
-    per_sample_grads: dict[str, Tensor] | None = None
-    """name -> (B, *shape): gradient of each sample's mean loss at θ_t."""
+    per_sample: PerSampleGrads | None = None
+    """Gradient of each sample's mean loss at θ_t, with the shared reductions (persample.py)."""
     per_sample_losses: Tensor | None = None
     """(B,) each sample's mean loss at θ_t."""
     params_before: dict[str, Tensor] | None = None
@@ -114,6 +116,12 @@ class Context:
     """Histograms the instruments produced this step; the runner keeps them for the report."""
     notes: list[str] = field(default_factory=list)
     """One-line explanations for the user (e.g. why a quantity is missing); shown once."""
+
+    @property
+    def per_sample_grads(self) -> dict[str, Tensor] | None:
+        """name -> (B, *shape), materialised on first use (costly for captured Linear
+        layers: prefer the reductions of ``per_sample``)."""
+        return self.per_sample.dense() if self.per_sample is not None else None
 
 
 @runtime_checkable

@@ -15,6 +15,9 @@ from torch import Tensor
 from trainwell.instruments.base import PER_SAMPLE, UPDATE, Context, Histogram, Metrics, key
 from trainwell.instruments.persample import moments
 
+SEED_BASE = 0x4157
+"""Seed of the element sample (offset by the step): the same draws on a rerun."""
+
 
 def bin_index(x: Tensor, limit: float, bins: int) -> Tensor:
     """Bin of each element over (-limit, limit) as int32; values outside, and non-finite
@@ -38,9 +41,16 @@ class GradHist1d:
     Metrics: ``inst/grad_hist1d/edge_frac`` (share of elements in the two edge bins, where
     everything beyond ±2 is clamped), ``inst/grad_hist1d/center_frac`` (share in the two
     bins around 0), ``inst/grad_hist1d/std`` (the elements' standard deviation, exact).
-    Binned are the first ``samples`` samples (config ``hist_samples``; 0 = all measured).
+    Binned are the elements of the first ``samples`` samples (config ``hist_samples``; 0 =
+    all measured): all of them when they are at most ``elements`` (config
+    ``hist_elements``; 0 = always all, as Cockpit), else ``elements`` of them drawn
+    uniformly at random (a seeded generator of its own, not the training stream). The
+    counts are then a sample of the histogram: a share p is estimated with a standard
+    error of sqrt(p(1 − p)/elements), below 0.002 at the default 2^16.
 
-    Needs: per_sample_grads.
+    Needs: per_sample_grads. Cost: one scatter over the binned elements; sampling keeps it
+    fixed however large the model (binning every element of 64 samples of the digits MLP
+    took ~15 ms on a CPU core, 5x the training step).
     Reading (Cockpit's preprocessing and layer-wise experiments): mass piled at the edges
     means exploding or mis-scaled gradients (e.g. inputs left in 0-255); almost everything
     in the centre bins means vanishing gradients, and the per-layer histograms show which
@@ -50,21 +60,27 @@ class GradHist1d:
     name = "grad_hist1d"
     needs = frozenset({PER_SAMPLE})
 
-    def __init__(self, bins: int = 100, limit: float = 2.0, samples: int = 0) -> None:
-        self.bins, self.limit, self.samples = bins, limit, samples
+    def __init__(
+        self, bins: int = 100, limit: float = 2.0, samples: int = 0, elements: int = 0
+    ) -> None:
+        self.bins, self.limit, self.samples, self.elements = bins, limit, samples, elements
 
     def measure(self, ctx: Context) -> Metrics:
-        psg = ctx.per_sample_grads
-        assert psg is not None
-        first = next(iter(psg.values()))
-        n = first.shape[0] if self.samples <= 0 else min(self.samples, first.shape[0])
+        ps = ctx.per_sample
+        assert ps is not None
+        n = ps.n if self.samples <= 0 else min(self.samples, ps.n)
         edges = torch.linspace(-self.limit, self.limit, self.bins + 1)
-        names = list(psg)
+        total_elements = n * sum(p.numel for p in ps.pieces)
+        if 0 < self.elements < total_elements:
+            gen = torch.Generator().manual_seed(SEED_BASE + ctx.step)
+            values = ps.sample_elements(self.elements, n, gen)
+        else:
+            dense = ps.dense()
+            values = {k: dense[k][:n].reshape(-1) for k in ps.names}
+        names = list(values)
         counts = torch.stack(
             [
-                torch.bincount(
-                    bin_index(psg[k][:n].reshape(-1), self.limit, self.bins), minlength=self.bins
-                )
+                torch.bincount(bin_index(values[k], self.limit, self.bins), minlength=self.bins)
                 for k in names
             ]
         )  # (layers, bins)

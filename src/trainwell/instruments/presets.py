@@ -59,7 +59,7 @@ _add(
 )
 _add(
     "grad_hist1d",
-    lambda a: GradHist1d(a.cfg.hist_bins, a.cfg.hist_range, a.cfg.hist_samples),
+    lambda a: GradHist1d(a.cfg.hist_bins, a.cfg.hist_range, a.cfg.hist_samples, a.cfg.hist_elements),
     "histogram of per-sample gradient elements",
 )
 _add(

@@ -2,8 +2,9 @@
 
 Call sites in the loop; on steps that are not due each is one integer check:
 
+    runner.begin(step)                                            # arms the backward capture
     for micro-batch i:  ... loss.backward()
-        runner.after_micro_backward(step, count_i, grad_factor)   # only feeds the noise scale
+        runner.after_micro_backward(step, count_i, grad_factor, n_i, per_sample_i)
     record = ...; verdict = guards(record)                        # APPLY:
     runner.before_update(step, batch, record.loss, record.lr)     # .grad = this update's gradient
     optimizer.step()
@@ -15,8 +16,10 @@ Call ``before_update``/``after_update`` on every applied update, or at least whe
 two-step instrument (Alpha on the next mini-batch) finishes there. A skipped update simply
 gets no ``after_update``.
 
-On a due step ``before_update`` copies θ_t (and the gradient when asked) and records the
-activation forward while the live parameters are still θ_t; ``after_update`` builds one
+On a due step ``begin`` arms hooks that keep the per-sample gradient factors of the
+training backward (capture.py) where the model allows it; ``before_update`` copies θ_t
+(and the gradient when asked) and records the activation forward while the live
+parameters are still θ_t; ``after_update`` builds one
 Context with what the due instruments need, evaluating at θ_t or θ_{t+1} through
 torch.func on copies (never the live model, its .grad, its buffers or the optimizer),
 inside a forked RNG so that the training random stream is untouched, and reads all
@@ -50,8 +53,10 @@ from trainwell.instruments.base import (
     MicroGrads,
     sq_norm,
 )
+from trainwell.instruments.capture import BackwardCapture, Captured
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.instruments.functional import FunctionalModel, take
+from trainwell.instruments.persample import PerSampleGrads
 from trainwell.instruments.presets import build_instruments
 from trainwell.tasks.base import Task
 
@@ -80,6 +85,8 @@ class _Pending:
     params_before: dict[str, Tensor]
     grads: dict[str, Tensor] | None
     micro: MicroGrads | None
+    captured: Captured | None = None
+    """Per-sample gradients and losses of the training backward (capture.py)."""
     activations: Activations | None = None
     failures: list[tuple[str, Exception]] = field(default_factory=list)
     """(need, error) of what could not be recorded before the update."""
@@ -91,7 +98,8 @@ class InstrumentRunner:
     ``model`` must be the plain module (not the torch.compile wrapper); ``task`` provides
     the loss. ``instruments`` overrides the config's preset (tests, custom instruments).
     ``strict`` re-raises an instrument's failure instead of disabling it with a warning
-    (a diagnostic must not end a long run; tests want the traceback).
+    (a diagnostic must not end a long run; tests want the traceback). ``capture`` False
+    keeps per-sample gradients on the torch.func path (tests compare the two).
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class InstrumentRunner:
         *,
         instruments: list[Instrument] | None = None,
         strict: bool = False,
+        capture: bool = True,
     ) -> None:
         self.cfg = cfg if cfg is not None else InstrumentsConfig()
         self.model = model
@@ -131,6 +140,9 @@ class InstrumentRunner:
         """... which is this one."""
         self._init = self._copy_params() if INIT in self.needs else None
         self._layout: Layout | None = None
+        # BatchNorm couples the samples of a batch: its training backward has no per-sample split
+        cap = BackwardCapture(model, self.fn.param_names) if capture and not self.fn.batchnorms else None
+        self._capture = cap if cap is not None and cap.why_not is None else None
 
     # ------------------------------------------------------------ schedule
 
@@ -149,12 +161,37 @@ class InstrumentRunner:
 
     # ------------------------------------------------------------ loop call sites
 
+    def begin(self, step: int, *, compiled: bool = False) -> None:
+        """Before the update's first forward: on a step that measures per-sample
+        quantities (or finishes Alpha), arm the hooks that keep the training backward's
+        per-sample factors. Not under torch.compile (hooks would force recompilation)."""
+        cap = self._capture
+        if cap is None:
+            return
+        want = not compiled and (
+            (self._scheduled(step) and PER_SAMPLE in self.needs)
+            or (bool(self._following) and step == self._follow_step)
+        )
+        if want:
+            cap.arm()
+        elif cap.armed:
+            cap.disarm()
+
     def after_micro_backward(
-        self, step: int, count: Tensor | float, grad_factor: Tensor | float = 1.0
+        self,
+        step: int,
+        count: Tensor | float,
+        grad_factor: Tensor | float = 1.0,
+        n: int | None = None,
+        per_sample: Tensor | None = None,
     ) -> None:
         """After micro-batch i's backward: ``.grad`` holds grad_factor × Σ_{j≤i} ∇(LossOutput.sum
-        of micro-batch j) and ``count`` is micro-batch i's LossOutput.count. step.py passes
+        of micro-batch j), ``count`` is micro-batch i's LossOutput.count, ``n`` its number
+        of samples and ``per_sample`` its LossOutput.per_sample. step.py passes
         grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
+        cap = self._capture
+        if cap is not None and cap.armed:
+            cap.close_micro(n if n is not None else 0, count, grad_factor, per_sample)
         if not self._scheduled(step) or MICRO not in self.needs:
             return
         st = self._micro
@@ -186,7 +223,8 @@ class InstrumentRunner:
             }
         micro = self._take_micro(step) if scheduled else None
         pending = _Pending(
-            step, scheduled, batch, float(loss), float(lr), self._copy_params(), grads, micro
+            step, scheduled, batch, float(loss), float(lr), self._copy_params(), grads, micro,
+            self._take_captured(),
         )
         if scheduled:
             self._record(pending)
@@ -262,6 +300,30 @@ class InstrumentRunner:
         big = sq_norm(st.prev) / (st.factor * total).square()
         return MicroGrads(st.sq_norms, st.counts, big, total)
 
+    def _take_captured(self) -> Captured | None:
+        """The training backward's per-sample gradients, once trusted (capture.py): the
+        first captured step must agree with the optimizer's gradient, else the capture is
+        off for the run and the torch.func path measures instead."""
+        cap = self._capture
+        if cap is None or not cap.armed:
+            return None
+        captured = cap.take()
+        if captured is None or cap.trusted:
+            return captured
+        live = {n: p.grad for n, p in zip(self.fn.param_names, self._params(), strict=True)}
+        if any(g is None for g in live.values()):
+            return None
+        agrees = cap.verify(captured, live)  # type: ignore[arg-type]
+        if agrees is False:
+            self._capture = None
+            self._warn(
+                "per-sample gradients: the Linear layers' captured gradients do not add up to the "
+                "model's gradient (a weight used outside its layer?); using torch.func (vmap) instead"
+            )
+            return None
+        cap.trusted = agrees is True
+        return captured if cap.trusted else None
+
     def _run(self, inst: Instrument, method: Any, ctx: Context, metrics: Metrics) -> None:
         try:
             metrics.update(method(ctx))
@@ -289,11 +351,16 @@ class InstrumentRunner:
             params_init=self._init,
             micro_grads=p.micro,
         )
-        if PER_SAMPLE in needs:
+        if p.captured is not None:  # from the training backward: θ_t, this update's batch
+            k = self.cfg.max_samples
+            ctx.per_sample = p.captured.grads.take(k)
+            ctx.per_sample_losses = p.captured.losses[:k]
+        elif PER_SAMPLE in needs:
             try:
-                ctx.per_sample_grads, ctx.per_sample_losses = self.fn.per_sample_grads(
+                grads, ctx.per_sample_losses = self.fn.per_sample_grads(
                     p.params_before, ctx.samples
                 )
+                ctx.per_sample = PerSampleGrads.from_dense(grads)
             except Exception as e:
                 self._unavailable(
                     PER_SAMPLE, "per-sample gradients (torch.func vmap over grad)", e, metrics

@@ -115,6 +115,9 @@ def compute_update(
     k = len(micro)
     if probe is not None:
         probe.armed = True
+    due = runner is not None and dist is None and runner.due(st.step)
+    if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
+        runner.begin(st.step, compiled=model is not unwrap_compiled(model))
 
     sums: list[Tensor] = []  # per micro-batch: loss sum (device scalars, read in the sync)
     counts: list[Tensor | float] = []  # per micro-batch: target count (host numbers when the task gives them)
@@ -145,10 +148,11 @@ def compute_update(
                 prec.scaler.scale(loss).backward()
             else:
                 loss.backward()
-        if runner is not None and dist is None and runner.due(st.step):  # the noise scale from micro-batches, free
+        if due:  # the noise scale from micro-batches and the per-sample factors, free
             scale = prec.scale_tensor()
             runner.after_micro_backward(st.step, torch.as_tensor(c, device=st.device),
-                                        (scale if scale is not None else 1.0) / norm_ref)
+                                        (scale if scale is not None else 1.0) / norm_ref,
+                                        int(idx.numel()), out.per_sample)
         sums.append(out.sum.detach())
         counts.append(c)
         for name, v in out.components.items():
@@ -248,6 +252,11 @@ def compute_update(
         reason="fp16_overflow" if overflow else "",
     )
     return record, StepOutput(per_sample=per_sample, input_norms=input_norms)
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module under a torch.compile wrapper (the model itself when not compiled)."""
+    return getattr(model, "_orig_mod", model)
 
 
 def dist_plain(t: Tensor) -> Tensor:
