@@ -54,7 +54,8 @@ def worst(*verdicts: Verdict) -> Verdict:
     """The most severe verdict (STOP > ROLLBACK > SKIP > APPLY); the first one wins a tie."""
     out = APPLY
     for v in verdicts:
-        if v.action.value > out.action.value:
+        # _value_, not .value: Enum.value is a Python-level descriptor (a microsecond a call here)
+        if v.action._value_ > out.action._value_:
             out = v
     return out
 

@@ -17,10 +17,10 @@ ones away and auto-resume reloaded NaN).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
-from trainwell.guards.base import finite
 from trainwell.train.record import StepRecord
 
 
@@ -66,8 +66,9 @@ class HealthTracker:
         b = self.ema_beta
         self.ema = record.loss if self.ema is None else b * self.ema + (1 - b) * record.loss
         self.ema_history.append(self.ema)
-        if record.final_act_norm > 0 and finite(record.final_act_norm):
-            self.act_history.append(record.final_act_norm)
+        act = record.final_act_norm
+        if act > 0 and act != math.inf:  # NaN fails the first test
+            self.act_history.append(act)
 
     def note_intervention(self) -> None:
         """A rollback (or any out-of-band intervention) resets the clock of condition 1."""

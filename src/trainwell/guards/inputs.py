@@ -39,7 +39,7 @@ class InputGuard:
 
     def check(self, record: StepRecord) -> Verdict:
         x = record.input_rms
-        if x <= 0 or len(self.window) < self.warmup:
+        if x <= 0 or len(self.window.values) < self.warmup:
             return APPLY
         if not math.isfinite(x):  # NaN/Inf inputs: the sample-level evidence is what matters
             return Verdict(Action.SKIP, "input_nonfinite", self.name, {"input_rms": str(x)},

@@ -18,6 +18,9 @@ from typing import Any
 from trainwell.guards.base import APPLY, Action, Verdict, finite
 from trainwell.train.record import StepRecord
 
+_APPLY, _SKIP, _ROLLBACK = Action.APPLY, Action.SKIP, Action.ROLLBACK
+"""Read once: ``Action.X`` goes through the Enum class (0.2 us each in Python 3.11)."""
+
 STOP_HINTS = (
     "Try: a lower optim.lr or a longer schedule.warmup_steps; optim.betas=[0.9, 0.95]; "
     "a smaller clip.max_norm; precision='bf16' or 'fp32' instead of fp16; task.z_loss=1e-4 "
@@ -151,7 +154,8 @@ class RollbackPolicy:
         """Called for every record with the final verdict. Returns True when this record
         completes a recovery (the run got back to where it was before its rollbacks)."""
         self.attempts += 1
-        if verdict.action is Action.ROLLBACK:
+        act = verdict.action
+        if act is _ROLLBACK:
             self.rollbacks += 1
             self.since_recovery += 1
             if self.target is None:
@@ -162,12 +166,12 @@ class RollbackPolicy:
             self.skip_at.clear()
             self.ema, self.above, self.healthy_streak = None, 0, 0
             return False
-        if verdict.action is Action.SKIP:
+        if act is _SKIP:
             self.skip_at.append(self.attempts)
             self.healthy_streak = 0
         while self.skip_at and self.skip_at[0] <= self.attempts - self.skip_window:
             self.skip_at.popleft()
-        if verdict.action is not Action.APPLY or not record.applied or not finite(record.loss):
+        if act is not _APPLY or not record.applied or not finite(record.loss):
             return False
         if self.loss_ref is None:
             self.loss_ref = record.loss

@@ -75,14 +75,14 @@ class SpikeGuard:
 
     def check(self, record: StepRecord) -> Verdict:
         # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.
-        if len(self.loss_window) < self.warmup or not record.finite:
+        if len(self.loss_window.values) < self.warmup or not record.finite:
             return APPLY
         floor = self.loss_floor * abs(self.loss_ref or 0.0)
         z_loss, loss_c, loss_s = self._z(self.loss_window, record.loss, floor)
         z_grad, log_c, log_s = self._z(self.grad_window, _log(record.grad_norm))
-        grad_c = math.exp(log_c)  # the window's geometric mean
         if z_loss <= self.sigma and z_grad <= self.sigma:
             return APPLY
+        grad_c = math.exp(log_c)  # the window's geometric mean
         reason = "loss_spike" if z_loss > self.sigma else "grad_spike"
         stat = "median" if self.robust else "mean"
         evidence: dict[str, float | int | str] = {

@@ -49,17 +49,20 @@ class RollingWindow:
         self._pushes = 0
 
     def push(self, x: float) -> None:
-        if not self.values:
+        values, srt = self.values, self._sorted  # locals: push runs a few times every step
+        n = len(values)
+        if not n:
             self._shift = x  # the first value sets the level the sums are taken around
-        elif len(self.values) == self.size:
-            old = self.values[0] - self._shift
+        elif n == self.size:
+            first = values[0]
+            old = first - self._shift
             self._sum -= old
             self._sumsq -= old * old
-            if self._sorted is not None:
-                del self._sorted[bisect.bisect_left(self._sorted, self.values[0])]
-        if self._sorted is not None:
-            bisect.insort(self._sorted, x)
-        self.values.append(x)
+            if srt is not None:
+                del srt[bisect.bisect_left(srt, first)]
+        if srt is not None:
+            bisect.insort(srt, x)
+        values.append(x)
         d = x - self._shift
         self._sum += d
         self._sumsq += d * d
@@ -76,8 +79,8 @@ class RollingWindow:
         if n == 0:
             return 0.0, 0.0
         m = self._sum / n
-        var = max(self._sumsq / n - m * m, 0.0)
-        return self._shift + m, math.sqrt(var)
+        var = self._sumsq / n - m * m
+        return self._shift + m, math.sqrt(var) if var > 0.0 else 0.0
 
     def median_spread(self) -> tuple[float, float]:
         """Median and MAD x 1.4826 (a standard deviation that one outlier cannot inflate), O(N log N)."""
