@@ -28,14 +28,22 @@ MicroBatch = tuple[Tensor, Any]
 
 def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
-        # pinned memory + non_blocking lets the copy overlap compute on a GPU; a no-op on CPU
         if device.type == "cuda":
+            # pinned memory + non_blocking lets the copy overlap compute on a GPU
             return batch.pin_memory().to(device, non_blocking=True)
+        if batch.is_cpu and device.type == "cpu":  # already there: skip the dispatcher (~1.5 us)
+            return batch
         return batch.to(device)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
+    if isinstance(batch, tuple):
+        moved = [to_device(v, device) for v in batch]
+        if all(a is b for a, b in zip(moved, batch, strict=True)):
+            return batch  # nothing moved (a CPU run): the same immutable tuple
+        return type(batch)(moved)
+    if isinstance(batch, list):
+        moved = [to_device(v, device) for v in batch]
+        return moved if type(batch) is list else type(batch)(moved)
     return batch
 
 
@@ -83,10 +91,8 @@ class BatchLoader:
         ids = self.sampler.draw(self.batch_size)  # (B,)
         if self.shard is not None:
             ids = ids[self.shard]  # this rank's (B / world,)
-        out = []
-        for part in torch.split(ids, self.sizes):
-            out.append((part, to_device(fetch(self.dataset, part, self.collate), self.device)))
-        return out
+        dataset, collate, device = self.dataset, self.collate, self.device
+        return [(part, to_device(fetch(dataset, part, collate), device)) for part in torch.split(ids, self.sizes)]
 
     def skip(self, batches: int) -> None:
         self.sampler.skip(batches * self.batch_size)

@@ -25,6 +25,7 @@ from trainwell.errors import ConfigError, TrainingHalted
 from trainwell.guards import faults
 from trainwell.guards.autopilot import Autopilot
 from trainwell.guards.base import Action
+from trainwell.instruments.presets import instrument_names
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.optim import build_optimizer, build_schedule
 from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
@@ -40,6 +41,9 @@ from trainwell.train.rundir import environment, make_run_dir, write_json
 from trainwell.train.signals import Interrupted, StopRequest
 from trainwell.train.state import TrainState, unwrap
 from trainwell.train.step import FinalActivationProbe, apply_update, compute_update, skip_update
+
+_APPLY = Action.APPLY
+"""Read once: ``Action.APPLY`` goes through the Enum class (0.2 us a read in Python 3.11)."""
 
 
 @dataclass
@@ -122,7 +126,8 @@ def run(
     eval_data = task.eval_data()
     probe = FinalActivationProbe(st.model)
     # instruments measure on rank 0's shard (the plain module: no collective)
-    runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if cfg.instruments.preset != "off" and main else None
+    # preset "off" with instruments.include runs just the included ones
+    runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if instrument_names(cfg.instruments) and main else None
 
     out_dir = make_run_dir(run_dir, cfg.task.name) if dist is None else _dist().shared_run_dir(dist, run_dir, cfg.task.name)
     pilot = Autopilot(cfg.guards, out_dir if main else None)
@@ -147,6 +152,8 @@ def run(
     rate = Rate(*throughput.for_run(unwrap(st.model), task, device, st.precision.dtype, cfg.log.peak_tflops),
                 device=device)
     rank = 0 if dist is None else dist.rank
+    faulty = cfg.faults.any  # fault injection (tests, drills): off by default; a property, read once
+    live_bar = main and show  # the progress bar's rate is worth computing only when it is drawn
     status = "failed"
     try:
         with StopRequest() as stop:
@@ -161,21 +168,22 @@ def run(
                 micro = st.loader.next()
                 data_time = time.perf_counter() - t0
                 it = st.iteration + 1
-                if cfg.faults.any:  # fault injection (tests, drills): off by default
+                if faulty:
                     faults.kill_if_due(cfg.faults, it, rank)
                     micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx, rank)) for idx, b in micro]
                     st.extra_lr_factor = faults.lr_factor(cfg.faults, it)
                 record, out = compute_update(
                     st, task, micro, max_norm=cfg.clip.max_norm, probe=probe, data_time=data_time,
-                    t_start=t0, force_overflow=cfg.faults.any and faults.force_overflow(cfg.faults, it),
-                    nan_loss=cfg.faults.any and faults.nan_loss(cfg.faults, it, rank), runner=runner,
+                    t_start=t0, force_overflow=faulty and faults.force_overflow(cfg.faults, it),
+                    nan_loss=faulty and faults.nan_loss(cfg.faults, it, rank), runner=runner,
                     measure_inputs=cfg.guards.enabled,
                 )
                 st.iteration = it
 
                 # --- the one decision point: after backward, before the optimizer step
                 verdict = pilot.decide(record)
-                applied = verdict.action is Action.APPLY and record.applied
+                action = verdict.action
+                applied = action is _APPLY and record.applied
                 measured: dict[str, float] = {}
                 if applied:
                     step_before = st.step
@@ -192,19 +200,21 @@ def run(
                     skip_update(st)  # nothing advances: schedule, EMA, guard windows
                 st.extra_lr_factor = 1.0
                 pilot.after(record, verdict)
-                if verdict.action is Action.SKIP:
-                    _quarantine(st, pilot, out, record, verdict.reason)
-                elif verdict.action is Action.ROLLBACK:
-                    bound = st.step if rollback_before is None else min(rollback_before, st.step)
-                    rollback_before = _rollback(st, pilot, ckpt, cfg, verdict, bar, bound)
-                    continue
-                elif verdict.action is Action.STOP:
-                    ckpt.save(st, pilot, healthy=False)
-                    raise TrainingHalted(verdict.message or verdict.reason)
+                if action is not _APPLY:  # an intervention
+                    if action is Action.SKIP:
+                        _quarantine(st, pilot, out, record, verdict.reason)
+                    elif action is Action.ROLLBACK:
+                        bound = st.step if rollback_before is None else min(rollback_before, st.step)
+                        rollback_before = _rollback(st, pilot, ckpt, cfg, verdict, bar, bound)
+                        continue
+                    elif action is Action.STOP:
+                        ckpt.save(st, pilot, healthy=False)
+                        raise TrainingHalted(verdict.message or verdict.reason)
                 if not applied:
                     continue
 
-                bar.update(st.step, record.loss, record.lr, rate.per_second(task.unit))
+                if live_bar:
+                    bar.update(st.step, record.loss, record.lr, rate.per_second(task.unit))
                 if st.step % cfg.log.every == 0 or st.step == 1 or measured:
                     metrics = {**train_metrics(record, task.unit, rate), **pilot.metrics(), **measured}
                     for sink in sinks:

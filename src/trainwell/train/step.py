@@ -69,6 +69,42 @@ def input_tensor(batch: object) -> Tensor | None:
     return x if isinstance(x, Tensor) and x.is_floating_point() and x.ndim >= 1 else None
 
 
+HOST_NORMS_MAX = 4096
+"""Up to this many samples a step, the per-sample input norms travel in the step's one read
+and the host takes their max (no device op); above it, one device max per micro-batch."""
+
+
+def sample_norms(idx: Tensor, x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(ids, per-sample L2 norm of the input (b,) in float32, input size D) of a (b, ...)
+    floating-point input: a single op for a float32 (b, D) input (the common case)."""
+    if x.requires_grad:
+        x = x.detach()
+    if x.ndim != 2:  # (b,) -> (b, 1); (b, C, H, W) -> (b, C*H*W)
+        x = x.reshape(x.shape[0], -1)
+    if x.dtype is torch.float32:
+        return idx, torch.linalg.vector_norm(x, dim=1), x.shape[1]
+    return idx, torch.linalg.vector_norm(x, dim=1, dtype=torch.float32), x.shape[1]
+
+
+def largest_rms(values: list[float], start: int, input_norms: list[tuple[Tensor, Tensor, int]],
+                per_sample: bool) -> float:
+    """The largest per-sample input RMS (norm / sqrt(D)) from the host copy of each
+    micro-batch's norms, which begin at ``values[start]`` (all of a micro-batch's samples
+    when ``per_sample``, else its max alone); NaN when any norm is NaN, 0 without inputs."""
+    best = 0.0
+    for _, n, d in input_norms:
+        size = n.shape[0] if per_sample else 1
+        seg = values[start:start + size]
+        start += size
+        total = sum(seg)
+        if total != total:  # a NaN anywhere (max() would pass over one after the first)
+            return math.nan
+        top = max(seg) / math.sqrt(d)
+        if top > best:
+            best = top
+    return best
+
+
 @dataclass
 class StepOutput:
     """The tensors of a computed (not yet applied) update, for instruments and quarantine."""
@@ -128,9 +164,8 @@ def compute_update(
     n_samples = 0
     for i, (idx, batch) in enumerate(micro):
         x = input_tensor(batch) if measure_inputs else None
-        if x is not None:  # for the input guard: one reduction, read in the single sync below
-            flat = x.detach().flatten(1)
-            input_norms.append((idx, torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32), flat.shape[1]))
+        if x is not None:  # for the input guard: one op per micro-batch, read in the single sync below
+            input_norms.append(sample_norms(idx, x))
         with nullcontext() if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
             with prec.autocast():
                 out = task.loss(model, batch)
@@ -171,7 +206,7 @@ def compute_update(
     act = probe.value if probe is not None and probe.value is not None else None
     if act is not None:
         local.append(act)
-    if input_norms:
+    if input_norms and dist is not None:  # across ranks: each micro-batch's largest norm, gathered
         local += [n.max() for _, n, _ in input_norms]
     at_comps = len(local)
     for n in names:
@@ -207,26 +242,44 @@ def compute_update(
     scale = prec.scale_tensor()
     if scale is not None:
         tail.append(scale.reshape(()))
-    n_local = len(local)
+    n_local, n_tail = len(local), len(tail)
+    per_sample_norms = n_samples <= HOST_NORMS_MAX
     if dist is None:
-        values = torch.stack([v.float() for v in (*local, *tail)]).tolist()
+        # one read: the scalars (stack promotes mixed dtypes, e.g. a bf16 loss sum, to the
+        # widest), then the input norms: per sample (the host takes the max), or each
+        # micro-batch's max when the batch is large
+        packed = torch.stack([*local, *tail])
+        if input_norms:
+            packed = torch.cat([packed, *(n if per_sample_norms else n.amax(0, keepdim=True)
+                                          for _, n, _ in input_norms)])
+        values = packed.tolist()
         rows = [values[:n_local]]
+        end = n_local + n_tail
     else:  # the gathered table (world, n_local + 1) and this rank's tail, still one read
         values = torch.cat([table.flatten(), torch.stack([v.float() for v in tail])]).tolist()
-        rows = dist.rows(values[:-len(tail)], n_local)
-    norm_v = values[-len(tail)]
-    scale_v = values[-1] if scale is not None else 1.0
+        rows = dist.rows(values[:-n_tail], n_local)
+        end = len(values)
+    norm_v = values[end - n_tail]
+    scale_v = values[end - 1] if scale is not None else 1.0
 
     # host-side reduction over ranks (one row per rank; a single row in one process)
-    total_v = float(total) if host_counts else sum(sum(r[k:2 * k]) for r in rows)
-    loss_v = sum(sum(r[:k]) for r in rows) / total_v
+    if len(rows) == 1:
+        row = rows[0]
+        total_v = float(total) if host_counts else sum(row[k:2 * k])
+        loss_v = sum(row[:k]) / total_v
+    else:
+        total_v = float(total) if host_counts else sum(sum(r[k:2 * k]) for r in rows)
+        loss_v = sum(sum(r[:k]) for r in rows) / total_v
     pos = k if host_counts else 2 * k
     act_v = 0.0
     if act is not None:  # across ranks: the RMS over every rank's first micro-batch
         norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
         act_v, pos = probe.rms(norm), pos + 1
-    # the same Python expression over the same rows on every rank: the same value everywhere
-    input_v = max((r[pos + i] / math.sqrt(d) for r in rows for i, (_, _, d) in enumerate(input_norms)), default=0.0)
+    if dist is None:
+        input_v = largest_rms(values, end, input_norms, per_sample_norms)
+    else:  # the same Python expression over the same rows on every rank: the same value everywhere
+        input_v = max((r[pos + i] / math.sqrt(d) for r in rows for i, (_, _, d) in enumerate(input_norms)),
+                      default=0.0)
     components = {n: sum(sum(r[at_comps + i * k: at_comps + (i + 1) * k]) for r in rows) / total_v
                   for i, n in enumerate(names)}
     n_samples *= len(rows)  # equal shards
