@@ -25,3 +25,35 @@ def test_event_file_reads_back(tmp_path: Path) -> None:
     assert [round(v, 9) for v in lr] == [0.001, 0.002, 0.003]
     assert [(e.step, e.value) for e in acc.Scalars("eval/accuracy")] == [(5, 0.75)]
     assert acc.Scalars("train/grad_norm")[0].value == math.inf
+
+
+def test_crc32c_equals_tensorboards() -> None:
+    """The vectorised CRC32C against tensorboard's reference, on every length class: short
+    (plain loop), one chunk, several chunks, and a remainder under 4 bytes."""
+    import random
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+
+    from trainwell.sinks.tensorboard import _CHUNK, masked_crc32c
+
+    rng = random.Random(0)
+    lengths = [*range(0, 40), _CHUNK - 1, _CHUNK, _CHUNK + 1, _CHUNK + 3, _CHUNK + 4, 2 * _CHUNK + 2, 3000]
+    for n in lengths:
+        data = bytes(rng.randrange(256) for _ in range(n))
+        assert masked_crc32c(data) == reference(data), n
+
+
+def test_many_writes_and_a_long_event_read_back(tmp_path: Path) -> None:
+    sink = TensorBoardSink(tmp_path / "tb")
+    wide = {f"group/metric_{i:03d}": float(i) for i in range(100)}  # an event over several CRC chunks
+    for step in range(1, 51):
+        sink.write(step, {"train/loss": 1.0 / step})
+    sink.write(60, wide)
+    sink.write(61, {})  # nothing to write
+    sink.close()
+    sink.close()  # safe twice
+    sink.write(62, {"train/loss": 0.0})  # after close: ignored
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 51))
+    assert acc.Scalars("group/metric_099")[0].value == 99.0
