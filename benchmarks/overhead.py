@@ -35,6 +35,7 @@ writing this); recorded results and their commands are in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -328,6 +329,9 @@ def report(res: dict) -> None:
              ("ckpt", "trainwell", 1.02, None), ("ckpt_async", "trainwell", 1.02, None),
              ("noinst", "trainwell", None, None), ("bare", "plain", None, None),
              ("trainwell", "noguards", None if probe else 1.01, None)]  # the autopilot's own cost
+    trees = sorted({s.rpartition(":")[0] + ":" for s in runs if ":" in s})
+    # the same pairs within each other tree (TREE:trainwell/TREE:noguards; TREE:x/plain)
+    pairs += [(t + a, b if b == "plain" else t + b, r, m) for t in trees for a, b, r, m in pairs]
     for a, b, ratio_goal, ms_goal in pairs:
         if a not in runs or b not in runs:
             continue
@@ -346,10 +350,21 @@ def report(res: dict) -> None:
                 goal = ""
         print(line + (f" {goal} (wall)" if goal else ""))
     for s in runs:
-        if ":" in s and "plain" in runs:  # another tree's setup, against this tree's plain loop
+        if ":" in s and "plain" in runs and not s.endswith((":trainwell", ":noguards")):  # others: vs plain
             extra = [x - y for x, y in zip(wall[s], wall["plain"], strict=True)]
             ratios = [x / y for x, y in zip(wall[s], wall["plain"], strict=True)]
             print(f"  {s}/plain: wall ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms")
+    by_setup: dict[str, list[str]] = {}
+    for s in runs:
+        by_setup.setdefault(s.rpartition(":")[2], []).append(s)
+    for names in by_setup.values():  # the same setup from two trees: an A/B of a change
+        for a, b in itertools.combinations(names, 2):
+            line = f"  A/B {a} vs {b}:"
+            for label, m in (("wall", wall), ("CPU", cpu)):
+                ratios = [x / y for x, y in zip(m[a], m[b], strict=True)]
+                extra = [x - y for x, y in zip(m[a], m[b], strict=True)]
+                line += f" {label} ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms;"
+            print(line)
     for s in ("ckpt", "ckpt_async"):
         if s not in runs or not runs[s][0]["saves_timed"]:
             continue
