@@ -78,9 +78,9 @@ def flat(grads: dict[str, Tensor]) -> Tensor:
     return torch.cat([g.reshape(-1) for g in grads.values()])
 
 
-def runner_for(model: nn.Module, task: Task, **cfg: Any) -> InstrumentRunner:
+def runner_for(model: nn.Module, task: Task, capture: bool = True, **cfg: Any) -> InstrumentRunner:
     cfg.setdefault("every", 1)
-    return InstrumentRunner(model, task, InstrumentsConfig(**cfg), strict=True)
+    return InstrumentRunner(model, task, InstrumentsConfig(**cfg), strict=True, capture=capture)
 
 
 def train_step(
@@ -100,3 +100,39 @@ def train_step(
         runner.before_update(step, batch, float(loss.detach()), opt.param_groups[0]["lr"])
     opt.step()
     return runner.after_update(step) if runner is not None else {}
+
+
+def captured_step(
+    model: nn.Module,
+    task: Task,
+    micro: list[Any],
+    opt: torch.optim.Optimizer,
+    runner: InstrumentRunner,
+    step: int,
+) -> dict[str, float]:
+    """One update over micro-batches with every call site of train/step.py, so that the
+    runner may take per-sample gradients and activations from this backward."""
+    opt.zero_grad()
+    due = runner.due(step)
+    if due:
+        runner.begin(step)
+    k = len(micro)
+    norm_ref = None
+    sums, counts = [], []
+    for batch in micro:
+        out = task.loss(model, batch)
+        c = float(out.count)
+        norm_ref = norm_ref if norm_ref is not None else c * k
+        (out.sum / norm_ref).backward()
+        if due:
+            runner.after_micro_backward(step, c, 1.0 / norm_ref, len(batch[0]), out.per_sample)
+        sums.append(float(out.sum.detach()))
+        counts.append(c)
+    total = sum(counts)
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.mul_(norm_ref / total)
+    if due:
+        runner.before_update(step, micro[0], sum(sums) / total, opt.param_groups[0]["lr"])
+    opt.step()
+    return runner.after_update(step) if due else {}

@@ -53,3 +53,33 @@ def test_digits_under_a_preset(digits, preset: str) -> None:  # noqa: ANN001
     if preset == "full":
         assert m["inst/hess_max_ev"] != 0 and "inst/tic" in m
     assert runner.warnings == []
+
+
+def test_include_with_preset_off_runs_the_included_instruments(tmp_path) -> None:  # noqa: ANN001
+    """Regression: the loop built no runner at all when the preset was off."""
+    from trainwell.train.loop import run
+
+    cfg = load_config(overrides=["task.name=digits", "train.steps=3", "train.eval_every=0", "schedule.warmup_steps=1",
+                                 "instruments.preset=off", 'instruments.include=["grad_norm"]',
+                                 "instruments.every=1", "instruments.per_layer=false"])
+    result = run(cfg, run_dir=tmp_path / "run", progress=False)
+    measured = [h for h in result.history if "inst/grad_norm" in h]
+    assert len(measured) == 3
+    assert not any(k.startswith("inst/") and k != "inst/grad_norm" for h in measured for k in h)
+
+
+def test_economy_in_the_loop_takes_per_sample_gradients_from_the_backward(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The built-in digits MLP (Linear + LayerNorm) is captured: torch.func never runs."""
+    from trainwell.instruments.functional import FunctionalModel
+    from trainwell.train.loop import run
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("torch.func per-sample gradients were computed")
+
+    monkeypatch.setattr(FunctionalModel, "per_sample_grads", refuse)
+    cfg = load_config(overrides=["task.name=digits", "train.steps=4", "train.eval_every=0", "schedule.warmup_steps=1",
+                                 "train.accumulate=2", "instruments.preset=economy", "instruments.every=1"])
+    result = run(cfg, run_dir=tmp_path / "run", progress=False)
+    rows = [h for h in result.history if "inst/norm_test" in h]
+    assert len(rows) == 4 and not any(k.startswith(("inst/failed", "inst/unsupported")) for h in rows for k in h)
+    assert sum("inst/alpha" in h for h in result.history) == 3  # finished one step later

@@ -243,8 +243,9 @@ def _check_config(cfg: RunConfig, parallel: str, world: int) -> None:
         if cfg.ema.decay:
             problems.append("ema.decay must be 0 with dist.parallel = 'fsdp' (the EMA copy would not "
                             "be sharded); use ddp for EMA runs")
-        if cfg.instruments.preset != "off":
-            problems.append("instruments.preset must be 'off' with dist.parallel = 'fsdp' (instruments "
-                            "run extra forwards on rank 0 alone, which sharded layers cannot)")
+        if cfg.instruments.preset != "off" or cfg.instruments.include:
+            problems.append("instruments.preset must be 'off' (and instruments.include empty) with "
+                            "dist.parallel = 'fsdp' (instruments run extra forwards on rank 0 alone, "
+                            "which sharded layers cannot)")
     if problems:
         raise ConfigError(problems)

@@ -1,9 +1,12 @@
 """Activations: per-layer statistics, dead ReLUs, saturation, the final layer's input and
 the largest attention logit.
 
-Nothing is hooked on ordinary steps. On a due step the recorder re-runs one forward of the
-batch at θ_t, before the optimizer step (no grad, cloned buffers, forked RNG), with forward
-hooks registered only for that forward, so the training hot path never pays for a hook call.
+Nothing is hooked on ordinary steps. On a due step the recorder's forward hooks are
+attached for the training step's first micro-batch (θ_t, the update's own batch: no extra
+forward), so the hot path of other steps never pays for a hook call. Where the loop does
+not offer its forward (tests, distributed runs) and for attention logits, the recorder
+re-runs one forward of the batch at θ_t before the optimizer step (no grad, cloned
+buffers, forked RNG).
 
 Attention logits are measured through ``F.scaled_dot_product_attention``: during that
 forward a ``TorchFunctionMode`` sees every call, recomputes q·kᵀ·scale under the call's
@@ -81,6 +84,47 @@ class Layout:
         self.attention_like = [n for n, m in self.modules if _looks_like_attention(n, m)]
 
 
+class Recorder:
+    """Forward hooks that keep what the activation instruments read, attached for one
+    forward: the training step's own first micro-batch (``attach`` before it, ``detach``
+    after it; free) or a forward of its own (``record``)."""
+
+    def __init__(self, layout: Layout, *, outputs: bool, final: bool) -> None:
+        self.layout, self.outputs, self.final = layout, outputs, final
+        self.acts = Activations()
+        self._handles: list[Any] = []
+
+    def attach(self) -> Recorder:
+        acts = self.acts
+
+        def keep(name: str, kind: str) -> Callable[..., None]:
+            def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+                slot, i = name, 1
+                while slot in acts.outputs:
+                    i += 1
+                    slot = f"{name}#{i}"
+                acts.outputs[slot] = output.detach()
+                acts.kinds[slot] = kind
+
+            return hook
+
+        def keep_input(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            acts.final_input = inputs[0].detach()
+
+        if self.outputs:
+            for n, m, kind in self.layout.activations:
+                self._handles.append(m.register_forward_hook(keep(n, kind)))
+        if self.final and self.layout.final is not None:
+            self._handles.append(self.layout.final.register_forward_pre_hook(keep_input))
+        return self
+
+    def detach(self) -> Activations:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        return self.acts
+
+
 def record(
     fn: FunctionalModel,
     params: dict[str, Tensor] | None,
@@ -93,29 +137,10 @@ def record(
 ) -> Activations:
     """One forward of ``batch`` at ``params`` (None: the live ones) with temporary hooks;
     returns what they saw."""
-    acts = Activations()
+    recorder = Recorder(layout, outputs=outputs, final=final)
+    acts = recorder.acts
     handles: list[Any] = []
     stack: list[str] = []
-
-    def keep(name: str, kind: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            slot, i = name, 1
-            while slot in acts.outputs:
-                i += 1
-                slot = f"{name}#{i}"
-            acts.outputs[slot] = output.detach()
-            acts.kinds[slot] = kind
-
-        return hook
-
-    def keep_input(module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        acts.final_input = inputs[0].detach()
-
-    if outputs:
-        for n, m, kind in layout.activations:
-            handles.append(m.register_forward_hook(keep(n, kind)))
-    if final and layout.final is not None:
-        handles.append(layout.final.register_forward_pre_hook(keep_input))
     if attention:
         acts.attention_like = list(layout.attention_like)
 
@@ -126,10 +151,12 @@ def record(
             handles.append(m.register_forward_pre_hook(_enter(stack, n)))
             handles.append(m.register_forward_hook(leave))
     probe = _AttentionProbe(acts.attention, stack) if attention else nullcontext()
+    recorder.attach()
     try:
         with torch.no_grad(), probe:
             fn.loss_output(params, batch)
     finally:
+        recorder.detach()
         for h in handles:
             h.remove()
     return acts
@@ -206,7 +233,8 @@ class ActivationStats:
     A unit is a feature: dim 1 of (B, C) and (B, C, H, W) outputs, the last dim of
     (B, T, C) sequence outputs (a conv1d's (B, C, L) is read as a sequence).
 
-    Needs: activations (one extra forward on due steps).
+    Needs: activations (hooks on the training forward of due steps; one extra forward
+    where the loop does not offer it).
     Reading: a dead fraction that grows means ReLUs die (LR too high, or a bad init);
     saturated sigmoid/tanh units pass almost no gradient (vanishing gradients, Cockpit's
     sigmoid 3c3d); a std that grows layer after layer means activations explode.
@@ -267,7 +295,7 @@ class FinalActivation:
     its divergences (Zhang et al. 2022, logbook). The loop's per-step probe reads the same
     quantity on the first micro-batch; this one measures the whole batch at θ_t.
 
-    Needs: final_input (one extra forward on due steps; the final layer is
+    Needs: final_input (a hook on the training forward of due steps; the final layer is
     ``model.final_layer`` or the last nn.Linear).
     Reading: roughly constant in a healthy run; a steady rise is an early warning of
     divergence (consider QK-norm, a lower LR or more weight decay on the last blocks).
@@ -292,7 +320,8 @@ class AttentionLogits:
     (``inst/attn_logit_max``), measured through F.scaled_dot_product_attention (see the
     module docstring).
 
-    Needs: attention (one extra forward on due steps plus one q·kᵀ per attention call).
+    Needs: attention (one extra forward on due steps plus one q·kᵀ per attention call;
+    none once a forward showed that the model makes no attention call).
     Reading: logits that keep growing make the softmax one-hot and precede loss spikes
     (Dehghani et al. 2023 traced ViT-22B divergences to them); QK-norm or a lower LR
     keeps them bounded. Values of a few tens are normal; hundreds are a warning.

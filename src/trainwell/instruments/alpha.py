@@ -76,7 +76,7 @@ class Alpha:
                 self._start = (0.0, {}, torch.zeros(0), torch.zeros(0))
                 return {}
             return {key(self.name): -1.0}
-        direction = {n: v / t for n, v in d.items()}
+        direction = dict(zip(names, torch._foreach_div(diff, t), strict=True))
         # the same dropout masks at both ends of the line (the runner restores the RNG after)
         seed = SEED_BASE + ctx.step
         if _start_from_per_sample(ctx, self.batch):

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 
 from trainwell.instruments.base import PER_SAMPLE, UPDATE, Context, Histogram, Metrics, key
-from trainwell.instruments.persample import moments
+from trainwell.instruments.persample import ElementPlan, PerSampleGrads, moments
 
-SEED_BASE = 0x4157
-"""Seed of the element sample (offset by the step): the same draws on a rerun."""
+SEED = 0x4157
+"""Seed of the element sample: the same positions on a rerun."""
 
 
 def bin_index(x: Tensor, limit: float, bins: int) -> Tensor:
@@ -44,8 +44,9 @@ class GradHist1d:
     Binned are the elements of the first ``samples`` samples (config ``hist_samples``; 0 =
     all measured): all of them when they are at most ``elements`` (config
     ``hist_elements``; 0 = always all, as Cockpit), else ``elements`` of them drawn
-    uniformly at random (a seeded generator of its own, not the training stream). The
-    counts are then a sample of the histogram: a share p is estimated with a standard
+    uniformly at random (a seeded generator of its own, not the training stream; the same
+    positions every step, on every step's new samples). The counts are then a sample of
+    the histogram: a share p is estimated with a standard
     error of sqrt(p(1 − p)/elements), below 0.002 at the default 2^16.
 
     Needs: per_sample_grads. Cost: one scatter over the binned elements; sampling keeps it
@@ -64,26 +65,29 @@ class GradHist1d:
         self, bins: int = 100, limit: float = 2.0, samples: int = 0, elements: int = 0
     ) -> None:
         self.bins, self.limit, self.samples, self.elements = bins, limit, samples, elements
+        self._plan: tuple[object, ElementPlan, Tensor] | None = None
+        """(shapes it was drawn for, per-tensor indices, bin offset of each element)."""
 
     def measure(self, ctx: Context) -> Metrics:
         ps = ctx.per_sample
         assert ps is not None
         n = ps.n if self.samples <= 0 else min(self.samples, ps.n)
         edges = torch.linspace(-self.limit, self.limit, self.bins + 1)
-        total_elements = n * sum(p.numel for p in ps.pieces)
-        if 0 < self.elements < total_elements:
-            gen = torch.Generator().manual_seed(SEED_BASE + ctx.step)
-            values = ps.sample_elements(self.elements, n, gen)
+        names = ps.names
+        if 0 < self.elements < n * sum(p.numel for p in ps.pieces):
+            plan, offsets = self._element_plan(ps, n)
+            values = ps.elements_at(plan)
         else:
             dense = ps.dense()
-            values = {k: dense[k][:n].reshape(-1) for k in ps.names}
-        names = list(values)
-        counts = torch.stack(
-            [
-                torch.bincount(bin_index(values[k], self.limit, self.bins), minlength=self.bins)
-                for k in names
-            ]
-        )  # (layers, bins)
+            parts = [dense[k][:n].reshape(-1) for k in names]
+            values = torch.cat(parts)
+            offsets = torch.repeat_interleave(
+                torch.arange(len(parts), device=values.device) * self.bins,
+                torch.tensor([t.numel() for t in parts], device=values.device),
+            ).to(torch.int32)
+        # one scatter for every tensor's histogram: cell = tensor * bins + bin
+        cells = bin_index(values, self.limit, self.bins).add_(offsets)
+        counts = torch.bincount(cells, minlength=len(names) * self.bins).view(len(names), self.bins)
         total = counts.sum(0)
         host = torch.cat([counts, total[None]]).cpu()  # one copy for all histograms
         for i, name in enumerate(names):
@@ -95,13 +99,25 @@ class GradHist1d:
         m = moments(ctx)
         count = sum(v.numel() for v in m.mean.values())
         # mean and second moment over samples and elements (exact, from the shared moments)
-        mean = sum(v.float().sum() for v in m.mean.values()) / count
+        mean = m.grad_sum / count
         second = m.sample_sq.mean() / count
         return {
             key(self.name, "edge_frac"): (total[0] + total[-1]) / elements,
             key(self.name, "center_frac"): center / elements,
             key(self.name, "std"): (second - mean**2).clamp_min(0).sqrt(),
         }
+
+
+    def _element_plan(self, ps: PerSampleGrads, n: int) -> tuple[ElementPlan, Tensor]:
+        """The sampled elements' positions, drawn once per shape of the per-sample gradients
+        (from a seeded generator of its own): the batches change every step, the positions
+        read need not. Returns the plan and each element's bin offset (piece × bins)."""
+        shapes = (n, tuple((p.name, p.numel, type(p).__name__) for p in ps.pieces))
+        if self._plan is None or self._plan[0] != shapes:
+            gen = torch.Generator().manual_seed(SEED)
+            plan = ps.element_plan(self.elements, n, gen)
+            self._plan = (shapes, plan, plan.piece * self.bins)
+        return self._plan[1], self._plan[2]
 
 
 class GradHist2d:

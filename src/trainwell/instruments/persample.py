@@ -66,9 +66,15 @@ class Dense:
     def second_moment(self) -> Tensor:
         return self.grads.float().square().mean(0)
 
-    def elements(self, sample: Tensor, element: Tensor) -> Tensor:
-        """g_ij for the (sample, flat element) index pairs."""
-        return self._flat()[sample, element]
+    def plan(self, k: int, samples: int, gen: torch.Generator) -> tuple[Tensor, ...]:
+        """Flat indices of ``k`` elements drawn uniformly from the first ``samples`` samples."""
+        sample = torch.randint(0, samples, (k,), generator=gen)
+        return (sample * self.numel + torch.randint(0, self.numel, (k,), generator=gen),)
+
+    def elements(self, plan: tuple[Tensor, ...]) -> Tensor:
+        """g_ij at the planned flat indices (index_select: several times faster on a CPU
+        than indexing by (sample, element) pairs)."""
+        return self.grads.reshape(-1).index_select(0, plan[0]).float()
 
     def dense(self) -> Tensor:
         return self.grads
@@ -98,9 +104,13 @@ class Outer:
     def second_moment(self) -> Tensor:
         return self.delta.square().T @ self.a.square() / self.delta.shape[0]
 
-    def elements(self, sample: Tensor, element: Tensor) -> Tensor:
-        cols = self.shape[1]
-        return self.delta[sample, element // cols] * self.a[sample, element % cols]
+    def plan(self, k: int, samples: int, gen: torch.Generator) -> tuple[Tensor, ...]:
+        """Flat indices into δ and a of ``k`` elements g_ij = δ_i,row a_i,col."""
+        sample, row, col = (torch.randint(0, m, (k,), generator=gen) for m in (samples, *self.shape))
+        return sample * self.shape[0] + row, sample * self.shape[1] + col
+
+    def elements(self, plan: tuple[Tensor, ...]) -> Tensor:
+        return self.delta.reshape(-1).index_select(0, plan[0]) * self.a.reshape(-1).index_select(0, plan[1])
 
     def dense(self) -> Tensor:
         return torch.einsum("bo,bi->boi", self.delta, self.a)
@@ -120,12 +130,20 @@ class GradMoments:
     """(B,) g_iᵀg."""
     grad_sq: Tensor
     """0-d ‖g‖²."""
+    grad_sum: Tensor
+    """0-d Σ_j g_j (the mean element times their number)."""
 
     def trace_sigma(self, unbiased: bool = True) -> Tensor:
         """tr(Σ̂) = Σ_j [(1/B) Σ_i g_ij² - g_j²] = (1/B) Σ_i ‖g_i‖² - ‖g‖², times B/(B-1)
         for the unbiased per-sample variance."""
         biased = self.sample_sq.mean() - self.grad_sq
         return biased * (self.n / (self.n - 1)) if unbiased else biased
+
+
+FUSE_NUMEL = 1 << 16
+"""Dense pieces up to this size (biases, norm gains) are reduced together as one (B, P)
+block: a handful of kernels instead of a handful per tensor (each kernel launch costs
+microseconds, which dominate for small tensors)."""
 
 
 class PerSampleGrads:
@@ -138,6 +156,10 @@ class PerSampleGrads:
         self.source = source
         self._moments: GradMoments | None = None
         self._dense: dict[str, Tensor] | None = None
+        small = [p for p in pieces if isinstance(p, Dense) and p.numel <= FUSE_NUMEL]
+        self._small: list[Dense] = small if len(small) > 1 else []
+        self._own: list[Piece] = [p for p in pieces if not any(p is q for q in self._small)]
+        self._block: Tensor | None = None
 
     @classmethod
     def from_dense(cls, grads: dict[str, Tensor]) -> PerSampleGrads:
@@ -154,23 +176,45 @@ class PerSampleGrads:
     def names(self) -> list[str]:
         return [p.name for p in self.pieces]
 
+    def block(self) -> Tensor:
+        """(B, Σ numel) the small dense pieces side by side, in ``_small`` order."""
+        if self._block is None:
+            self._block = torch.cat([p._flat() for p in self._small], 1)
+        return self._block
+
     def moments(self) -> GradMoments:
-        """The shared reductions, once: one pass per piece, no (B, P) temporary."""
+        """The shared reductions, once: one pass per piece (one for all small ones), no
+        (B, P) temporary."""
         if self._moments is None:
-            first = self.pieces[0]
-            device = first.grads.device if isinstance(first, Dense) else first.a.device
-            mean, sq, dot = {}, torch.zeros(self.n, device=device), torch.zeros(self.n, device=device)
-            for p in self.pieces:
-                m = mean[p.name] = p.mean()
-                sq += p.sample_sq()
-                dot += p.dot(m)
-            grad_sq = torch.stack([m.square().sum() for m in mean.values()]).sum()
-            self._moments = GradMoments(self.n, mean, sq, dot, grad_sq)
+            found: dict[str, Tensor] = {}
+            sq: Tensor | int = 0
+            dot: Tensor | int = 0
+            sums = []  # (Σ g_j², Σ g_j) per piece or block
+            for p in self._own:
+                m = found[p.name] = p.mean()
+                sq = sq + p.sample_sq()
+                dot = dot + p.dot(m)
+                sums.append(torch.stack([m.square().sum(), m.sum()]))
+            if self._small:
+                block = self.block()
+                bm = block.mean(0)
+                sq = sq + torch.linalg.vecdot(block, block)
+                dot = dot + block @ bm
+                sums.append(torch.stack([bm.square().sum(), bm.sum()]))
+                for p, m in zip(self._small, bm.split([p.numel for p in self._small]), strict=True):
+                    found[p.name] = m.view(p.shape)
+            mean = {p.name: found[p.name] for p in self.pieces}
+            grad_sq, grad_sum = torch.stack(sums).sum(0).unbind()
+            self._moments = GradMoments(self.n, mean, sq, dot, grad_sq, grad_sum)  # type: ignore[arg-type]
         return self._moments
 
     def project(self, direction: dict[str, Tensor]) -> Tensor:
         """(B,) g_iᵀd for a direction d given per parameter."""
-        return torch.stack([p.dot(direction[p.name]) for p in self.pieces]).sum(0)
+        parts = [p.dot(direction[p.name]) for p in self._own]
+        if self._small:
+            d = torch.cat([direction[p.name].reshape(-1) for p in self._small]).float()
+            parts.append(self.block() @ d)
+        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
     def second_moment(self) -> dict[str, Tensor]:
         """(1/B) Σ_i g_ij² per parameter element."""
@@ -182,25 +226,57 @@ class PerSampleGrads:
             self._dense = {p.name: p.dense().reshape(self.n, *p.shape) for p in self.pieces}
         return self._dense
 
-    def sample_elements(
-        self, k: int, samples: int, generator: torch.Generator
-    ) -> dict[str, Tensor]:
-        """``k`` elements g_ij drawn uniformly (with replacement) from the first ``samples``
-        samples and all parameter elements, grouped by parameter: an unbiased sample of the
-        population a histogram of every element would count. Indices are drawn on the CPU
-        from ``generator`` (never the training stream)."""
-        sizes = torch.tensor([p.numel for p in self.pieces])
-        ends = sizes.cumsum(0)
-        sample = torch.randint(0, samples, (k,), generator=generator)
-        flat = torch.randint(0, int(ends[-1]), (k,), generator=generator)
-        which = torch.bucketize(flat, ends, right=True)  # piece of each draw
-        out = {}
-        for i, p in enumerate(self.pieces):
-            sel = (which == i).nonzero().squeeze(1)
-            start = int(ends[i] - sizes[i])
-            device = p.grads.device if isinstance(p, Dense) else p.a.device
-            out[p.name] = p.elements(sample[sel].to(device), (flat[sel] - start).to(device))
-        return out
+    def element_plan(self, k: int, samples: int, generator: torch.Generator) -> ElementPlan:
+        """Where to read about ``k`` elements g_ij, drawn uniformly (with replacement) from
+        the first ``samples`` samples, stratified by parameter: tensor l gets
+        round(k · numel_l / numel) draws, so that the draws pooled are a uniform sample of
+        all elements. Independent of the gradient values, so one plan serves every step
+        (the histogram instrument keeps it): reading it costs one gather per large tensor
+        and one for all small ones."""
+        total = sum(p.numel for p in self.pieces)
+        index = {p.name: i for i, p in enumerate(self.pieces)}
+        device = self._device()
+
+        def draws(p: Piece) -> int:
+            return max(1, round(k * p.numel / total))
+
+        own = [tuple(i.to(device) for i in p.plan(draws(p), samples, generator)) for p in self._own]
+        which = [torch.full((draws(p),), index[p.name], dtype=torch.int32) for p in self._own]
+        small: Tensor | None = None
+        if self._small:
+            flat, start = [], 0
+            width = sum(p.numel for p in self._small)
+            for p in self._small:
+                sample = torch.randint(0, samples, (draws(p),), generator=generator)
+                column = torch.randint(0, p.numel, (draws(p),), generator=generator) + start
+                flat.append(sample * width + column)
+                which.append(torch.full((draws(p),), index[p.name], dtype=torch.int32))
+                start += p.numel
+            small = torch.cat(flat).to(device)
+        return ElementPlan(own, small, torch.cat(which).to(device))
+
+    def elements_at(self, plan: ElementPlan) -> Tensor:
+        """The planned elements, in the plan's order (``plan.piece`` says whose each is)."""
+        parts = [p.elements(idx) for p, idx in zip(self._own, plan.own, strict=True)]
+        if plan.small is not None:
+            parts.append(self.block().reshape(-1).index_select(0, plan.small))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _device(self) -> torch.device:
+        first = self.pieces[0]
+        return first.grads.device if isinstance(first, Dense) else first.a.device
+
+
+@dataclass
+class ElementPlan:
+    """Positions of sampled per-sample gradient elements (PerSampleGrads.element_plan)."""
+
+    own: list[tuple[Tensor, ...]]
+    """Index tensors per large piece."""
+    small: Tensor | None
+    """Flat indices into the block of small pieces."""
+    piece: Tensor
+    """(k,) int32: the piece (index in ``pieces``) of each element, in reading order."""
 
 
 def moments(ctx: Context) -> GradMoments:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainwell.instruments.activations import Activations, Layout, record
+from trainwell.instruments.activations import Activations, Layout, Recorder, record
 from trainwell.instruments.base import (
     ACTIVATIONS,
     ATTENTION,
@@ -140,6 +140,12 @@ class InstrumentRunner:
         """... which is this one."""
         self._init = self._copy_params() if INIT in self.needs else None
         self._layout: Layout | None = None
+        self._recorder: Recorder | None = None
+        """Activation hooks on this step's training forward, until its first micro-batch ends..."""
+        self._seen: tuple[int, Activations] | None = None
+        """... and what they saw, for that step."""
+        self._attention: bool | None = None
+        """Whether the model calls scaled_dot_product_attention (None: not yet known)."""
         # BatchNorm couples the samples of a batch: its training backward has no per-sample split
         cap = BackwardCapture(model, self.fn.param_names) if capture and not self.fn.batchnorms else None
         self._capture = cap if cap is not None and cap.why_not is None else None
@@ -165,6 +171,16 @@ class InstrumentRunner:
         """Before the update's first forward: on a step that measures per-sample
         quantities (or finishes Alpha), arm the hooks that keep the training backward's
         per-sample factors. Not under torch.compile (hooks would force recompilation)."""
+        self._recorder = None
+        if self._scheduled(step) and not compiled:
+            wanted = self.needs & {ACTIVATIONS, FINAL_INPUT}
+            if wanted:  # the activation instruments read the training forward itself
+                if self._layout is None:
+                    self._layout = Layout(self.model)
+                self._recorder = Recorder(
+                    self._layout, outputs=ACTIVATIONS in wanted, final=FINAL_INPUT in wanted
+                ).attach()
+        self._seen = None
         cap = self._capture
         if cap is None:
             return
@@ -189,6 +205,9 @@ class InstrumentRunner:
         of micro-batch j), ``count`` is micro-batch i's LossOutput.count, ``n`` its number
         of samples and ``per_sample`` its LossOutput.per_sample. step.py passes
         grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
+        if self._recorder is not None:  # the first micro-batch is enough
+            self._seen = (step, self._recorder.detach())
+            self._recorder = None
         cap = self._capture
         if cap is not None and cap.armed:
             cap.close_micro(n if n is not None else 0, count, grad_factor, per_sample)
@@ -378,29 +397,49 @@ class InstrumentRunner:
         return ctx
 
     def _record(self, p: _Pending) -> None:
-        """The activation forward, at θ_t while the live parameters still are θ_t: no
-        parameter swap, only cloned buffers (cheaper than a functional call at a copy)."""
+        """The activations at θ_t: from the hooks on this step's training forward when the
+        loop offered it (``begin``), else one forward of its own while the live parameters
+        still are θ_t (no parameter swap, only cloned buffers). Attention logits need a
+        forward of their own (through scaled_dot_product_attention), until one showed that
+        the model makes no such call."""
         needs = self.needs
         recorded = needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
         if not recorded:
             return
         if self._layout is None:
             self._layout = Layout(self.model)
+        seen, self._seen = self._seen, None
+        if seen is not None and seen[0] == p.step:
+            p.activations = seen[1]
+            recorded = recorded & {ATTENTION}
+            if not recorded or self._attention is False:
+                return
+        if recorded == {ATTENTION} and self._attention is False:
+            p.activations = Activations()  # a model without attention calls: nothing to run
+            return
         try:
             with torch.random.fork_rng(devices=_rng_devices(p.params_before)):
-                p.activations = record(
+                acts = record(
                     self.fn,
                     None,
                     p.batch,
                     self._layout,
-                    outputs=ACTIVATIONS in needs,
-                    final=FINAL_INPUT in needs,
-                    attention=ATTENTION in needs,
+                    outputs=ACTIVATIONS in recorded,
+                    final=FINAL_INPUT in recorded,
+                    attention=ATTENTION in recorded and self._attention is not False,
                 )
         except Exception as e:
             if self.strict:
                 raise
             p.failures.extend((need, e) for need in sorted(recorded))
+            return
+        if ATTENTION in recorded and self._attention is None:
+            self._attention = bool(acts.attention or acts.attention_like)
+        if p.activations is None:
+            p.activations = acts
+        else:  # the training forward's activations, with this forward's attention logits
+            p.activations.attention = acts.attention
+            p.activations.attention_like = acts.attention_like
 
     def _report_batchnorm(self, metrics: Metrics) -> None:
         if not self.fn.batchnorms:
@@ -453,6 +492,11 @@ def _read_back(metrics: Metrics) -> dict[str, float]:
         else:
             out[k] = float(v)
     for items in by_device.values():
-        values = torch.stack([v.detach().float().reshape(()) for _, v in items]).tolist()
+        # most values already are 0-d float32 results of no-grad math: stack them as they are
+        values = torch.stack([
+            v if v.dtype is torch.float32 and v.dim() == 0 and not v.requires_grad
+            else v.detach().float().reshape(())
+            for _, v in items
+        ]).tolist()
         out.update({k: x for (k, _), x in zip(items, values, strict=True)})
     return dict(sorted(out.items()))
