@@ -117,3 +117,28 @@ def test_integer_inputs_are_not_measured():
     record, out = compute_update(st, ids_task, loader.next(), max_norm=1.0, probe=None, data_time=0.0,
                                  t_start=time.perf_counter())
     assert record.input_rms == 0.0 and out.per_sample_input_rms() is None
+
+
+@pytest.mark.parametrize("n, accumulate", [(12, 2), (12, 3), (10, 3)])
+def test_host_count_accumulation_equals_the_full_batch(n, accumulate):
+    """Host target counts: equal micro-batches need no gradient correction (its factor is
+    exactly 1, and the step skips that pass); unequal ones (4, 3, 3) still get it."""
+    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(2))
+
+    def grads(k):
+        task = Regression(x)
+        task.y = torch.randn(n, generator=torch.Generator().manual_seed(3))
+        model = task.build_model()
+        cpu = torch.device("cpu")
+        loader = BatchLoader(task, ResumableSampler(n, seed=0, shuffle=False), list, cpu, n, k)
+        st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
+                        resolve_precision("fp32", cpu), loader, cpu)
+        record, _ = compute_update(st, task, loader.next(), max_norm=0.0, probe=None, data_time=0.0,
+                                   t_start=time.perf_counter())
+        return record, [p.grad.clone() for p in model.parameters()]
+
+    full_record, full = grads(1)
+    record, acc = grads(accumulate)
+    for a, b in zip(acc, full, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert record.loss == pytest.approx(full_record.loss, rel=1e-6) and record.n_targets == n

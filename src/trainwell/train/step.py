@@ -216,8 +216,9 @@ def compute_update(
     grads = [p.grad for p in params if p.grad is not None]
     if dist is None:
         total: Tensor | float = sum(counts) if host_counts else sum(local[k:2 * k])
-        if k > 1 and grads:
-            torch._foreach_mul_(grads, norm_ref / total)  # now exactly sum / total count
+        # now exactly sum / total count; with equal host counts the factor is exactly 1: no pass
+        if k > 1 and grads and (not host_counts or norm_ref != total):
+            torch._foreach_mul_(grads, norm_ref / total)
     else:  # one all_gather: every rank's scalars, so that every rank reaches the same verdict
         table = dist.gather_scalars(local)  # (world, len(local) + 1)
         total = table[:, k:2 * k].sum()
