@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.modules.dropout import _DropoutNd
@@ -138,26 +139,30 @@ def _start_from_per_sample(ctx: Context, batch: str) -> bool:
 def fit_quadratic(t: float, fs: Tensor, dfs: Tensor, var_fs: Tensor, var_dfs: Tensor) -> Tensor:
     """Weighted least squares fit of w₀ + w₁τ + w₂τ² to f(0), f(t) (``fs``) and f′(0),
     f′(t) (``dfs``) with variances ``var_fs``, ``var_dfs``; returns (w₀, w₁, w₂) in float64."""
-    dt = torch.float64
-    phi = torch.tensor(
-        [[1.0, 0.0, 0.0], [1.0, t, t * t], [0.0, 1.0, 0.0], [0.0, 1.0, 2.0 * t]], dtype=dt
-    )
-    y = torch.cat([fs.to(dt).reshape(2), dfs.to(dt).reshape(2)]).cpu()
-    var = (
-        torch.cat([var_fs.to(dt).reshape(2), var_dfs.to(dt).reshape(2)]).cpu().clamp_min(VAR_FLOOR)
-    )
-    w = var.rsqrt()  # (4,) row weights sqrt(1/var)
-    return torch.linalg.lstsq(phi * w[:, None], (y * w)[:, None]).solution.reshape(3)
+    def host(x: Tensor) -> np.ndarray:
+        return x.detach().to("cpu", torch.float64).numpy().reshape(2)
+
+    w = _fit(t, host(fs), host(dfs), host(var_fs), host(var_dfs))
+    return torch.from_numpy(w)
+
+
+def _fit(t: float, fs: np.ndarray, dfs: np.ndarray, var_fs: np.ndarray, var_dfs: np.ndarray) -> np.ndarray:
+    phi = np.array([[1.0, 0.0, 0.0], [1.0, t, t * t], [0.0, 1.0, 0.0], [0.0, 1.0, 2.0 * t]])
+    y = np.concatenate([fs, dfs])
+    weight = 1.0 / np.sqrt(np.maximum(np.concatenate([var_fs, var_dfs]), VAR_FLOOR))  # sqrt(1/var)
+    return np.linalg.lstsq(phi * weight[:, None], y * weight, rcond=None)[0]
 
 
 def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: Tensor) -> float:
     """α from per-sample losses and slopes at both ends of a step of length t (the two
-    ends may hold different samples: Cockpit's next-batch variant)."""
-    fs = torch.stack([f0.float().mean(), f1.float().mean()])
-    dfs = torch.stack([df0.float().mean(), df1.float().mean()])
-    var_fs = torch.stack([_var(f0), _var(f1)])
-    var_dfs = torch.stack([_var(df0), _var(df1)])
-    w0, w1, w2 = fit_quadratic(t, fs, dfs, var_fs, var_dfs).tolist()
+    ends may hold different samples: Cockpit's next-batch variant). A few dozen numbers:
+    read to the host at once and fitted there in float64."""
+    parts = [f0, df0, f1, df1]
+    sizes = [p.numel() for p in parts]
+    flat = torch.cat([p.detach().reshape(-1) for p in parts]).to("cpu", torch.float64).numpy()
+    a, b, c, d = np.split(flat, np.cumsum(sizes)[:-1])
+    fs, dfs = np.array([a.mean(), c.mean()]), np.array([b.mean(), d.mean()])
+    w0, w1, w2 = _fit(t, fs, dfs, np.array([_var(a), _var(c)]), np.array([_var(b), _var(d)])).tolist()
     if not w2 > 0:  # concave (or flat) along the step: still going downhill at the far end
         return -1.0
     if w1 == 0.0:  # the step started at the minimum of the fit: any step overshoots
@@ -166,6 +171,6 @@ def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: 
     return 2.0 * t / alpha_bar - 1.0
 
 
-def _var(x: Tensor) -> Tensor:
+def _var(x: np.ndarray) -> float:
     # unbiased, as Cockpit; a single sample has no spread (the floor then applies)
-    return x.float().var() if x.numel() > 1 else torch.zeros((), device=x.device)
+    return float(x.var(ddof=1)) if x.size > 1 else 0.0

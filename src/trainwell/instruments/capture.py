@@ -203,9 +203,15 @@ class BackwardCapture:
         return float(torch.linalg.vector_norm(ours / a - theirs / b)) <= AGREEMENT
 
 
+def _f32(t: Tensor) -> Tensor:
+    return t if t.dtype is torch.float32 else t.float()
+
+
 def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """One micro-batch's calls of a layer as (n, T, ·) input and (n, T, ·) output gradient,
-    the calls of a layer used several times side by side along T (their gradients add up)."""
+    """One micro-batch's calls of a layer as input and output gradient: (n, ·) each for a
+    single call on a batch without a sequence axis (the common case: no copy), else
+    (n, T, ·), the calls of a layer used several times side by side along T (their
+    gradients add up)."""
     m = layer.module
     if layer.kind == "embedding":
         width, x_dims = m.weight.shape[1], 0
@@ -216,33 +222,45 @@ def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tenso
     if not used:  # the layer took no part in this loss: zero gradient
         x = m.weight.new_zeros((n, 0, x_dims) if x_dims else (n, 0), dtype=torch.float32)
         return (x.long() if not x_dims else x), m.weight.new_zeros(n, 0, width, dtype=torch.float32)
+    if len(used) == 1 and layer.kind != "embedding":
+        x, d = used[0]
+        if x.dim() == 2 and d.dim() == 2 and x.shape[1] == x_dims and d.shape[1] == width:
+            return _f32(x), _f32(d) * scale
     if layer.kind == "embedding":
         x = torch.cat([x.reshape(n, -1) for x, _ in used], 1)  # (n, T) indices
     else:
-        x = torch.cat([x.reshape(n, -1, x_dims) for x, _ in used], 1).float()  # (n, T, in)
-    d = torch.cat([d.reshape(n, -1, width) for _, d in used], 1).float()  # (n, T, out)
+        x = _f32(torch.cat([x.reshape(n, -1, x_dims) for x, _ in used], 1))  # (n, T, in)
+    d = _f32(torch.cat([d.reshape(n, -1, width) for _, d in used], 1))  # (n, T, out)
     return x, d * scale
+
+
+def _cat(ts: list[Tensor]) -> Tensor:
+    return ts[0] if len(ts) == 1 else torch.cat(ts)
 
 
 def _pieces(layer: _Layer, micro: list[tuple[Tensor, Tensor]]) -> list[Piece]:
     """The layer's per-sample gradient pieces over all micro-batches."""
     xs, ds = [x for x, _ in micro], [d for _, d in micro]
+    flat = all(d.dim() == 2 for d in ds)  # no sequence axis: (n, in), (n, out)
+    if not flat:
+        xs = [x.unsqueeze(1) if x.dim() == 2 and layer.kind != "embedding" else x for x in xs]
+        ds = [d.unsqueeze(1) if d.dim() == 2 else d for d in ds]
     out: list[Piece] = []
     w, b = layer.weight, layer.bias
     m = layer.module
     if layer.kind == "linear":
         if w is not None:
-            if all(x.shape[1] == 1 for x in xs):  # (B, in), (B, out): keep the factors
-                out.append(Outer(w, torch.cat(ds)[:, 0], torch.cat(xs)[:, 0]))
+            if flat:  # keep the factors
+                out.append(Outer(w, _cat(ds), _cat(xs)))
             else:  # a sequence axis: Σ_t δ_t a_tᵀ per sample, (B, out, in)
-                out.append(Dense(w, torch.cat([torch.einsum("bto,bti->boi", d, x) for x, d in zip(xs, ds, strict=True)])))
+                out.append(Dense(w, _cat([torch.einsum("bto,bti->boi", d, x) for x, d in zip(xs, ds, strict=True)])))
     elif layer.kind == "norm":
         shape = tuple(m.normalized_shape)
-        if w is not None:
-            g = torch.cat([(d * x).sum(1) for x, d in zip(xs, ds, strict=True)])  # Σ_t δ_t ⊙ x̂_t
-            out.append(Dense(w, g.reshape(-1, *shape)))
+        if w is not None:  # Σ_t δ_t ⊙ x̂_t
+            g = _cat([d * x if flat else (d * x).sum(1) for x, d in zip(xs, ds, strict=True)])
+            out.append(Dense(w, g.view(-1, *shape)))
         if b is not None:
-            out.append(Dense(b, torch.cat([d.sum(1) for d in ds]).reshape(-1, *shape)))
+            out.append(Dense(b, _cat([d if flat else d.sum(1) for d in ds]).view(-1, *shape)))
         return out
     else:  # embedding: row x_t of the table receives δ_t
         vocab, width = m.weight.shape
@@ -257,10 +275,10 @@ def _pieces(layer: _Layer, micro: list[tuple[Tensor, Tensor]]) -> list[Piece]:
                 g[:, m.padding_idx] = 0.0
             parts.append(g)
         if w is not None:
-            out.append(Dense(w, torch.cat(parts)))
+            out.append(Dense(w, _cat(parts)))
         return out
     if b is not None:
-        out.append(Dense(b, torch.cat([d.sum(1) for d in ds])))
+        out.append(Dense(b, _cat([d if flat else d.sum(1) for d in ds])))
     return out
 
 

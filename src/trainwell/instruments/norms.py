@@ -62,11 +62,8 @@ class ParamNorm:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
-        return _report(
-            self.name,
-            layer_sq_norms({n: p.detach() for n, p in ctx.params.items()}),
-            self.per_layer,
-        )
+        assert ctx.params_after is not None  # θ_{t+1}, detached
+        return _report(self.name, layer_sq_norms(ctx.params_after), self.per_layer)
 
 
 class UpdateSize:
@@ -122,6 +119,5 @@ class Distance:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
-        assert ctx.params_init is not None
-        now = {n: p.detach() for n, p in ctx.params.items()}
-        return _report(self.name, layer_sq_norms(_diff(now, ctx.params_init)), self.per_layer)
+        assert ctx.params_init is not None and ctx.params_after is not None
+        return _report(self.name, layer_sq_norms(_diff(ctx.params_after, ctx.params_init)), self.per_layer)

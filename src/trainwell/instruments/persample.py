@@ -47,7 +47,8 @@ class Dense:
         self.numel = grads[0].numel()
 
     def _flat(self) -> Tensor:
-        return self.grads.reshape(self.grads.shape[0], -1).float()  # (B, n_l)
+        flat = self.grads.reshape(self.grads.shape[0], -1)  # (B, n_l)
+        return flat if flat.dtype is torch.float32 else flat.float()
 
     def take(self, k: int) -> Dense:
         return Dense(self.name, self.grads[:k])
@@ -96,10 +97,11 @@ class Outer:
         return self.delta.T @ self.a / self.delta.shape[0]  # (out, in)
 
     def sample_sq(self) -> Tensor:
-        return self.delta.square().sum(1) * self.a.square().sum(1)
+        return torch.linalg.vecdot(self.delta, self.delta) * torch.linalg.vecdot(self.a, self.a)
 
     def dot(self, v: Tensor) -> Tensor:
-        return ((self.delta @ v.float()) * self.a).sum(1)  # δ_iᵀ V a_i
+        v = v if v.dtype is torch.float32 else v.float()
+        return torch.linalg.vecdot(self.delta @ v, self.a)  # δ_iᵀ V a_i
 
     def second_moment(self) -> Tensor:
         return self.delta.square().T @ self.a.square() / self.delta.shape[0]

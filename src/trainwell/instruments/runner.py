@@ -51,7 +51,6 @@ from trainwell.instruments.base import (
     Instrument,
     Metrics,
     MicroGrads,
-    sq_norm,
 )
 from trainwell.instruments.capture import BackwardCapture, Captured
 from trainwell.instruments.config import InstrumentsConfig
@@ -67,8 +66,8 @@ HIST_KEEP = 512
 @dataclass
 class _Micro:
     step: int
-    prev: list[Tensor] | None = None
-    """.grad after the last micro-batch (a copy): the running sum."""
+    prev: Tensor | None = None
+    """.grad after the last micro-batch, flattened (a copy): the running sum."""
     factor: Tensor | None = None
     sq_norms: list[Tensor] = field(default_factory=list)
     counts: list[Tensor] = field(default_factory=list)
@@ -128,6 +127,10 @@ class InstrumentRunner:
         self.fn = FunctionalModel(model, task)
         named = dict(model.named_parameters())
         self._param_list = [named[n] for n in self.fn.param_names]
+        self._views = [p.detach() for p in self._param_list]
+        """Detached views of the live parameters (they share storage, so they stay current:
+        the optimizer, a resume and a rollback all write into the parameters in place)."""
+        self._needs: tuple[int, frozenset[str]] | None = None
         self.warnings: list[str] = []
         """One line per distinct problem or note, in the order first seen (shown once)."""
         self._disabled: set[str] = set()
@@ -154,7 +157,10 @@ class InstrumentRunner:
 
     @property
     def needs(self) -> frozenset[str]:
-        return frozenset().union(*(i.needs for i in self._active()))
+        """What the active instruments need (cached until one is disabled)."""
+        if self._needs is None or self._needs[0] != len(self._disabled):
+            self._needs = (len(self._disabled), frozenset().union(*(i.needs for i in self._active())))
+        return self._needs[1]
 
     def due(self, step: int) -> bool:
         """Whether the runner wants ``before_update``/``after_update`` for the update after
@@ -217,13 +223,14 @@ class InstrumentRunner:
         if st is None or st.step != step:
             st = self._micro = _Micro(step)
         params = self._params()
-        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in params]
-        diff = grads if st.prev is None else list(torch._foreach_sub(grads, st.prev))
-        f = torch.as_tensor(grad_factor, dtype=torch.float32, device=grads[0].device)
-        c = torch.as_tensor(count, dtype=torch.float32, device=grads[0].device)
-        st.sq_norms.append(sq_norm(diff) / (f * c).square())  # |G_small,i|² of the mean gradient
+        with torch.no_grad():  # the running sum as one flat copy: a few kernels, not a few per tensor
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+            diff = flat if st.prev is None else flat - st.prev
+            f = torch.as_tensor(grad_factor, dtype=torch.float32, device=flat.device)
+            c = torch.as_tensor(count, dtype=torch.float32, device=flat.device)
+            st.sq_norms.append(diff.float().dot(diff.float()) / (f * c).square())  # |G_small,i|² of the mean gradient
         st.counts.append(c)
-        st.prev = [g.clone() for g in grads]
+        st.prev = flat
         st.factor = f
 
     def before_update(self, step: int, batch: Any, loss: float, lr: float) -> None:
@@ -236,10 +243,11 @@ class InstrumentRunner:
             return
         grads = None
         if scheduled and GRADS in self.needs:
-            grads = {
-                n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
-                for n, p in zip(self.fn.param_names, self._params(), strict=True)
-            }
+            with torch.no_grad():  # one fused copy
+                copies = torch._foreach_mul(
+                    [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params()], 1.0
+                )
+            grads = dict(zip(self.fn.param_names, copies, strict=True))
         micro = self._take_micro(step) if scheduled else None
         pending = _Pending(
             step, scheduled, batch, float(loss), float(lr), self._copy_params(), grads, micro,
@@ -255,8 +263,9 @@ class InstrumentRunner:
         if pending is None or pending.step != step:
             return {}
         metrics: Metrics = {}
-        # the training RNG stream must not see the instruments (dropout in their forwards)
-        with torch.random.fork_rng(devices=_rng_devices(pending.params_before)):
+        # the training RNG stream must not see the instruments (dropout in their forwards);
+        # no autograd graph for their arithmetic (what differentiates enables grad itself)
+        with torch.random.fork_rng(devices=_rng_devices(pending.params_before)), torch.no_grad():
             ctx = self._context(pending, metrics)
             following, self._following = self._following, []
             for inst in following:  # finish last step's two-step measurements first
@@ -307,16 +316,15 @@ class InstrumentRunner:
         return self._param_list
 
     def _copy_params(self) -> dict[str, Tensor]:
-        return {
-            n: p.detach().clone() for n, p in zip(self.fn.param_names, self._params(), strict=True)
-        }
+        with torch.no_grad():  # one fused copy
+            return dict(zip(self.fn.param_names, torch._foreach_mul(self._views, 1.0), strict=True))
 
     def _take_micro(self, step: int) -> MicroGrads | None:
         st, self._micro = self._micro, None
         if st is None or st.step != step or st.prev is None or st.factor is None:
             return None
         total = torch.stack(st.counts).sum()
-        big = sq_norm(st.prev) / (st.factor * total).square()
+        big = st.prev.float().dot(st.prev.float()) / (st.factor * total).square()
         return MicroGrads(st.sq_norms, st.counts, big, total)
 
     def _take_captured(self) -> Captured | None:
@@ -364,9 +372,7 @@ class InstrumentRunner:
             fn=self.fn,
             grads=p.grads,
             params_before=p.params_before,
-            params_after={
-                n: q.detach() for n, q in zip(self.fn.param_names, self._params(), strict=True)
-            },
+            params_after=dict(zip(self.fn.param_names, self._views, strict=True)),
             params_init=self._init,
             micro_grads=p.micro,
         )
