@@ -219,3 +219,20 @@ def test_sampled_histogram_estimates_the_exact_one() -> None:
     assert float((shares - ref).abs().max()) < 4 * math.sqrt(0.25 / 4096)
     assert est_m["inst/grad_hist1d/std"] == exact_m["inst/grad_hist1d/std"]  # exact either way
     assert abs(est_m["inst/grad_hist1d/edge_frac"] - exact_m["inst/grad_hist1d/edge_frac"]) < 0.03
+
+
+def test_bf16_autocast_is_captured_and_agrees_with_fp32() -> None:
+    """Under autocast the output gradients are bf16: the capture is still trusted (looser
+    check) and its numbers stay within bf16 rounding of the fp32 ones."""
+    task, batches = ClsTask(), [cls_batch(seed=s, n=8) for s in range(3)]
+    out = {}
+    for low in (True, False):
+        model = ln_mlp(w=16)
+        runner = runner_for(model, task, preset="off", include=("norm_test", "inner_test"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            out[low] = [captured_step(model, task, [b], opt, runner, s) for s, b in enumerate(batches)]
+        assert runner._capture is not None and runner._capture.trusted, runner.warnings
+    got, ref = out[True][0], out[False][0]  # the same weights only before the first update
+    for k, v in ref.items():
+        assert got[k] == pytest.approx(v, rel=0.05), k
