@@ -170,3 +170,28 @@ def layer_sq_norms(tensors: dict[str, Tensor]) -> tuple[list[str], Tensor]:
     names = list(tensors)
     norms = torch._foreach_norm([tensors[n] for n in names])
     return names, torch.stack(norms).float().square()
+
+
+def rng_devices(params: dict[str, Tensor]) -> list[torch.device]:
+    """The CUDA devices whose RNG fork_rng must save and restore (the CPU one always is)."""
+    return sorted({p.device for p in params.values() if p.device.type == "cuda"}, key=str)
+
+
+def read_back(metrics: Metrics) -> dict[str, float]:
+    """Every tensor value to a float in one host sync per device."""
+    out: dict[str, float] = {}
+    by_device: dict[torch.device, list[tuple[str, Tensor]]] = {}
+    for k, v in metrics.items():
+        if isinstance(v, Tensor):
+            by_device.setdefault(v.device, []).append((k, v))
+        else:
+            out[k] = float(v)
+    for items in by_device.values():
+        # most values already are 0-d float32 results of no-grad math: stack them as they are
+        values = torch.stack([
+            v if v.dtype is torch.float32 and v.dim() == 0 and not v.requires_grad
+            else v.detach().float().reshape(())
+            for _, v in items
+        ]).tolist()
+        out.update({k: x for (k, _), x in zip(items, values, strict=True)})
+    return dict(sorted(out.items()))

@@ -1,4 +1,5 @@
-"""Per-sample gradients from the training backward, for models built of Linear layers.
+"""What a due step takes from the training step itself: per-sample gradients from its
+backward (``BackwardCapture``) and activations from its forward (``StepActivations``).
 
 A Linear layer y = a Wᵀ + b has per-sample gradients ∂ℓ_i/∂W = Σ_t δ_it a_itᵀ and
 ∂ℓ_i/∂b = Σ_t δ_it, where a is the layer's input and δ = ∂ℓ/∂y the gradient arriving at
@@ -30,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainwell.instruments.activations import Activations, Layout, Recorder, record
+from trainwell.instruments.base import ACTIVATIONS, ATTENTION, FINAL_INPUT
+from trainwell.instruments.functional import FunctionalModel
 from trainwell.instruments.persample import Dense, Outer, PerSampleGrads, Piece
 
 AGREEMENT = 1e-3
@@ -195,6 +199,24 @@ class BackwardCapture:
         losses = torch.cat([m[1] for m in micro])
         return Captured(PerSampleGrads(pieces, int(losses.shape[0]), "backward"), losses)
 
+    def take_trusted(self, live: dict[str, Tensor | None]) -> tuple[Captured | None, str | None]:
+        """``take``, checked on the first captured step against the optimizer's gradient
+        ``live``: (per-sample gradients or None for this step, a problem that should turn
+        the capture off for the run, with the note to show, or None)."""
+        captured = self.take()
+        if captured is None or self.trusted:
+            return captured, None
+        if any(g is None for g in live.values()):
+            return None, None
+        agrees = self.verify(captured, live)  # type: ignore[arg-type]
+        if agrees is False:
+            return None, (
+                "per-sample gradients: the layers' captured gradients do not add up to the model's "
+                "gradient (a weight used outside its layer?); using torch.func (vmap) instead"
+            )
+        self.trusted = agrees is True
+        return (captured if self.trusted else None), None
+
     def verify(self, captured: Captured, live: dict[str, Tensor]) -> bool | None:
         """Whether the captured gradients sum to the optimizer's gradient ``live`` (up to
         the clipping factor): True, False (the capture misses part of the gradient), or
@@ -291,3 +313,58 @@ def _pieces(layer: _Layer, micro: list[tuple[Tensor, Tensor]]) -> list[Piece]:
 
 def _keep(slot: list[Tensor | None], grad: Tensor) -> None:
     slot[1] = grad.detach()
+
+
+class StepActivations:
+    """Where a due step's activations come from: hooks attached to the training forward's
+    first micro-batch (``begin`` ... ``after_micro``: free), else one forward of its own at
+    θ_t (a loop that does not offer its forward). Attention logits always need a forward of
+    their own (through scaled_dot_product_attention), until one showed that the model makes
+    no such call."""
+
+    def __init__(self, model: nn.Module, fn: FunctionalModel) -> None:
+        self.model, self.fn = model, fn
+        self._layout: Layout | None = None
+        self._recorder: Recorder | None = None
+        self._seen: tuple[int, Activations] | None = None
+        self.attention: bool | None = None
+        """Whether the model calls scaled_dot_product_attention (None: not yet known)."""
+
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout(self.model)
+        return self._layout
+
+    def begin(self, step: int, wanted: frozenset[str]) -> None:
+        """Before the step's first forward: hooks for ``wanted`` (ACTIVATIONS, FINAL_INPUT)."""
+        if self._recorder is not None:  # left attached by a step that never finished
+            self._recorder.detach()
+        self._recorder, self._seen = None, None
+        if wanted:
+            self._recorder = Recorder(
+                self.layout(), outputs=ACTIVATIONS in wanted, final=FINAL_INPUT in wanted
+            ).attach()
+
+    def after_micro(self, step: int) -> None:
+        if self._recorder is not None:
+            self._seen = (step, self._recorder.detach())
+            self._recorder = None
+
+    def collect(self, step: int, batch: Any, wanted: frozenset[str], devices: list[torch.device]) -> Activations:
+        """The activations of ``step`` for ``wanted`` (ACTIVATIONS, FINAL_INPUT, ATTENTION)."""
+        seen, self._seen = self._seen, None
+        acts = seen[1] if seen is not None and seen[0] == step else None
+        todo = wanted & {ATTENTION} if acts is not None else wanted
+        if todo == {ATTENTION} and self.attention is False:
+            todo = frozenset()  # a model without attention calls: nothing to run
+        if not todo:
+            return acts if acts is not None else Activations()
+        with torch.random.fork_rng(devices=devices):
+            fresh = record(self.fn, None, batch, self.layout(), outputs=ACTIVATIONS in todo,
+                           final=FINAL_INPUT in todo, attention=ATTENTION in todo and self.attention is not False)
+        if ATTENTION in todo and self.attention is None:
+            self.attention = bool(fresh.attention or fresh.attention_like)
+        if acts is None:
+            return fresh
+        acts.attention, acts.attention_like = fresh.attention, fresh.attention_like
+        return acts

@@ -13,9 +13,9 @@ Preset = Literal["off", "minimal", "economy", "business", "full"]
 
 class InstrumentsConfig(Section):
     preset: Preset = "minimal"
-    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: one extra forward and a few norms per measurement (measured 1.04-1.11x a step at every = 16 on the digits MLP on a busy 2-core CPU), and it shows the norms that go wrong first; the per-sample presets cost far more, see docs/instruments.md."""
+    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: a few norms per measurement and a hook on the training forward, 2.6 ms of CPU time per measurement on the digits MLP (1.04x a step at every = 16, 1.01x at 64), and it shows the norms that go wrong first; economy costs 11-14 ms per measurement there (1.05x at every = 64), see docs/instruments.md."""
     every: int = Field(64, ge=1)
-    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 64: the default minimal preset then costs about 1.01-1.03x a step even on the tiny digits MLP (measured on a busy 2-core CPU); Cockpit's benchmark found interval 16-64 brings economy to <= 1.1x on GPU models, while on tiny CPU models the per-sample presets want 64-256 (docs/instruments.md). Steps that are not due cost one integer check."""
+    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 64: the default minimal preset then costs about 1.01x a step even on the tiny digits MLP, and economy about 1.05x (measured on a 2-core CPU, benchmarks/RESULTS.md section 8); Cockpit's benchmark found interval 16-64 brings economy to <= 1.1x on GPU models. Steps that are not due cost one integer check."""
     include: tuple[str, ...] = ()
     """Instruments to run in addition to the preset, by name (e.g. ["mean_gsnr", "cabs"]); see docs/instruments.md for the list."""
     exclude: tuple[str, ...] = ()
@@ -31,7 +31,7 @@ class InstrumentsConfig(Section):
     hist_range: float = Field(2.0, gt=0.0)
     """The 1d gradient histogram spans (-hist_range, hist_range); elements outside are clamped into the edge bins (Cockpit: (-2, 2))."""
     hist_samples: int = Field(16, ge=0)
-    """Samples whose per-sample gradient elements are binned (0 = all measured samples, as Cockpit). Binning is a scatter over samples x parameters elements, the most expensive part of the economy set on a CPU; 16 samples resolve the shape of the distribution at a quarter of the cost of 64."""
+    """Samples whose per-sample gradient elements the histograms draw from (0 = all measured samples, as Cockpit). The 1d histogram samples hist_elements of their elements; the 2d histogram bins every element of these samples (a scatter over samples x parameters elements), so 16 resolve the shape of the distribution at a quarter of the cost of 64."""
     hist_elements: int = Field(65536, ge=0)
     """The 1d gradient histogram bins at most this many per-sample gradient elements, drawn uniformly at random from those of the hist_samples samples (0 = bin every element, as Cockpit). A share of the histogram is then estimated with a standard error below sqrt(0.25 / 65536) = 0.002, and binning costs the same on any model; binning all 1.2M elements of 16 samples of the digits MLP took longer than the training step."""
     hist2d_bins: tuple[int, int] = (40, 50)

@@ -22,9 +22,44 @@ import math
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
-from trainwell.instruments.base import MICRO, PER_SAMPLE, Context, Metrics, key
+from trainwell.instruments.base import MICRO, PER_SAMPLE, Context, Metrics, MicroGrads, key
 from trainwell.instruments.persample import moments
+
+
+class MicroTracker:
+    """Reduces the micro-batch gradients of one update, as accumulation produces them, to
+    what the two-batch estimator needs (``MicroGrads``), without a copy per tensor: the
+    running sum of the gradients is kept as one flat copy, and micro-batch i's own
+    gradient is the difference of two of them."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.prev: Tensor | None = None
+        """.grad after the last micro-batch, flattened (a copy): the running sum."""
+        self.factor: Tensor | None = None
+        self.sq_norms: list[Tensor] = []
+        self.counts: list[Tensor] = []
+
+    def add(self, params: list[nn.Parameter], count: Tensor | float, grad_factor: Tensor | float) -> None:
+        """After a micro-batch's backward: ``.grad`` = grad_factor × Σ_{j≤i} ∇(loss sum j)."""
+        with torch.no_grad():
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+            diff = (flat if self.prev is None else flat - self.prev).float()
+            f = torch.as_tensor(grad_factor, dtype=torch.float32, device=flat.device)
+            c = torch.as_tensor(count, dtype=torch.float32, device=flat.device)
+            self.sq_norms.append(diff.dot(diff) / (f * c).square())  # |G_small,i|² of the mean gradient
+        self.counts.append(c)
+        self.prev, self.factor = flat, f
+
+    def take(self) -> MicroGrads | None:
+        if self.prev is None or self.factor is None:
+            return None
+        total = torch.stack(self.counts).sum()
+        prev = self.prev.float()
+        return MicroGrads(self.sq_norms, self.counts, prev.dot(prev) / (self.factor * total).square(), total)
+
 
 ACCUMULATE_NOTE = (
     "noise_scale: the two-batch estimator needs gradient accumulation (train.accumulate >= 2) "

@@ -16,14 +16,11 @@ Call ``before_update``/``after_update`` on every applied update, or at least whe
 two-step instrument (Alpha on the next mini-batch) finishes there. A skipped update simply
 gets no ``after_update``.
 
-On a due step ``begin`` arms hooks that keep the per-sample gradient factors of the
-training backward (capture.py) where the model allows it; ``before_update`` copies θ_t
-(and the gradient when asked) and records the activation forward while the live
-parameters are still θ_t; ``after_update`` builds one
-Context with what the due instruments need, evaluating at θ_t or θ_{t+1} through
-torch.func on copies (never the live model, its .grad, its buffers or the optimizer),
-inside a forked RNG so that the training random stream is untouched, and reads all
-results back in one host sync per device.
+On a due step ``begin`` hooks the training forward and backward (capture.py: per-sample
+gradients, activations); ``before_update`` copies θ_t (and the gradient when asked);
+``after_update`` builds one Context with what the due instruments need, evaluating at θ_t
+or θ_{t+1} through torch.func on copies (never the live model, its .grad, its buffers or
+the optimizer), inside a forked RNG, and reads all results back in one host sync.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainwell.instruments.activations import Activations, Layout, Recorder, record
+from trainwell.instruments.activations import Activations
 from trainwell.instruments.base import (
     ACTIVATIONS,
     ATTENTION,
@@ -51,26 +48,19 @@ from trainwell.instruments.base import (
     Instrument,
     Metrics,
     MicroGrads,
+    read_back,
+    rng_devices,
 )
-from trainwell.instruments.capture import BackwardCapture, Captured
+from trainwell.instruments.capture import BackwardCapture, Captured, StepActivations
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.instruments.functional import FunctionalModel, take
+from trainwell.instruments.noise_scale import MicroTracker
 from trainwell.instruments.persample import PerSampleGrads
 from trainwell.instruments.presets import build_instruments
 from trainwell.tasks.base import Task
 
 HIST_KEEP = 512
 """Histograms kept per key for the report: 512 measurements cover an 8k-step run at every = 16."""
-
-
-@dataclass
-class _Micro:
-    step: int
-    prev: Tensor | None = None
-    """.grad after the last micro-batch, flattened (a copy): the running sum."""
-    factor: Tensor | None = None
-    sq_norms: list[Tensor] = field(default_factory=list)
-    counts: list[Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -136,19 +126,13 @@ class InstrumentRunner:
         self._disabled: set[str] = set()
         self._hist: dict[str, deque[Histogram]] = {}
         self._pending: _Pending | None = None
-        self._micro: _Micro | None = None
+        self._micro: MicroTracker | None = None
         self._following: list[Instrument] = []
         """Two-step instruments waiting for the next step (e.g. Alpha's far end)..."""
         self._follow_step = -1
         """... which is this one."""
         self._init = self._copy_params() if INIT in self.needs else None
-        self._layout: Layout | None = None
-        self._recorder: Recorder | None = None
-        """Activation hooks on this step's training forward, until its first micro-batch ends..."""
-        self._seen: tuple[int, Activations] | None = None
-        """... and what they saw, for that step."""
-        self._attention: bool | None = None
-        """Whether the model calls scaled_dot_product_attention (None: not yet known)."""
+        self._acts = StepActivations(model, self.fn)
         # BatchNorm couples the samples of a batch: its training backward has no per-sample split
         cap = BackwardCapture(model, self.fn.param_names) if capture and not self.fn.batchnorms else None
         self._capture = cap if cap is not None and cap.why_not is None else None
@@ -177,16 +161,8 @@ class InstrumentRunner:
         """Before the update's first forward: on a step that measures per-sample
         quantities (or finishes Alpha), arm the hooks that keep the training backward's
         per-sample factors. Not under torch.compile (hooks would force recompilation)."""
-        self._recorder = None
         if self._scheduled(step) and not compiled:
-            wanted = self.needs & {ACTIVATIONS, FINAL_INPUT}
-            if wanted:  # the activation instruments read the training forward itself
-                if self._layout is None:
-                    self._layout = Layout(self.model)
-                self._recorder = Recorder(
-                    self._layout, outputs=ACTIVATIONS in wanted, final=FINAL_INPUT in wanted
-                ).attach()
-        self._seen = None
+            self._acts.begin(step, self.needs & {ACTIVATIONS, FINAL_INPUT})
         cap = self._capture
         if cap is None:
             return
@@ -211,27 +187,15 @@ class InstrumentRunner:
         of micro-batch j), ``count`` is micro-batch i's LossOutput.count, ``n`` its number
         of samples and ``per_sample`` its LossOutput.per_sample. step.py passes
         grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
-        if self._recorder is not None:  # the first micro-batch is enough
-            self._seen = (step, self._recorder.detach())
-            self._recorder = None
+        self._acts.after_micro(step)  # the first micro-batch is enough
         cap = self._capture
         if cap is not None and cap.armed:
             cap.close_micro(n if n is not None else 0, count, grad_factor, per_sample)
         if not self._scheduled(step) or MICRO not in self.needs:
             return
-        st = self._micro
-        if st is None or st.step != step:
-            st = self._micro = _Micro(step)
-        params = self._params()
-        with torch.no_grad():  # the running sum as one flat copy: a few kernels, not a few per tensor
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-            diff = flat if st.prev is None else flat - st.prev
-            f = torch.as_tensor(grad_factor, dtype=torch.float32, device=flat.device)
-            c = torch.as_tensor(count, dtype=torch.float32, device=flat.device)
-            st.sq_norms.append(diff.float().dot(diff.float()) / (f * c).square())  # |G_small,i|² of the mean gradient
-        st.counts.append(c)
-        st.prev = flat
-        st.factor = f
+        if self._micro is None or self._micro.step != step:
+            self._micro = MicroTracker(step)
+        self._micro.add(self._params(), count, grad_factor)
 
     def before_update(self, step: int, batch: Any, loss: float, lr: float) -> None:
         """After backward (``.grad`` is the update's mean gradient), before the optimizer step."""
@@ -265,7 +229,7 @@ class InstrumentRunner:
         metrics: Metrics = {}
         # the training RNG stream must not see the instruments (dropout in their forwards);
         # no autograd graph for their arithmetic (what differentiates enables grad itself)
-        with torch.random.fork_rng(devices=_rng_devices(pending.params_before)), torch.no_grad():
+        with torch.random.fork_rng(devices=rng_devices(pending.params_before)), torch.no_grad():
             ctx = self._context(pending, metrics)
             following, self._following = self._following, []
             for inst in following:  # finish last step's two-step measurements first
@@ -279,7 +243,7 @@ class InstrumentRunner:
             self._hist.setdefault(name, deque(maxlen=HIST_KEEP)).append(h)
         for note in ctx.notes:
             self._warn(note)
-        return _read_back(metrics)
+        return read_back(metrics)
 
     def close(self) -> None:
         """Drop every copy the runner holds."""
@@ -321,11 +285,7 @@ class InstrumentRunner:
 
     def _take_micro(self, step: int) -> MicroGrads | None:
         st, self._micro = self._micro, None
-        if st is None or st.step != step or st.prev is None or st.factor is None:
-            return None
-        total = torch.stack(st.counts).sum()
-        big = st.prev.float().dot(st.prev.float()) / (st.factor * total).square()
-        return MicroGrads(st.sq_norms, st.counts, big, total)
+        return st.take() if st is not None and st.step == step else None
 
     def _take_captured(self) -> Captured | None:
         """The training backward's per-sample gradients, once trusted (capture.py): the
@@ -334,22 +294,12 @@ class InstrumentRunner:
         cap = self._capture
         if cap is None or not cap.armed:
             return None
-        captured = cap.take()
-        if captured is None or cap.trusted:
-            return captured
         live = {n: p.grad for n, p in zip(self.fn.param_names, self._params(), strict=True)}
-        if any(g is None for g in live.values()):
-            return None
-        agrees = cap.verify(captured, live)  # type: ignore[arg-type]
-        if agrees is False:
+        captured, problem = cap.take_trusted(live)
+        if problem is not None:
             self._capture = None
-            self._warn(
-                "per-sample gradients: the Linear layers' captured gradients do not add up to the "
-                "model's gradient (a weight used outside its layer?); using torch.func (vmap) instead"
-            )
-            return None
-        cap.trusted = agrees is True
-        return captured if cap.trusted else None
+            self._warn(problem)
+        return captured
 
     def _run(self, inst: Instrument, method: Any, ctx: Context, metrics: Metrics) -> None:
         try:
@@ -403,49 +353,17 @@ class InstrumentRunner:
         return ctx
 
     def _record(self, p: _Pending) -> None:
-        """The activations at θ_t: from the hooks on this step's training forward when the
-        loop offered it (``begin``), else one forward of its own while the live parameters
-        still are θ_t (no parameter swap, only cloned buffers). Attention logits need a
-        forward of their own (through scaled_dot_product_attention), until one showed that
-        the model makes no such call."""
-        needs = self.needs
-        recorded = needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
+        """The activations at θ_t (capture.py's StepActivations: the training forward's
+        hooks, or a forward of its own)."""
+        recorded = self.needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
         if not recorded:
             return
-        if self._layout is None:
-            self._layout = Layout(self.model)
-        seen, self._seen = self._seen, None
-        if seen is not None and seen[0] == p.step:
-            p.activations = seen[1]
-            recorded = recorded & {ATTENTION}
-            if not recorded or self._attention is False:
-                return
-        if recorded == {ATTENTION} and self._attention is False:
-            p.activations = Activations()  # a model without attention calls: nothing to run
-            return
         try:
-            with torch.random.fork_rng(devices=_rng_devices(p.params_before)):
-                acts = record(
-                    self.fn,
-                    None,
-                    p.batch,
-                    self._layout,
-                    outputs=ACTIVATIONS in recorded,
-                    final=FINAL_INPUT in recorded,
-                    attention=ATTENTION in recorded and self._attention is not False,
-                )
+            p.activations = self._acts.collect(p.step, p.batch, recorded, rng_devices(p.params_before))
         except Exception as e:
             if self.strict:
                 raise
             p.failures.extend((need, e) for need in sorted(recorded))
-            return
-        if ATTENTION in recorded and self._attention is None:
-            self._attention = bool(acts.attention or acts.attention_like)
-        if p.activations is None:
-            p.activations = acts
-        else:  # the training forward's activations, with this forward's attention logits
-            p.activations.attention = acts.attention
-            p.activations.attention_like = acts.attention_like
 
     def _report_batchnorm(self, metrics: Metrics) -> None:
         if not self.fn.batchnorms:
@@ -481,28 +399,3 @@ class InstrumentRunner:
     def _warn(self, line: str) -> None:
         if line not in self.warnings:
             self.warnings.append(line)
-
-
-def _rng_devices(params: dict[str, Tensor]) -> list[torch.device]:
-    """The CUDA devices whose RNG fork_rng must save and restore (the CPU one always is)."""
-    return sorted({p.device for p in params.values() if p.device.type == "cuda"}, key=str)
-
-
-def _read_back(metrics: Metrics) -> dict[str, float]:
-    """Every tensor value to a float in one host sync per device."""
-    out: dict[str, float] = {}
-    by_device: dict[torch.device, list[tuple[str, Tensor]]] = {}
-    for k, v in metrics.items():
-        if isinstance(v, Tensor):
-            by_device.setdefault(v.device, []).append((k, v))
-        else:
-            out[k] = float(v)
-    for items in by_device.values():
-        # most values already are 0-d float32 results of no-grad math: stack them as they are
-        values = torch.stack([
-            v if v.dtype is torch.float32 and v.dim() == 0 and not v.requires_grad
-            else v.detach().float().reshape(())
-            for _, v in items
-        ]).tolist()
-        out.update({k: x for (k, _), x in zip(items, values, strict=True)})
-    return dict(sorted(out.items()))
