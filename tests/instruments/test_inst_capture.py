@@ -236,3 +236,24 @@ def test_bf16_autocast_is_captured_and_agrees_with_fp32() -> None:
     got, ref = out[True][0], out[False][0]  # the same weights only before the first update
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, rel=0.05), k
+
+
+def test_alpha_alone_takes_its_start_from_the_backward_too(monkeypatch) -> None:  # noqa: ANN001
+    """Alpha without another per-sample instrument: both ends from the training steps (no
+    line search at θ_t), the same values as with its own forward and backward passes."""
+    task, batches = ClsTask(), [cls_batch(seed=s, n=8) for s in range(4)]
+    out = {}
+    for capture in (True, False):
+        model = ln_mlp()
+        runner = runner_for(model, task, preset="off", include=("alpha",), capture=capture)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        if capture:  # the line search must not run at all
+            def refuse(*_: Any) -> None:
+                raise AssertionError("FunctionalModel.line was called")
+
+            monkeypatch.setattr(runner.fn, "line", refuse)
+        out[capture] = [captured_step(model, task, [b], opt, runner, s) for s, b in enumerate(batches)]
+    assert [set(m) for m in out[True]] == [set(m) for m in out[False]]
+    for got, ref in zip(out[True], out[False], strict=True):
+        for k, v in ref.items():
+            assert got[k] == pytest.approx(v, rel=2e-4, abs=1e-6), k

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.nn.modules.dropout import _DropoutNd
 
-from trainwell.instruments.base import UPDATE, Context, Metrics, key, sq_norm
+from trainwell.instruments.base import PER_SAMPLE_FREE, UPDATE, Context, Metrics, key, sq_norm
 
 VAR_FLOOR = 1e-10
 """A zero variance (one sample, or a loss that does not vary) would give an infinite
@@ -38,9 +38,10 @@ class Alpha:
     higher on its own loss). The slopes f′ = ∇ℓ_i·d/‖d‖ come per sample from two reverse
     passes.
 
-    Needs: update (and the batch). Cost: where the training backward yields per-sample
-    gradients (capture.py, models of Linear layers) both ends come from the training steps
-    themselves: two small matrix products per layer, no extra pass. Otherwise one forward
+    Needs: update (and the batch), per-sample gradients where they are free. Cost: where
+    the training backward yields per-sample gradients (capture.py: models of Linear, norm
+    and embedding layers) both ends come from the training steps themselves: a small
+    matrix product per layer and end, no extra pass. Otherwise one forward
     and two backward passes at θ_{t+1}, the same again at θ_t unless per-sample gradients
     are measured anyway (economy).
     Reading: −1 no step, 0 the step landed on the valley floor, 1 on the opposite wall at
@@ -51,7 +52,7 @@ class Alpha:
     """
 
     name = "alpha"
-    needs = frozenset({UPDATE})
+    needs = frozenset({UPDATE, PER_SAMPLE_FREE})  # its start point, where the backward offers it
 
     def __init__(self, batch: str = "next") -> None:
         if batch not in ("next", "same"):

@@ -42,8 +42,12 @@ ATTENTION = "attention"
 MICRO = "micro_grads"
 """ctx.micro_grads: squared norms of each micro-batch's gradient (accumulation)."""
 
+PER_SAMPLE_FREE = "per_sample_if_free"
+"""ctx.per_sample / ctx.per_sample_losses only where the training backward yields them at
+no extra pass (capture.py); None otherwise (no torch.func fallback is run for it)."""
+
 NEEDS = frozenset(
-    {GRADS, PER_SAMPLE, UPDATE, INIT, HVP, ACTIVATIONS, FINAL_INPUT, ATTENTION, MICRO}
+    {GRADS, PER_SAMPLE, PER_SAMPLE_FREE, UPDATE, INIT, HVP, ACTIVATIONS, FINAL_INPUT, ATTENTION, MICRO}
 )
 
 Metrics = dict[str, "float | Tensor"]

@@ -43,6 +43,7 @@ from trainwell.instruments.base import (
     MICRO,
     NEEDS,
     PER_SAMPLE,
+    PER_SAMPLE_FREE,
     Context,
     Histogram,
     Instrument,
@@ -167,7 +168,7 @@ class InstrumentRunner:
         if cap is None:
             return
         want = not compiled and (
-            (self._scheduled(step) and PER_SAMPLE in self.needs)
+            (self._scheduled(step) and bool(self.needs & {PER_SAMPLE, PER_SAMPLE_FREE}))
             or (bool(self._following) and step == self._follow_step)
         )
         if want:
