@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from trainwell.instruments.activations import Activations, Layout, Recorder, record
 from trainwell.instruments.base import ACTIVATIONS, ATTENTION, FINAL_INPUT
 from trainwell.instruments.functional import FunctionalModel
-from trainwell.instruments.persample import Dense, Outer, PerSampleGrads, Piece
+from trainwell.instruments.persample import Dense, Outer, PerSampleGrads, Piece, f32
 
 AGREEMENT = 1e-3
 """Largest relative difference between the captured and the optimizer's gradient (both
@@ -232,10 +232,6 @@ class BackwardCapture:
         return float(torch.linalg.vector_norm(ours / a - theirs / b)) <= limit
 
 
-def _f32(t: Tensor) -> Tensor:
-    return t if t.dtype is torch.float32 else t.float()
-
-
 def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tensor) -> tuple[Tensor, Tensor]:
     """One micro-batch's calls of a layer as input and output gradient: (n, ·) each for a
     single call on a batch without a sequence axis (the common case: no copy), else
@@ -254,12 +250,12 @@ def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tenso
     if len(used) == 1 and layer.kind != "embedding":
         x, d = used[0]
         if x.dim() == 2 and d.dim() == 2 and x.shape[1] == x_dims and d.shape[1] == width:
-            return _f32(x), _f32(d) * scale
+            return f32(x), f32(d) * scale
     if layer.kind == "embedding":
         x = torch.cat([x.reshape(n, -1) for x, _ in used], 1)  # (n, T) indices
     else:
-        x = _f32(torch.cat([x.reshape(n, -1, x_dims) for x, _ in used], 1))  # (n, T, in)
-    d = _f32(torch.cat([d.reshape(n, -1, width) for _, d in used], 1))  # (n, T, out)
+        x = f32(torch.cat([x.reshape(n, -1, x_dims) for x, _ in used], 1))  # (n, T, in)
+    d = f32(torch.cat([d.reshape(n, -1, width) for _, d in used], 1))  # (n, T, out)
     return x, d * scale
 
 

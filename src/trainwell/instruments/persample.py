@@ -37,6 +37,11 @@ from torch import Tensor
 from trainwell.instruments.base import Context
 
 
+def f32(t: Tensor) -> Tensor:
+    """``t`` as float32, without a dispatch when it already is (most tensors here)."""
+    return t if t.dtype is torch.float32 else t.float()
+
+
 class Dense:
     """One parameter's per-sample gradients as a (B, *shape) tensor."""
 
@@ -47,8 +52,7 @@ class Dense:
         self.numel = grads[0].numel()
 
     def _flat(self) -> Tensor:
-        flat = self.grads.reshape(self.grads.shape[0], -1)  # (B, n_l)
-        return flat if flat.dtype is torch.float32 else flat.float()
+        return f32(self.grads.reshape(self.grads.shape[0], -1))  # (B, n_l)
 
     def take(self, k: int) -> Dense:
         return Dense(self.name, self.grads[:k])
@@ -100,8 +104,7 @@ class Outer:
         return torch.linalg.vecdot(self.delta, self.delta) * torch.linalg.vecdot(self.a, self.a)
 
     def dot(self, v: Tensor) -> Tensor:
-        v = v if v.dtype is torch.float32 else v.float()
-        return torch.linalg.vecdot(self.delta @ v, self.a)  # δ_iᵀ V a_i
+        return torch.linalg.vecdot(self.delta @ f32(v), self.a)  # δ_iᵀ V a_i
 
     def second_moment(self) -> Tensor:
         return self.delta.square().T @ self.a.square() / self.delta.shape[0]

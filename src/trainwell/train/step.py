@@ -18,7 +18,7 @@ from trainwell.data.loader import MicroBatch
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.tasks.base import Task
 from trainwell.train.record import StepRecord
-from trainwell.train.state import TrainState
+from trainwell.train.state import TrainState, unwrap
 
 
 class FinalActivationProbe:
@@ -153,7 +153,7 @@ def compute_update(
         probe.armed = True
     due = runner is not None and dist is None and runner.due(st.step)
     if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
-        runner.begin(st.step, compiled=model is not unwrap_compiled(model))
+        runner.begin(st.step, compiled=model is not unwrap(model))  # one process: only compile wraps
 
     sums: list[Tensor] = []  # per micro-batch: loss sum (device scalars, read in the sync)
     counts: list[Tensor | float] = []  # per micro-batch: target count (host numbers when the task gives them)
@@ -306,11 +306,6 @@ def compute_update(
         reason="fp16_overflow" if overflow else "",
     )
     return record, StepOutput(per_sample=per_sample, input_norms=input_norms)
-
-
-def unwrap_compiled(model: nn.Module) -> nn.Module:
-    """The module under a torch.compile wrapper (the model itself when not compiled)."""
-    return getattr(model, "_orig_mod", model)
 
 
 def dist_plain(t: Tensor) -> Tensor:
