@@ -35,6 +35,9 @@ writing this); recorded results and their commands are in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import itertools
 import json
 import math
@@ -222,9 +225,7 @@ def plain_loop(cfg: RunConfig, task: Task, targets_per_sample: int) -> dict[int,
 # ---------------------------------------------------------------- one process
 
 
-def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int, threads: int) -> dict:
-    from trainwell.train.loop import run
-
+def prepare(workload: str, setup: str, steps: int, ckpt_every: int, threads: int) -> tuple[RunConfig, Task]:
     wl = WORKLOADS[workload]
     extra = {"notb": ["log.tensorboard=false"], "economy": ["instruments.preset=economy"],
              "noinst": ["instruments.preset=off"], "noguards": ["guards.enabled=false"],
@@ -235,18 +236,28 @@ def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int,
     overrides = [*COMMON, *wl.overrides, f"train.steps={steps}", f"train.threads={threads}", *extra]
     cfg = load_config(None, overrides, check_task=False)
     task = ProbeTask() if workload == "probe" else build_task(cfg)
-    clock = StepClock()
-    clock.install()
-    skips = 0
+    return cfg, task
+
+
+def train(cfg: RunConfig, task: Task, setup: str) -> tuple[dict[int, float], int]:
+    """Run one setup to the end: (logged losses by step, the autopilot's skips)."""
+    from trainwell.train.loop import run
+
     if setup == "plain":
         per_token = cfg.task.seq_len if task.unit == "tokens" else 1
-        losses = plain_loop(cfg, task, per_token)
-    else:
-        with tempfile.TemporaryDirectory(prefix="tw-overhead-") as d:
-            result = run(cfg, task=task, run_dir=Path(d) / "run", progress=False)
-            summary = json.loads((Path(d) / "run" / "summary.json").read_text())
-        losses = {int(h["step"]): h["train/loss"] for h in result.history if "train/loss" in h}
-        skips = int(summary["autopilot"]["guard/skips"])
+        return plain_loop(cfg, task, per_token), 0
+    with tempfile.TemporaryDirectory(prefix="tw-overhead-") as d:
+        result = run(cfg, task=task, run_dir=Path(d) / "run", progress=False)
+        summary = json.loads((Path(d) / "run" / "summary.json").read_text())
+    losses = {int(h["step"]): h["train/loss"] for h in result.history if "train/loss" in h}
+    return losses, int(summary["autopilot"]["guard/skips"])
+
+
+def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int, threads: int) -> dict:
+    cfg, task = prepare(workload, setup, steps, ckpt_every, threads)
+    clock = StepClock()
+    clock.install()
+    losses, skips = train(cfg, task, setup)
     t, cpu = clock.wall, clock.cpu  # t[i]: start of iteration i + 1; a save after step s: before t[s]
     if len(t) != steps:
         raise RuntimeError(f"{workload}/{setup}: {len(t)} batches drawn for {steps} steps (a rollback?)")
@@ -262,7 +273,35 @@ def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int,
             "params": sum(p.numel() for p in task.build_model().parameters())}
 
 
+def run_lockstep(workload: str, labels: list[str], steps: int, ckpt_every: int, threads: int,
+                 block: int) -> dict:
+    """Every setup in ``labels`` in this process, in lockstep (benchmarks/lockstep.py).
+    A label is a setup, or setup.N for the same setup again (the A/A null run)."""
+    from lockstep import Lockstep
+
+    prepared = [prepare(workload, label.partition(".")[0], steps, ckpt_every, threads) for label in labels]
+    lock = Lockstep(len(labels), block)
+    lock.install()
+    setups = [label.partition(".")[0] for label in labels]
+    bodies = [functools.partial(train, cfg, task, setup) for (cfg, task), setup in zip(prepared, setups, strict=True)]
+    with contextlib.redirect_stdout(io.StringIO()):  # the loops' own log lines
+        results = lock.run(bodies)
+    for label, wall in zip(labels, lock.wall, strict=True):
+        if len(wall) != steps - 1:
+            raise RuntimeError(f"{workload}/{label}: {len(wall) + 1} batches drawn for {steps} steps (a rollback?)")
+    return {"workload": workload, "labels": labels, "block": block, "wall": lock.wall, "cpu": lock.cpu,
+            "first": lock.first, "losses": [r[0] for r in results], "skips": [r[1] for r in results],
+            "params": sum(p.numel() for p in prepared[0][1].build_model().parameters())}
+
+
 # ---------------------------------------------------------------- the parent
+
+PAIRS = [("trainwell", "plain", 1.03, 0.05), ("notb", "plain", None, None), ("economy", "trainwell", None, None),
+         ("ckpt", "trainwell", 1.02, None), ("ckpt_async", "trainwell", 1.02, None),
+         ("noinst", "trainwell", None, None), ("bare", "plain", None, None),
+         ("trainwell", "noguards", 1.01, None)]  # the last: the autopilot's own cost
+"""(setup, baseline, goal on the wall-time ratio, goal on the extra wall ms per step of the
+probe); the ratio goals are for the other workloads, the probe's goal is in milliseconds."""
 
 
 def load() -> float:
@@ -311,6 +350,43 @@ def bench(args: argparse.Namespace, name: str) -> dict:
     return res
 
 
+def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
+    """--lockstep: each of --runs processes runs every setup in lockstep; the first round's
+    order rotates from one process to the next."""
+    import lockstep
+
+    wl = WORKLOADS[name]
+    steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
+    specs = args.setups.split(",") if args.setups else ["plain", "trainwell"]
+    labels = [s if specs[:i].count(s) == 0 else f"{s}.{specs[:i].count(s) + 1}" for i, s in enumerate(specs)]
+    load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()
+    results = []
+    for r in range(args.runs):
+        order = labels[r % len(labels):] + labels[: r % len(labels)]
+        cmd = [sys.executable, __file__, "--lockstep-one", ",".join(order), "--workloads", name,
+               "--threads", str(args.threads), "--plan", f"{steps},{warmup},{ckpt_every},{args.block}"]
+        src = Path(__file__).resolve().parents[1] / "src"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith(MARK)]
+        if out.returncode != 0 or not lines:
+            sys.exit(f"{name}/lockstep {order} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+        results.append(json.loads(lines[-1][len(MARK):]))
+    print(f"\n== {name} (lockstep, {args.runs} processes): {wl.help}; {results[0]['params']:,} parameters; "
+          f"{steps} steps, the first {warmup} not timed; the order rotates every {args.block} rounds; "
+          f"1-min load {load_before:.2f} before, {load():.2f} after")
+    known = [(a, b) for a, b, _, _ in PAIRS if a in labels and b in labels]
+    twins = [(f"{s}.2", s) for s in dict.fromkeys(specs) if f"{s}.2" in labels]  # the A/A null
+    pairs = twins + known or [(lab, labels[0]) for lab in labels[1:]]
+    for line in lockstep.describe(results, pairs, warmup):
+        print(line)
+    runs = {lab: [{"losses": {str(k): v for k, v in r["losses"][r["labels"].index(lab)].items()},
+                   "skips": r["skips"][r["labels"].index(lab)]} for r in results] for lab in labels}
+    check_losses(runs, reference="plain" if "plain" in runs else labels[0])
+    return {"workload": name, "lockstep": True, "steps": steps, "warmup": warmup, "load_before": load_before,
+            "load_after": load(), "results": results}
+
+
 def report(res: dict) -> None:
     runs, name = res["runs"], res["workload"]
     first = next(iter(runs.values()))[0]
@@ -325,12 +401,7 @@ def report(res: dict) -> None:
         last = runs[s][0]["losses"][str(max(map(int, runs[s][0]["losses"])))]
         print(f"  {s:<16} {spread(wall[s]):<32} {spread(cpu[s]):<26} {last:.8g}{note}")
     probe = name == "probe"
-    # (setup, baseline, goal on the wall-time ratio, goal on the extra wall ms per step)
-    pairs = [("trainwell", "plain", None if probe else 1.03, 0.05 if probe else None),
-             ("notb", "plain", None, None), ("economy", "trainwell", None, None),
-             ("ckpt", "trainwell", 1.02, None), ("ckpt_async", "trainwell", 1.02, None),
-             ("noinst", "trainwell", None, None), ("bare", "plain", None, None),
-             ("trainwell", "noguards", None if probe else 1.01, None)]  # the autopilot's own cost
+    pairs = [(a, b, None if probe else r, m if probe else None) for a, b, r, m in PAIRS]
     trees = sorted({s.rpartition(":")[0] + ":" for s in runs if ":" in s})
     # the same pairs within each other tree (TREE:trainwell/TREE:noguards; TREE:x/plain)
     pairs += [(t + a, b if b == "plain" else t + b, r, m) for t in trees for a, b, r, m in pairs]
@@ -379,13 +450,13 @@ def report(res: dict) -> None:
     check_losses(runs)
 
 
-def check_losses(runs: dict[str, list[dict]]) -> None:
-    """Every trainwell setup trains the same model on the same data as the plain loop."""
-    if "plain" not in runs:
+def check_losses(runs: dict[str, list[dict]], reference: str = "plain") -> None:
+    """Every setup trains the same model on the same data as the reference (the plain loop)."""
+    if reference not in runs:
         return
-    ref = runs["plain"][0]["losses"]
+    ref = runs[reference][0]["losses"]
     for s, rs in runs.items():
-        if s == "plain":
+        if s == reference:
             continue
         worst, n = 0.0, 0
         for r in rs:
@@ -395,7 +466,7 @@ def check_losses(runs: dict[str, list[dict]]) -> None:
                     n += 1
         skips = sum(r["skips"] for r in rs)
         flag = "OK" if worst <= LOSS_RTOL and n and not skips else "MISMATCH"
-        print(f"  losses {s} vs plain: max relative difference {worst:.2e} over {n} logged values"
+        print(f"  losses {s} vs {reference}: max relative difference {worst:.2e} over {n} logged values"
               f"{f', {skips} guard skips' if skips else ''}: {flag}")
 
 
@@ -412,12 +483,22 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write every run's numbers here")
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                     help="another checkout, for setups written NAME:setup (A/B of a change)")
+    ap.add_argument("--lockstep", action="store_true", help="run the setups in one process, taking "
+                    "turns step by step (benchmarks/lockstep.py): resolves ~0.5%%; one process per --runs")
+    ap.add_argument("--block", type=int, default=50, help="--lockstep: rounds per block (the order of "
+                    "the setups rotates every block; the spread is over blocks)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--lockstep-one", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         steps, warmup, ckpt_every = map(int, args.plan.split(","))
         res = run_one(args.workloads, args.one, steps, warmup, ckpt_every, args.threads)
+        print(MARK + json.dumps(res), flush=True)
+        return
+    if args.lockstep_one:
+        steps, warmup, ckpt_every, block = map(int, args.plan.split(","))
+        res = run_lockstep(args.workloads, args.lockstep_one.split(","), steps, ckpt_every, args.threads, block)
         print(MARK + json.dumps(res), flush=True)
         return
     if args.quick and args.runs == 5:
@@ -438,7 +519,10 @@ def main() -> None:
     print(f"trainwell overhead benchmark, {time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs, {args.threads} thread(s) per process, {args.runs} runs per setup")
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
-    results = [bench(args, n) for n in names]
+    if args.lockstep and (args.trees or not specs or any(s.rpartition(":")[2] != s for s in specs)):
+        ap.error("--lockstep needs --setups (a setup may repeat: trainwell,trainwell is the A/A null "
+                 "run) and no TREE: prefix (one process holds one trainwell)")
+    results = [(bench_lockstep if args.lockstep else bench)(args, n) for n in names]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -1,0 +1,221 @@
+"""Lockstep timing: several training loops in one process, taking turns step by step.
+
+Between two processes run one after the other, this 2-core shared machine drifts by
+10-20% (other jobs, frequency, memory placement), which hides a 1% difference. Here every
+setup runs its loop in its own thread, and a baton lets exactly one thread run at a time:
+each setup does one step, hands over to the next, and waits for its turn again. The steps
+of round k of every setup are therefore a few milliseconds apart and see the same machine
+state; their ratio is paired at that granularity.
+
+The turn is taken at the sampler draw that starts every iteration (both trainwell's loop
+and the plain loop draw once per iteration, at its start, and nothing else draws from a
+``ResumableSampler``). Each thread times its own steps: wall time (perf_counter) and the
+thread's CPU time (time.thread_time), from the moment it gets the baton to the moment it
+gives it back; the hand-over itself is outside every interval.
+
+Fairness:
+
+- Order: in a round, the setup that runs just after another sees the cache that one left.
+  The order of the setups in a round rotates every ``block`` rounds, so each setup runs
+  first equally often (for two setups: A B for a block, then B A).
+- Global RNG: each thread keeps its own torch / random / numpy RNG state, saved when it
+  gives the baton away and restored when it gets it back, so each loop draws the same
+  random numbers as it would alone (dropout, initialisation) and the losses stay equal to
+  a separate run's.
+- Set-up: a thread builds its model, optimizer and data while it holds the baton, before
+  its first draw; so set-ups never overlap either.
+
+Both loops run in the same Python interpreter and share the caches and the allocator, so
+a step is slower than alone (the other loop's step evicted some of its data); the same
+holds for both, and the A/A null run (the same setup twice) shows how fair the pairing is.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainwell.data.sampler import ResumableSampler
+
+
+class Lockstep:
+    """Runs ``len(bodies)`` callables in threads that take turns at every sampler draw."""
+
+    def __init__(self, n: int, block: int) -> None:
+        self.n, self.block = n, block
+        self.wall: list[list[float]] = [[] for _ in range(n)]
+        """Per setup: the wall seconds of its k-th timed step (round k)."""
+        self.cpu: list[list[float]] = [[] for _ in range(n)]
+        """Per setup: that step's CPU seconds in its own thread."""
+        self.first: list[list[bool]] = [[] for _ in range(n)]
+        """Per setup: whether it ran first in its round (the order rotates every block)."""
+        self._turn = [threading.Event() for _ in range(n)]
+        self._active = list(range(n))
+        self._queue: deque[tuple[int, bool]] = deque()
+        self._rounds = 0
+        self._local = threading.local()
+        self._rng: list[Any] = [None] * n
+        self._since: list[tuple[float, float] | None] = [None] * n
+        self._lead = [False] * n
+        self._errors: list[BaseException] = []
+
+    # ---------------------------------------------------------------- turns
+
+    def _next_round(self) -> None:
+        order = list(self._active)
+        shift = (self._rounds // self.block) % len(order)
+        order = order[shift:] + order[:shift]
+        self._queue.extend((i, j == 0) for j, i in enumerate(order))
+        self._rounds += 1
+
+    def _hand_over(self, me: int, wait: bool) -> None:
+        """Give the baton to the next setup in the schedule; if ``wait``, block until it
+        comes back (then restore this thread's RNG state)."""
+        if wait:
+            self._rng[me] = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+        while True:
+            if not self._queue:
+                if not self._active:
+                    return
+                self._next_round()
+            nxt, lead = self._queue.popleft()
+            if nxt in self._active:
+                break
+        self._lead[nxt] = lead
+        if nxt == me:
+            return  # a block boundary: this setup runs again (it leads the next round)
+        if wait:
+            self._turn[me].clear()
+        self._turn[nxt].set()
+        if wait:
+            self._turn[me].wait()
+            state = self._rng[me]
+            torch.set_rng_state(state[0])
+            random.setstate(state[1])
+            np.random.set_state(state[2])
+
+    def install(self) -> None:
+        """Patch ResumableSampler.draw: a draw from a lockstep thread ends its step and
+        starts the next one after its next turn; a draw from any other thread is plain."""
+        draw, local = ResumableSampler.draw, self._local
+
+        def turn_draw(sampler: ResumableSampler, count: int) -> Any:
+            me = getattr(local, "index", None)
+            if me is None:
+                return draw(sampler, count)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            since = self._since[me]
+            if since is not None:  # the previous step ends here
+                self.wall[me].append(wall - since[0])
+                self.cpu[me].append(cpu - since[1])
+                self.first[me].append(self._lead[me])
+            self._hand_over(me, wait=True)
+            self._since[me] = (time.perf_counter(), time.thread_time())
+            return draw(sampler, count)
+
+        ResumableSampler.draw = turn_draw  # type: ignore[method-assign]
+
+    def run(self, bodies: list[Callable[[], Any]]) -> list[Any]:
+        """Start one thread per body; the first round's order is the bodies' order."""
+        results: list[Any] = [None] * self.n
+
+        def main(i: int) -> None:
+            self._local.index = i
+            self._turn[i].wait()
+            try:
+                results[i] = bodies[i]()
+            except BaseException as e:  # noqa: BLE001 - reported by run()
+                self._errors.append(e)
+            finally:
+                self._local.index = None
+                self._active.remove(i)
+                self._since[i] = None
+                self._hand_over(i, wait=False)
+
+        threads = [threading.Thread(target=main, args=(i,), name=f"lockstep-{i}") for i in range(self.n)]
+        for t in threads:
+            t.start()
+        self._next_round()
+        first, lead = self._queue.popleft()
+        self._lead[first] = lead
+        self._turn[first].set()
+        for t in threads:
+            t.join()
+        if self._errors:
+            raise self._errors[0]
+        return results
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def paired_ratios(a: list[float], b: list[float], skip: int) -> list[float]:
+    """Per round k >= skip: a[k] / b[k] (steps of the same round, milliseconds apart)."""
+    n = min(len(a), len(b))
+    return [a[k] / b[k] for k in range(skip, n) if b[k] > 0]
+
+
+def block_medians(ratios: list[float], block: int) -> list[float]:
+    """The median ratio of each whole block of ``block`` rounds (a last partial block of at
+    least half a block is kept)."""
+    out = []
+    for start in range(0, len(ratios), block):
+        part = ratios[start:start + block]
+        if len(part) >= max(1, block // 2):
+            out.append(statistics.median(part))
+    return out
+
+
+def bootstrap_median(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the median of ``values`` by resampling them (blocks) with replacement."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    x = np.asarray(values)
+    meds = np.median(x[rng.integers(0, len(x), size=(resamples, len(x)))], axis=1)
+    lo, hi = np.quantile(meds, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> list[str]:
+    """Lines reporting each pair (a, b) over every process's lockstep run: the per-round
+    ratio a/b (wall and CPU), its median over all rounds, the median and min-max of the
+    block medians, a bootstrap 95% interval of that median over blocks, each process's
+    median, and the median ratio by which of the two ran first in the round."""
+    lines = []
+    labels = results[0]["labels"]
+    per_step = {lab: [1e3 * statistics.median(r["wall"][r["labels"].index(lab)][skip:]) for r in results]
+                for lab in labels}
+    lines.append("  per-step wall ms, median of each process: " + "; ".join(
+        f"{lab} {statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})" for lab, v in per_step.items()))
+    for a, b in pairs:
+        for kind in ("wall", "cpu"):
+            pooled: list[float] = []
+            blocks: list[float] = []
+            procs: list[float] = []
+            lead: dict[bool, list[float]] = {True: [], False: []}
+            for r in results:
+                ia, ib = r["labels"].index(a), r["labels"].index(b)
+                ratios = paired_ratios(r[kind][ia], r[kind][ib], skip)
+                pooled += ratios
+                blocks += block_medians(ratios, r["block"])
+                procs.append(statistics.median(ratios))
+                for k, x in enumerate(ratios, start=skip):
+                    lead[r["first"][ia][k]].append(x)
+            lo, hi = bootstrap_median(blocks)
+            side = {f"{a} first" if w else f"{b} first": statistics.median(v) for w, v in lead.items() if v}
+            lines.append(
+                f"  {a}/{b} ({kind}): median per round {statistics.median(pooled):.4f}; blocks "
+                f"{statistics.median(blocks):.4f} ({min(blocks):.4f}-{max(blocks):.4f}, {len(blocks)} blocks of "
+                f"{results[0]['block']}), 95% CI {lo:.4f}-{hi:.4f}; per process "
+                + ", ".join(f"{p:.4f}" for p in procs) + "; by order: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in side.items()))
+    return lines
