@@ -3,9 +3,9 @@
 Between two processes run one after the other, this 2-core shared machine drifts by
 10-20% (other jobs, frequency, memory placement), which hides a 1% difference. Here every
 setup runs its loop in its own thread, and a baton lets exactly one thread run at a time:
-each setup does one step, hands over to the next, and waits for its turn again. The steps
-of round k of every setup are therefore a few milliseconds apart and see the same machine
-state; their ratio is paired at that granularity.
+each setup does a turn of ``turn`` steps, hands over to the next, and waits for its turn
+again. The turns of round r of every setup are a few tens of milliseconds apart and see the
+same machine state; their ratio is paired at that granularity.
 
 The turn is taken at the sampler draw that starts every iteration (both trainwell's loop
 and the plain loop draw once per iteration, at its start, and nothing else draws from a
@@ -15,6 +15,12 @@ gives it back; the hand-over itself is outside every interval.
 
 Fairness:
 
+- Warm code: the first step of a turn runs after another loop's steps evicted this loop's
+  code and data from the CPU caches, which a loop running alone never sees, and which
+  costs more for the code one setup runs and the other does not (an A/A run with turns of
+  one step measured 0.99). So the first step of every turn is not timed: every timed step
+  follows a step of its own loop, as in a run alone. ``turn`` is coprime with the log
+  cadence (10) and the instruments' (16), so that every kind of step is timed.
 - Order: in a round, the setup that runs just after another sees the cache that one left.
   The order of the setups in a round rotates every ``block`` rounds, so each setup runs
   first equally often (for two setups: A B for a block, then B A).
@@ -49,14 +55,17 @@ from trainwell.data.sampler import ResumableSampler
 class Lockstep:
     """Runs ``len(bodies)`` callables in threads that take turns at every sampler draw."""
 
-    def __init__(self, n: int, block: int) -> None:
-        self.n, self.block = n, block
+    def __init__(self, n: int, block: int, turn: int) -> None:
+        self.n, self.block, self.turn = n, block, turn
         self.wall: list[list[float]] = [[] for _ in range(n)]
-        """Per setup: the wall seconds of its k-th timed step (round k)."""
+        """Per setup: the wall seconds of its step k (k = 0 is the first step; step k is in
+        round k // turn, and untimed when k % turn == 0: see the module docstring)."""
         self.cpu: list[list[float]] = [[] for _ in range(n)]
         """Per setup: that step's CPU seconds in its own thread."""
         self.first: list[list[bool]] = [[] for _ in range(n)]
-        """Per setup: whether it ran first in its round (the order rotates every block)."""
+        """Per setup: whether it ran first in the round of step k (the order rotates every
+        block of rounds)."""
+        self._draws = [0] * n
         self._turn = [threading.Event() for _ in range(n)]
         self._active = list(range(n))
         self._queue: deque[tuple[int, bool]] = deque()
@@ -117,7 +126,9 @@ class Lockstep:
                 self.wall[me].append(wall - since[0])
                 self.cpu[me].append(cpu - since[1])
                 self.first[me].append(self._lead[me])
-            self._hand_over(me, wait=True)
+            self._draws[me] += 1
+            if (self._draws[me] - 1) % self.turn == 0:  # draw 1 ends the set-up, then every turn
+                self._hand_over(me, wait=True)
             self._since[me] = (time.perf_counter(), time.thread_time())
             return draw(sampler, count)
 
@@ -157,10 +168,17 @@ class Lockstep:
 # ---------------------------------------------------------------- statistics
 
 
-def paired_ratios(a: list[float], b: list[float], skip: int) -> list[float]:
-    """Per round k >= skip: a[k] / b[k] (steps of the same round, milliseconds apart)."""
+def paired_ratios(a: list[float], b: list[float], skip: int, turn: int) -> list[float]:
+    """Per round from step ``skip`` on: the sum of a's timed steps in the round over b's
+    (the same step numbers of both, run tens of milliseconds apart)."""
     n = min(len(a), len(b))
-    return [a[k] / b[k] for k in range(skip, n) if b[k] > 0]
+    out = []
+    for start in range(skip - skip % turn, n - turn + 1, turn):
+        ks = [k for k in range(max(start, skip), start + turn) if k % turn]
+        den = sum(b[k] for k in ks)
+        if ks and den > 0:
+            out.append(sum(a[k] for k in ks) / den)
+    return out
 
 
 def block_medians(ratios: list[float], block: int) -> list[float]:
@@ -192,8 +210,9 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
     median, and the median ratio by which of the two ran first in the round."""
     lines = []
     labels = results[0]["labels"]
-    per_step = {lab: [1e3 * statistics.median(r["wall"][r["labels"].index(lab)][skip:]) for r in results]
-                for lab in labels}
+    turn = results[0]["turn"]
+    per_step = {lab: [1e3 * statistics.median(x for k, x in enumerate(r["wall"][r["labels"].index(lab)])
+                                              if k >= skip and k % turn) for r in results] for lab in labels}
     lines.append("  per-step wall ms, median of each process: " + "; ".join(
         f"{lab} {statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})" for lab, v in per_step.items()))
     for a, b in pairs:
@@ -204,18 +223,19 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
             lead: dict[bool, list[float]] = {True: [], False: []}
             for r in results:
                 ia, ib = r["labels"].index(a), r["labels"].index(b)
-                ratios = paired_ratios(r[kind][ia], r[kind][ib], skip)
+                ratios = paired_ratios(r[kind][ia], r[kind][ib], skip, turn)
                 pooled += ratios
                 blocks += block_medians(ratios, r["block"])
                 procs.append(statistics.median(ratios))
-                for k, x in enumerate(ratios, start=skip):
-                    lead[r["first"][ia][k]].append(x)
+                first = r["first"][ia][skip - skip % turn + turn - 1::turn]  # the last step of each round
+                for x, lead_a in zip(ratios, first, strict=False):
+                    lead[lead_a].append(x)
             lo, hi = bootstrap_median(blocks)
             side = {f"{a} first" if w else f"{b} first": statistics.median(v) for w, v in lead.items() if v}
             lines.append(
                 f"  {a}/{b} ({kind}): median per round {statistics.median(pooled):.4f}; blocks "
                 f"{statistics.median(blocks):.4f} ({min(blocks):.4f}-{max(blocks):.4f}, {len(blocks)} blocks of "
-                f"{results[0]['block']}), 95% CI {lo:.4f}-{hi:.4f}; per process "
+                f"{results[0]['block']} rounds of {turn} steps), 95% CI {lo:.4f}-{hi:.4f}; per process "
                 + ", ".join(f"{p:.4f}" for p in procs) + "; by order: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in side.items()))
     return lines

@@ -274,13 +274,13 @@ def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int,
 
 
 def run_lockstep(workload: str, labels: list[str], steps: int, ckpt_every: int, threads: int,
-                 block: int) -> dict:
+                 block: int, turn: int) -> dict:
     """Every setup in ``labels`` in this process, in lockstep (benchmarks/lockstep.py).
     A label is a setup, or setup.N for the same setup again (the A/A null run)."""
     from lockstep import Lockstep
 
     prepared = [prepare(workload, label.partition(".")[0], steps, ckpt_every, threads) for label in labels]
-    lock = Lockstep(len(labels), block)
+    lock = Lockstep(len(labels), block, turn)
     lock.install()
     setups = [label.partition(".")[0] for label in labels]
     bodies = [functools.partial(train, cfg, task, setup) for (cfg, task), setup in zip(prepared, setups, strict=True)]
@@ -289,7 +289,7 @@ def run_lockstep(workload: str, labels: list[str], steps: int, ckpt_every: int, 
     for label, wall in zip(labels, lock.wall, strict=True):
         if len(wall) != steps - 1:
             raise RuntimeError(f"{workload}/{label}: {len(wall) + 1} batches drawn for {steps} steps (a rollback?)")
-    return {"workload": workload, "labels": labels, "block": block, "wall": lock.wall, "cpu": lock.cpu,
+    return {"workload": workload, "labels": labels, "block": block, "turn": turn, "wall": lock.wall, "cpu": lock.cpu,
             "first": lock.first, "losses": [r[0] for r in results], "skips": [r[1] for r in results],
             "params": sum(p.numel() for p in prepared[0][1].build_model().parameters())}
 
@@ -364,7 +364,7 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
     for r in range(args.runs):
         order = labels[r % len(labels):] + labels[: r % len(labels)]
         cmd = [sys.executable, __file__, "--lockstep-one", ",".join(order), "--workloads", name,
-               "--threads", str(args.threads), "--plan", f"{steps},{warmup},{ckpt_every},{args.block}"]
+               "--threads", str(args.threads), "--plan", f"{steps},{warmup},{ckpt_every},{args.block},{args.turn}"]
         src = Path(__file__).resolve().parents[1] / "src"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -373,7 +373,8 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
             sys.exit(f"{name}/lockstep {order} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
         results.append(json.loads(lines[-1][len(MARK):]))
     print(f"\n== {name} (lockstep, {args.runs} processes): {wl.help}; {results[0]['params']:,} parameters; "
-          f"{steps} steps, the first {warmup} not timed; the order rotates every {args.block} rounds; "
+          f"{steps} steps, the first {warmup} not timed; turns of {args.turn} steps, the order rotates "
+          f"every {args.block} rounds; "
           f"1-min load {load_before:.2f} before, {load():.2f} after")
     known = [(a, b) for a, b, _, _ in PAIRS if a in labels and b in labels]
     twins = [(f"{s}.2", s) for s in dict.fromkeys(specs) if f"{s}.2" in labels]  # the A/A null
@@ -485,8 +486,10 @@ def main() -> None:
                     help="another checkout, for setups written NAME:setup (A/B of a change)")
     ap.add_argument("--lockstep", action="store_true", help="run the setups in one process, taking "
                     "turns step by step (benchmarks/lockstep.py): resolves ~0.5%%; one process per --runs")
-    ap.add_argument("--block", type=int, default=50, help="--lockstep: rounds per block (the order of "
+    ap.add_argument("--block", type=int, default=10, help="--lockstep: rounds per block (the order of "
                     "the setups rotates every block; the spread is over blocks)")
+    ap.add_argument("--turn", type=int, default=7, help="--lockstep: steps a setup runs before it hands "
+                    "over (the first is not timed); keep it coprime with 10 and 16")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--lockstep-one", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
@@ -497,8 +500,8 @@ def main() -> None:
         print(MARK + json.dumps(res), flush=True)
         return
     if args.lockstep_one:
-        steps, warmup, ckpt_every, block = map(int, args.plan.split(","))
-        res = run_lockstep(args.workloads, args.lockstep_one.split(","), steps, ckpt_every, args.threads, block)
+        steps, warmup, ckpt_every, block, turn = map(int, args.plan.split(","))
+        res = run_lockstep(args.workloads, args.lockstep_one.split(","), steps, ckpt_every, args.threads, block, turn)
         print(MARK + json.dumps(res), flush=True)
         return
     if args.quick and args.runs == 5:
