@@ -96,16 +96,26 @@ def test_captured_per_sample_grads_match_a_loop_over_samples(factory, task, batc
 
 
 def test_factored_reductions_equal_the_dense_ones() -> None:
+    """Stacks of same-shaped Linear layers in both forms (Gram matrix: w, v, u; direct
+    products: s), a dense piece of its own and the block of small ones."""
     g = torch.Generator().manual_seed(0)
-    delta, a = torch.randn(5, 4, generator=g), torch.randn(5, 3, generator=g)
+    shapes = {"w": (8, 6), "v": (8, 6), "u": (6, 50), "s": (2, 2)}
+    factors = {k: (torch.randn(5, o, generator=g), torch.randn(5, i, generator=g)) for k, (o, i) in shapes.items()}
     bias, gain = torch.randn(5, 4, generator=g), torch.randn(5, 2, 2, generator=g)
-    factored = PerSampleGrads([Outer("w", delta, a), Dense("b", bias), Dense("g", gain)], 5, "backward")
-    dense = PerSampleGrads.from_dense({"w": torch.einsum("bo,bi->boi", delta, a), "b": bias, "g": gain})
+    big = torch.randn(5, 300, 300, generator=g)  # above FUSE_NUMEL: reduced on its own
+    outer = [Outer(k, d, a) for k, (d, a) in factors.items()]
+    factored = PerSampleGrads([*outer, Dense("b", bias), Dense("g", gain), Dense("big", big)], 5, "backward")
+    assert [len(s.pieces) for s in factored._stacks] == [2, 1, 1]
+    assert [s.gram(5) for s in factored._stacks] == [True, True, False]
+    dense = PerSampleGrads.from_dense({**{k: torch.einsum("bo,bi->boi", d, a) for k, (d, a) in factors.items()},
+                                       "b": bias, "g": gain, "big": big})
     mf, md = factored.moments(), dense.moments()
     for name in ("sample_sq", "sample_dot", "grad_sq", "grad_sum"):
-        torch.testing.assert_close(getattr(mf, name), getattr(md, name))
-    direction = {"w": torch.randn(4, 3, generator=g), "b": torch.randn(4, generator=g), "g": torch.randn(2, 2, generator=g)}
-    torch.testing.assert_close(factored.project(direction), dense.project(direction))
+        torch.testing.assert_close(getattr(mf, name), getattr(md, name), rtol=1e-4, atol=1e-4)
+    for n, v in md.mean.items():
+        torch.testing.assert_close(mf.mean[n], v)
+    direction = {n: torch.randn(p.shape, generator=g) for n, p in zip(dense.names, dense.pieces, strict=True)}
+    torch.testing.assert_close(factored.project(direction), dense.project(direction), rtol=1e-4, atol=1e-3)
     for n, v in dense.second_moment().items():
         torch.testing.assert_close(factored.second_moment()[n], v)
     plan = factored.element_plan(40, 5, torch.Generator().manual_seed(1))

@@ -221,7 +221,7 @@ class BackwardCapture:
         """Whether the captured gradients sum to the optimizer's gradient ``live`` (up to
         the clipping factor): True, False (the capture misses part of the gradient), or
         None when this step cannot tell (a zero or non-finite gradient)."""
-        mean = captured.grads.moments().mean
+        mean = captured.grads.mean()
         names = self.param_names
         ours = torch.cat([mean[n].reshape(-1) for n in names])
         theirs = torch.cat([live[n].reshape(-1).float() for n in names])

@@ -124,19 +124,73 @@ class Outer:
 Piece = Dense | Outer
 
 
-@dataclass
+class _Stack:
+    """Outer pieces of one shape, stacked: Δ (L, B, out) and A (L, B, in), so that each
+    reduction is one batched product for all of them instead of one per layer (the
+    kernels' fixed cost, not their arithmetic, dominates on small layers)."""
+
+    def __init__(self, pieces: list[Outer]) -> None:
+        self.pieces = pieces
+        self.shape = pieces[0].shape
+        self._factors: tuple[Tensor, Tensor] | None = None
+
+    def factors(self) -> tuple[Tensor, Tensor]:
+        if self._factors is None:
+            ps = self.pieces
+            if len(ps) == 1:
+                self._factors = ps[0].delta[None], ps[0].a[None]
+            else:
+                self._factors = torch.stack([p.delta for p in ps]), torch.stack([p.a for p in ps])
+        return self._factors
+
+    def gram(self, n: int) -> bool:
+        """Whether the Gram form is the cheaper one: L·B²·(out + in) multiply-adds against
+        2·L·B·out·in for the mean gradient and g_iᵀg."""
+        o, i = self.shape
+        return n * (o + i) <= 2 * o * i
+
+    def moments(self, n: int) -> tuple[Tensor, ...]:
+        """Either (K,) the (B, B) Gram matrix g_iᵀg_k of these layers, Σ_l (Δ_l Δ_lᵀ) ∘
+        (A_l A_lᵀ), or (‖g_i‖², g_iᵀg) directly; and Σ_j g_j."""
+        d, a = self.factors()
+        total = (d.sum(-1) * a.sum(-1)).sum() / n  # Σ_j g_j = (1/B) Σ_i (Σ_o δ_io)(Σ_k a_ik)
+        if self.gram(n):
+            k = torch.bmm(d, d.transpose(1, 2)).mul_(torch.bmm(a, a.transpose(1, 2))).sum(0)
+            return k, total
+        mean = torch.bmm(d.transpose(1, 2), a).div_(n)  # (L, out, in)
+        sq = (torch.linalg.vecdot(d, d) * torch.linalg.vecdot(a, a)).sum(0)
+        dot = torch.linalg.vecdot(torch.bmm(d, mean), a).sum(0)
+        return sq, dot, total
+
+    def project(self, direction: dict[str, Tensor]) -> Tensor:
+        """(B,) Σ_l δ_iᵀ V_l a_i."""
+        d, a = self.factors()
+        ps = self.pieces
+        v = f32(direction[ps[0].name])[None] if len(ps) == 1 else torch.stack([f32(direction[p.name]) for p in ps])
+        return torch.bmm(d, v).mul_(a).sum((0, 2))
+
+
 class GradMoments:
-    n: int
-    """B: samples measured."""
-    mean: dict[str, Tensor]
-    sample_sq: Tensor
-    """(B,) ‖g_i‖²."""
-    sample_dot: Tensor
-    """(B,) g_iᵀg."""
-    grad_sq: Tensor
-    """0-d ‖g‖²."""
-    grad_sum: Tensor
-    """0-d Σ_j g_j (the mean element times their number)."""
+    """The shared reductions of one step's per-sample gradients."""
+
+    def __init__(self, source: PerSampleGrads, sample_sq: Tensor, sample_dot: Tensor, grad_sum: Tensor) -> None:
+        self.n = source.n
+        """B: samples measured."""
+        self.sample_sq = sample_sq
+        """(B,) ‖g_i‖²."""
+        self.sample_dot = sample_dot
+        """(B,) g_iᵀg."""
+        self.grad_sq = sample_dot.mean()
+        """0-d ‖g‖² = (1/B) Σ_i g_iᵀg."""
+        self.grad_sum = grad_sum
+        """0-d Σ_j g_j (the mean element times their number)."""
+        self._source = source
+
+    @property
+    def mean(self) -> dict[str, Tensor]:
+        """g per parameter tensor (computed on first use: most instruments need only the
+        scalars above)."""
+        return self._source.mean()
 
     def trace_sigma(self, unbiased: bool = True) -> Tensor:
         """tr(Σ̂) = Σ_j [(1/B) Σ_i g_ij² - g_j²] = (1/B) Σ_i ‖g_i‖² - ‖g‖², times B/(B-1)
@@ -153,17 +207,28 @@ microseconds, which dominate for small tensors)."""
 
 class PerSampleGrads:
     """Per-sample gradients of every trainable parameter, one piece per parameter, in the
-    model's parameter order. ``source`` says where they came from: "vmap" or "backward"."""
+    model's parameter order. ``source`` says where they came from: "vmap" or "backward".
+
+    For the reductions the pieces are regrouped: Outer pieces of one shape into a
+    :class:`_Stack` (batched products), small Dense pieces side by side into one (B, P)
+    block, the other Dense pieces on their own."""
 
     def __init__(self, pieces: list[Piece], n: int, source: str) -> None:
         self.pieces = pieces
         self.n = n
         self.source = source
+        self.numel = sum(p.numel for p in pieces)
         self._moments: GradMoments | None = None
+        self._mean: dict[str, Tensor] | None = None
         self._dense: dict[str, Tensor] | None = None
         small = [p for p in pieces if isinstance(p, Dense) and p.numel <= FUSE_NUMEL]
         self._small: list[Dense] = small if len(small) > 1 else []
-        self._own: list[Piece] = [p for p in pieces if not any(p is q for q in self._small)]
+        self._own: list[Dense] = [p for p in pieces if isinstance(p, Dense) and not any(p is q for q in self._small)]
+        shapes: dict[tuple[int, ...], list[Outer]] = {}
+        for p in pieces:
+            if isinstance(p, Outer):
+                shapes.setdefault(p.shape, []).append(p)
+        self._stacks = [_Stack(ps) for ps in shapes.values()]
         self._block: Tensor | None = None
 
     @classmethod
@@ -188,38 +253,54 @@ class PerSampleGrads:
         return self._block
 
     def moments(self) -> GradMoments:
-        """The shared reductions, once: one pass per piece (one for all small ones), no
-        (B, P) temporary."""
+        """The shared reductions, once, without a (B, P) temporary: per stack of Linear
+        layers a Gram matrix or two batched products, per other piece (one for all small
+        ones) a row-wise dot and a product."""
         if self._moments is None:
-            found: dict[str, Tensor] = {}
-            sq: Tensor | int = 0
-            dot: Tensor | int = 0
-            sums = []  # (Σ g_j², Σ g_j) per piece or block
-            for p in self._own:
-                m = found[p.name] = p.mean()
-                sq = sq + p.sample_sq()
-                dot = dot + p.dot(m)
-                sums.append(torch.stack([m.square().sum(), m.sum()]))
+            n = self.n
+            gram: Tensor | None = None
+            sq, dot, sums = [], [], []
+            for s in self._stacks:
+                *parts, total = s.moments(n)
+                sums.append(total)
+                if len(parts) == 1:
+                    gram = parts[0] if gram is None else gram + parts[0]
+                else:
+                    sq.append(parts[0])
+                    dot.append(parts[1])
+            dense = [(p._flat(), p) for p in self._own]
             if self._small:
-                block = self.block()
-                bm = block.mean(0)
-                sq = sq + torch.linalg.vecdot(block, block)
-                dot = dot + block @ bm
-                sums.append(torch.stack([bm.square().sum(), bm.sum()]))
+                dense.append((self.block(), None))
+            for flat, _ in dense:
+                m = flat.mean(0)
+                sq.append(torch.linalg.vecdot(flat, flat))
+                dot.append(flat @ m)
+                sums.append(m.sum())
+            if gram is not None:
+                sq.append(gram.diagonal())
+                dot.append(gram.mean(1))
+            self._moments = GradMoments(self, _add(sq), _add(dot), _add(sums))
+        return self._moments
+
+    def mean(self) -> dict[str, Tensor]:
+        """g per parameter tensor, in parameter order (cached)."""
+        if self._mean is None:
+            found: dict[str, Tensor] = {p.name: p.mean() for p in self.pieces if not any(p is q for q in self._small)}
+            if self._small:
+                bm = self.block().mean(0)
                 for p, m in zip(self._small, bm.split([p.numel for p in self._small]), strict=True):
                     found[p.name] = m.view(p.shape)
-            mean = {p.name: found[p.name] for p in self.pieces}
-            grad_sq, grad_sum = torch.stack(sums).sum(0).unbind()
-            self._moments = GradMoments(self.n, mean, sq, dot, grad_sq, grad_sum)  # type: ignore[arg-type]
-        return self._moments
+            self._mean = {p.name: found[p.name] for p in self.pieces}
+        return self._mean
 
     def project(self, direction: dict[str, Tensor]) -> Tensor:
         """(B,) g_iᵀd for a direction d given per parameter."""
-        parts = [p.dot(direction[p.name]) for p in self._own]
+        parts = [s.project(direction) for s in self._stacks]
+        parts += [p.dot(direction[p.name]) for p in self._own]
         if self._small:
             d = torch.cat([direction[p.name].reshape(-1) for p in self._small]).float()
             parts.append(self.block() @ d)
-        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+        return _add(parts)
 
     def second_moment(self) -> dict[str, Tensor]:
         """(1/B) Σ_i g_ij² per parameter element."""
@@ -236,33 +317,46 @@ class PerSampleGrads:
         the first ``samples`` samples, stratified by parameter: tensor l gets
         round(k · numel_l / numel) draws, so that the draws pooled are a uniform sample of
         all elements. Independent of the gradient values, so one plan serves every step
-        (the histogram instrument keeps it): reading it costs one gather per large tensor
-        and one for all small ones."""
-        total = sum(p.numel for p in self.pieces)
+        (the histogram instrument keeps it): reading it costs two gathers per stack of
+        Linear layers, one per other large tensor and one for all small ones."""
         index = {p.name: i for i, p in enumerate(self.pieces)}
         device = self._device()
+        which: list[Tensor] = []
 
         def draws(p: Piece) -> int:
-            return max(1, round(k * p.numel / total))
+            count = max(1, round(k * p.numel / self.numel))
+            which.append(torch.full((count,), index[p.name], dtype=torch.int32))
+            return count
 
+        stacks = []
+        for s in self._stacks:
+            (o, i), at_d, at_a = s.shape, [], []
+            for layer, p in enumerate(s.pieces):  # flat positions in Δ (L, B, out), A (L, B, in)
+                count = draws(p)
+                sample, row, col = (torch.randint(0, m, (count,), generator=generator) for m in (samples, o, i))
+                at_d.append((layer * self.n + sample) * o + row)
+                at_a.append((layer * self.n + sample) * i + col)
+            stacks.append((torch.cat(at_d).to(device), torch.cat(at_a).to(device)))
         own = [tuple(i.to(device) for i in p.plan(draws(p), samples, generator)) for p in self._own]
-        which = [torch.full((draws(p),), index[p.name], dtype=torch.int32) for p in self._own]
         small: Tensor | None = None
         if self._small:
             flat, start = [], 0
             width = sum(p.numel for p in self._small)
             for p in self._small:
-                sample = torch.randint(0, samples, (draws(p),), generator=generator)
-                column = torch.randint(0, p.numel, (draws(p),), generator=generator) + start
-                flat.append(sample * width + column)
-                which.append(torch.full((draws(p),), index[p.name], dtype=torch.int32))
+                count = draws(p)
+                sample = torch.randint(0, samples, (count,), generator=generator)
+                flat.append(sample * width + torch.randint(0, p.numel, (count,), generator=generator) + start)
                 start += p.numel
             small = torch.cat(flat).to(device)
-        return ElementPlan(own, small, torch.cat(which).to(device))
+        return ElementPlan(stacks, own, small, torch.cat(which).to(device))
 
     def elements_at(self, plan: ElementPlan) -> Tensor:
         """The planned elements, in the plan's order (``plan.piece`` says whose each is)."""
-        parts = [p.elements(idx) for p, idx in zip(self._own, plan.own, strict=True)]
+        parts = []
+        for s, (at_d, at_a) in zip(self._stacks, plan.stacks, strict=True):
+            d, a = s.factors()
+            parts.append(d.reshape(-1).index_select(0, at_d).mul_(a.reshape(-1).index_select(0, at_a)))
+        parts += [p.elements(idx) for p, idx in zip(self._own, plan.own, strict=True)]
         if plan.small is not None:
             parts.append(self.block().reshape(-1).index_select(0, plan.small))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -272,12 +366,18 @@ class PerSampleGrads:
         return first.grads.device if isinstance(first, Dense) else first.a.device
 
 
+def _add(parts: list[Tensor]) -> Tensor:
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
+
 @dataclass
 class ElementPlan:
     """Positions of sampled per-sample gradient elements (PerSampleGrads.element_plan)."""
 
+    stacks: list[tuple[Tensor, Tensor]]
+    """Flat indices into Δ and A per stack of Linear layers."""
     own: list[tuple[Tensor, ...]]
-    """Index tensors per large piece."""
+    """Index tensors per other large piece."""
     small: Tensor | None
     """Flat indices into the block of small pieces."""
     piece: Tensor
