@@ -203,16 +203,30 @@ def bootstrap_median(values: list[float], resamples: int = 2000, seed: int = 0) 
     return float(lo), float(hi)
 
 
+def grouped(result: dict) -> dict:
+    """{"wall": {setup: per-step seconds summed over its copies}, "cpu": ..., "copies": {setup: n}}."""
+    out: dict = {"wall": {}, "cpu": {}, "copies": {}}
+    for i, label in enumerate(result["labels"]):
+        base = label.partition("#")[0]
+        out["copies"][base] = out["copies"].get(base, 0) + 1
+        for kind in ("wall", "cpu"):
+            steps = result[kind][i]
+            have = out[kind].get(base)
+            out[kind][base] = list(steps) if have is None else [x + y for x, y in zip(have, steps, strict=False)]
+    return out
+
+
 def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> list[str]:
     """Lines reporting each pair (a, b) over every process's lockstep run: the per-round
     ratio a/b (wall and CPU), its median over all rounds, the median and min-max of the
     block medians, a bootstrap 95% interval of that median over blocks, each process's
     median, and the median ratio by which of the two ran first in the round."""
     lines = []
-    labels = results[0]["labels"]
     turn = results[0]["turn"]
-    per_step = {lab: [1e3 * statistics.median(x for k, x in enumerate(r["wall"][r["labels"].index(lab)])
-                                              if k >= skip and k % turn) for r in results] for lab in labels}
+    groups = [grouped(r) for r in results]  # the copies of a setup (label#2) summed
+    labels = list(groups[0]["wall"])
+    per_step = {lab: [1e3 * statistics.median(x / g["copies"][lab] for k, x in enumerate(g["wall"][lab])
+                                              if k >= skip and k % turn) for g in groups] for lab in labels}
     lines.append("  per-step wall ms, median of each process: " + "; ".join(
         f"{lab} {statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f})" for lab, v in per_step.items()))
     for a, b in pairs:
@@ -221,13 +235,12 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
             blocks: list[float] = []
             procs: list[float] = []
             lead: dict[bool, list[float]] = {True: [], False: []}
-            for r in results:
-                ia, ib = r["labels"].index(a), r["labels"].index(b)
-                ratios = paired_ratios(r[kind][ia], r[kind][ib], skip, turn)
+            for r, g in zip(results, groups, strict=True):
+                ratios = paired_ratios(g[kind][a], g[kind][b], skip, turn)
                 pooled += ratios
                 blocks += block_medians(ratios, r["block"])
                 procs.append(statistics.median(ratios))
-                first = r["first"][ia][skip - skip % turn + turn - 1::turn]  # the last step of each round
+                first = r["first"][r["labels"].index(a)][skip - skip % turn + turn - 1::turn]  # each round's last step
                 for x, lead_a in zip(ratios, first, strict=False):
                     lead[lead_a].append(x)
             lo, hi = bootstrap_median(blocks)

@@ -276,13 +276,14 @@ def run_one(workload: str, setup: str, steps: int, warmup: int, ckpt_every: int,
 def run_lockstep(workload: str, labels: list[str], steps: int, ckpt_every: int, threads: int,
                  block: int, turn: int) -> dict:
     """Every setup in ``labels`` in this process, in lockstep (benchmarks/lockstep.py).
-    A label is a setup, or setup.N for the same setup again (the A/A null run)."""
+    A label is a setup, or setup.N for the same setup again (the A/A null run), with #2 for
+    its second copy."""
     from lockstep import Lockstep
 
-    prepared = [prepare(workload, label.partition(".")[0], steps, ckpt_every, threads) for label in labels]
+    setups = [label.partition("#")[0].partition(".")[0] for label in labels]
+    prepared = [prepare(workload, setup, steps, ckpt_every, threads) for setup in setups]
     lock = Lockstep(len(labels), block, turn)
     lock.install()
-    setups = [label.partition(".")[0] for label in labels]
     bodies = [functools.partial(train, cfg, task, setup) for (cfg, task), setup in zip(prepared, setups, strict=True)]
     with contextlib.redirect_stdout(io.StringIO()):  # the loops' own log lines
         results = lock.run(bodies)
@@ -362,7 +363,10 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
     load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()
     results = []
     for r in range(args.runs):
+        # two copies of each setup, built in mirrored order (A B B#2 A#2): which loop is set up
+        # first moved a process's A/A ratio by 1-2% (memory placement); rotated per process
         order = labels[r % len(labels):] + labels[: r % len(labels)]
+        order += [f"{lab}#2" for lab in reversed(order)]
         cmd = [sys.executable, __file__, "--lockstep-one", ",".join(order), "--workloads", name,
                "--threads", str(args.threads), "--plan", f"{steps},{warmup},{ckpt_every},{args.block},{args.turn}"]
         src = Path(__file__).resolve().parents[1] / "src"
@@ -372,7 +376,7 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
         if out.returncode != 0 or not lines:
             sys.exit(f"{name}/lockstep {order} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
         results.append(json.loads(lines[-1][len(MARK):]))
-    print(f"\n== {name} (lockstep, {args.runs} processes): {wl.help}; {results[0]['params']:,} parameters; "
+    print(f"\n== {name} (lockstep, {args.runs} processes, 2 copies of each setup): {wl.help}; {results[0]['params']:,} parameters; "
           f"{steps} steps, the first {warmup} not timed; turns of {args.turn} steps, the order rotates "
           f"every {args.block} rounds; "
           f"1-min load {load_before:.2f} before, {load():.2f} after")
@@ -382,7 +386,7 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
     for line in lockstep.describe(results, pairs, warmup):
         print(line)
     runs = {lab: [{"losses": {str(k): v for k, v in r["losses"][r["labels"].index(lab)].items()},
-                   "skips": r["skips"][r["labels"].index(lab)]} for r in results] for lab in labels}
+                   "skips": r["skips"][r["labels"].index(lab)]} for r in results] for lab in results[0]["labels"]}
     check_losses(runs, reference="plain" if "plain" in runs else labels[0])
     return {"workload": name, "lockstep": True, "steps": steps, "warmup": warmup, "load_before": load_before,
             "load_after": load(), "results": results}
