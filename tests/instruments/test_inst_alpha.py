@@ -189,3 +189,16 @@ def test_next_batch_alpha_equals_same_batch_alpha_when_the_batch_repeats() -> No
             opt.param_groups[0]["lr"] = 0.0  # the follow-up step itself does not matter
             values[mode] = train_step(model, task, batch, opt, runner, 1)["inst/alpha"]
     assert values["next"] == pytest.approx(values["same"], rel=1e-4, abs=1e-5)
+
+
+def test_alpha_from_single_samples_uses_the_variance_floor() -> None:
+    """One sample per end has no spread: every observation gets the floor's weight, so the
+    fit is the unweighted one through the four values."""
+    from trainwell.instruments.alpha import alpha_from_observations
+
+    t, f0, df0, f1, df1 = 0.5, 1.0, -2.0, 0.4, 0.6
+    phi = np.array([[1, 0, 0], [1, t, t * t], [0, 1, 0], [0, 1, 2 * t]])
+    w0, w1, w2 = np.linalg.lstsq(phi, np.array([f0, f1, df0, df1]), rcond=None)[0]
+    expected = 2 * t / (-w1 / w2) - 1
+    got = alpha_from_observations(t, *(torch.tensor([v]) for v in (f0, df0, f1, df1)))
+    assert got == pytest.approx(expected, rel=1e-9)

@@ -7,7 +7,15 @@ import torch
 from torch import Tensor
 from torch.nn.modules.dropout import _DropoutNd
 
-from trainwell.instruments.base import PER_SAMPLE_FREE, UPDATE, Context, Metrics, key, sq_norm
+from trainwell.instruments.base import (
+    PER_SAMPLE_FREE,
+    UPDATE,
+    Context,
+    Metrics,
+    key,
+    update_diff,
+    update_sq_norms,
+)
 
 VAR_FLOOR = 1e-10
 """A zero variance (one sample, or a loss that does not vary) would give an infinite
@@ -59,7 +67,7 @@ class Alpha:
             raise ValueError(f"Alpha(batch=...) must be 'next' or 'same', got {batch!r}")
         self.batch = batch
         self._start: tuple[float, dict[str, Tensor], Tensor, Tensor] | None = None
-        """(t, d/‖d‖, f_i(0), f_i′(0)) of a step whose far end awaits the next batch."""
+        """(t, d = θ_{t+1} − θ_t, f_i(0), f_i′(0)) of a step whose far end awaits the next batch."""
 
     @property
     def pending(self) -> bool:
@@ -69,30 +77,28 @@ class Alpha:
     def measure(self, ctx: Context) -> Metrics:
         before, after = ctx.params_before, ctx.params_after
         assert before is not None and after is not None
-        names = list(before)
-        diff = torch._foreach_sub([after[n] for n in names], [before[n] for n in names])
-        d = dict(zip(names, diff, strict=True))
-        t = float(sq_norm(d).sqrt())  # one host sync: a zero step (LR 0 in warm-up) has no line
+        _, sq = update_sq_norms(ctx)
+        t = float(sq.sum().sqrt())  # one host sync: a zero step (LR 0 in warm-up) has no line
         if t == 0.0:
             if self.batch == "next":  # reported one step later like every other value
                 self._start = (0.0, {}, torch.zeros(0), torch.zeros(0))
                 return {}
             return {key(self.name): -1.0}
-        direction = dict(zip(names, torch._foreach_div(diff, t), strict=True))
+        diff = update_diff(ctx)
         # the same dropout masks at both ends of the line (the runner restores the RNG after)
         seed = SEED_BASE + ctx.step
         if _start_from_per_sample(ctx, self.batch):
             # the start point is free: the per-sample gradients at θ_t are already there
             assert ctx.per_sample is not None and ctx.per_sample_losses is not None
-            f0, df0 = ctx.per_sample_losses, ctx.per_sample.project(direction)
+            f0, df0 = ctx.per_sample_losses, ctx.per_sample.project(diff) / t  # g_iᵀd / ‖d‖
         else:
             torch.manual_seed(seed)
-            f0, df0 = ctx.fn.line(before, ctx.samples, direction)
+            f0, df0 = ctx.fn.line(before, ctx.samples, _unit(diff, t))
         if self.batch == "next":
-            self._start = (t, direction, f0, df0)
+            self._start = (t, diff, f0, df0)
             return {}
         torch.manual_seed(seed)
-        f1, df1 = ctx.fn.line(after, ctx.samples, direction)
+        f1, df1 = ctx.fn.line(after, ctx.samples, _unit(diff, t))
         return {key(self.name): alpha_from_observations(t, f0, df0, f1, df1)}
 
     def follow_up(self, ctx: Context) -> Metrics:
@@ -100,15 +106,20 @@ class Alpha:
         start, self._start = self._start, None
         if start is None or ctx.params_before is None:
             return {}
-        t, direction, f0, df0 = start
+        t, diff, f0, df0 = start
         if t == 0.0:
             return {key(self.name): -1.0}
         if _from_training(ctx):  # the new batch's training backward already measured θ_{t+1}
             assert ctx.per_sample is not None and ctx.per_sample_losses is not None
-            f1, df1 = ctx.per_sample_losses, ctx.per_sample.project(direction)
+            f1, df1 = ctx.per_sample_losses, ctx.per_sample.project(diff) / t
         else:
-            f1, df1 = ctx.fn.line(ctx.params_before, ctx.samples, direction)
+            f1, df1 = ctx.fn.line(ctx.params_before, ctx.samples, _unit(diff, t))
         return {key(self.name): alpha_from_observations(t, f0, df0, f1, df1)}
+
+
+def _unit(diff: dict[str, Tensor], t: float) -> dict[str, Tensor]:
+    """d/‖d‖, for the line search (the per-sample slopes divide their projections instead)."""
+    return dict(zip(diff, torch._foreach_div(list(diff.values()), t), strict=True))
 
 
 def _from_training(ctx: Context) -> bool:
@@ -156,22 +167,21 @@ def _fit(t: float, fs: np.ndarray, dfs: np.ndarray, var_fs: np.ndarray, var_dfs:
 
 def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: Tensor) -> float:
     """α from per-sample losses and slopes at both ends of a step of length t (the two
-    ends may hold different samples: Cockpit's next-batch variant). A few dozen numbers:
-    read to the host at once and fitted there in float64."""
-    parts = [f0, df0, f1, df1]
-    sizes = [p.numel() for p in parts]
-    flat = torch.cat([p.detach().reshape(-1) for p in parts]).to("cpu", torch.float64).numpy()
-    a, b, c, d = np.split(flat, np.cumsum(sizes)[:-1])
-    fs, dfs = np.array([a.mean(), c.mean()]), np.array([b.mean(), d.mean()])
-    w0, w1, w2 = _fit(t, fs, dfs, np.array([_var(a), _var(c)]), np.array([_var(b), _var(d)])).tolist()
+    ends may hold different samples: Cockpit's next-batch variant). Means and unbiased
+    variances in one reduction per end, read to the host at once; the fit there, in float64."""
+    ends = [torch.stack([f0.detach().reshape(-1), df0.detach().reshape(-1)]),
+            torch.stack([f1.detach().reshape(-1), df1.detach().reshape(-1)])]
+    sizes = [e.shape[1] for e in ends]
+    if sizes[0] == sizes[1]:
+        ends = [torch.cat(ends)]
+    # unbiased, as Cockpit; a single sample has no spread (the floor then applies)
+    moments = [torch.var_mean(e.double(), dim=1, correction=int(e.shape[1] > 1)) for e in ends]
+    var, mean = (torch.cat([m[i] for m in moments]).tolist() for i in (0, 1))
+    fs, dfs = np.array([mean[0], mean[2]]), np.array([mean[1], mean[3]])
+    w0, w1, w2 = _fit(t, fs, dfs, np.array([var[0], var[2]]), np.array([var[1], var[3]])).tolist()
     if not w2 > 0:  # concave (or flat) along the step: still going downhill at the far end
         return -1.0
     if w1 == 0.0:  # the step started at the minimum of the fit: any step overshoots
         return float("inf")
     alpha_bar = -w1 / w2
     return 2.0 * t / alpha_bar - 1.0
-
-
-def _var(x: np.ndarray) -> float:
-    # unbiased, as Cockpit; a single sample has no spread (the floor then applies)
-    return float(x.var(ddof=1)) if x.size > 1 else 0.0

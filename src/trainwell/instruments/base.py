@@ -50,9 +50,25 @@ NEEDS = frozenset(
     {GRADS, PER_SAMPLE, PER_SAMPLE_FREE, UPDATE, INIT, HVP, ACTIVATIONS, FINAL_INPUT, ATTENTION, MICRO}
 )
 
-Metrics = dict[str, "float | Tensor"]
+class Vector:
+    """Several metrics held in one 1-d tensor (a value per layer, say): ``keys[i]`` is
+    ``values[i]``. An instrument returns it under a key of its own (by convention
+    ``inst/<name>/*``); the runner reads it back with the other values and reports one key
+    per element. One tensor instead of one 0-d tensor per layer saves a kernel per value
+    on the way to the host."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys: list[str], values: Tensor) -> None:
+        if len(keys) != values.numel():
+            raise ValueError(f"{len(keys)} keys for {values.numel()} values")
+        self.keys, self.values = keys, values
+
+
+Metrics = dict[str, "float | Tensor | Vector"]
 """What ``measure`` returns: keys ``inst/<name>`` or ``inst/<name>/<layer>``; values are
-floats or 0-d tensors (the runner reads all tensors back in one host sync)."""
+floats, 0-d tensors or a :class:`Vector` of several (the runner reads all tensors back in
+one host sync)."""
 
 
 @dataclass
@@ -176,26 +192,54 @@ def layer_sq_norms(tensors: dict[str, Tensor]) -> tuple[list[str], Tensor]:
     return names, torch.stack(norms).float().square()
 
 
+def update_diff(ctx: Context) -> dict[str, Tensor]:
+    """θ_{t+1} − θ_t per parameter (cached per step: UpdateSize and Alpha share it)."""
+    cached = ctx.cache.get("update")
+    if cached is None:
+        before, after = ctx.params_before, ctx.params_after
+        assert before is not None and after is not None
+        names = list(before)
+        diff = torch._foreach_sub([after[n] for n in names], [before[n] for n in names])
+        cached = ctx.cache["update"] = dict(zip(names, diff, strict=True))
+    return cached
+
+
+def update_sq_norms(ctx: Context) -> tuple[list[str], Tensor]:
+    """(names, (L,) ‖θ_{t+1} − θ_t‖² per parameter tensor), cached per step."""
+    cached = ctx.cache.get("update_sq")
+    if cached is None:
+        cached = ctx.cache["update_sq"] = layer_sq_norms(update_diff(ctx))
+    return cached
+
+
 def rng_devices(params: dict[str, Tensor]) -> list[torch.device]:
     """The CUDA devices whose RNG fork_rng must save and restore (the CPU one always is)."""
     return sorted({p.device for p in params.values() if p.device.type == "cuda"}, key=str)
 
 
 def read_back(metrics: Metrics) -> dict[str, float]:
-    """Every tensor value to a float in one host sync per device."""
+    """Every tensor value (0-d tensors and :class:`Vector` values) to floats in one host
+    sync per device; a Vector gives one key per element."""
     out: dict[str, float] = {}
-    by_device: dict[torch.device, list[tuple[str, Tensor]]] = {}
+    scalars: dict[torch.device, list[tuple[str, Tensor]]] = {}
+    vectors: dict[torch.device, list[Vector]] = {}
     for k, v in metrics.items():
         if isinstance(v, Tensor):
-            by_device.setdefault(v.device, []).append((k, v))
+            scalars.setdefault(v.device, []).append((k, v))
+        elif isinstance(v, Vector):
+            vectors.setdefault(v.values.device, []).append(v)
         else:
             out[k] = float(v)
-    for items in by_device.values():
-        # most values already are 0-d float32 results of no-grad math: stack them as they are
-        values = torch.stack([
-            v if v.dtype is torch.float32 and v.dim() == 0 and not v.requires_grad
-            else v.detach().float().reshape(())
-            for _, v in items
-        ]).tolist()
-        out.update({k: x for (k, _), x in zip(items, values, strict=True)})
+    for device in scalars.keys() | vectors.keys():
+        items, vecs = scalars.get(device, []), vectors.get(device, [])
+        parts = [v.values.detach().float().reshape(-1) for v in vecs]
+        if items:  # most are 0-d float32 results of no-grad math: stacked as they are
+            parts.insert(0, torch.stack([
+                v if v.dtype is torch.float32 and v.dim() == 0 and not v.requires_grad
+                else v.detach().float().reshape(())
+                for _, v in items
+            ]))
+        values = (torch.cat(parts) if len(parts) > 1 else parts[0]).tolist()
+        keys = [k for k, _ in items] + [k for v in vecs for k in v.keys]
+        out.update(zip(keys, values, strict=True))
     return dict(sorted(out.items()))

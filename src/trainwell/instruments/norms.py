@@ -9,14 +9,34 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainwell.instruments.base import GRADS, INIT, UPDATE, Context, Metrics, key, layer_sq_norms
+from trainwell.instruments.base import (
+    GRADS,
+    INIT,
+    UPDATE,
+    Context,
+    Metrics,
+    Vector,
+    key,
+    layer_sq_norms,
+    update_sq_norms,
+)
+
+_KEYS: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+
+def per_layer_keys(name: str, layers: list[str]) -> list[str]:
+    """``inst/<name>/<layer>`` for each layer (built once per instrument and model)."""
+    found = _KEYS.get((name, tuple(layers)))
+    if found is None:
+        found = _KEYS[(name, tuple(layers))] = [key(name, n) for n in layers]
+    return found
 
 
 def _report(name: str, sq: tuple[list[str], Tensor], per_layer: bool) -> Metrics:
     names, values = sq  # (L,) squared norms
     out: Metrics = {key(name): values.sum().sqrt()}
     if per_layer:
-        out.update(zip((key(name, n) for n in names), values.sqrt().unbind(), strict=True))
+        out[key(name, "*")] = Vector(per_layer_keys(name, names), values.sqrt())
     return out
 
 
@@ -85,13 +105,12 @@ class UpdateSize:
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.params_before is not None and ctx.params_after is not None
-        names, upd = layer_sq_norms(_diff(ctx.params_after, ctx.params_before))
-        _, par = layer_sq_norms({n: ctx.params_before[n] for n in names})
+        names, upd = update_sq_norms(ctx)
+        _, par = layer_sq_norms(ctx.params_before)
         out = _report(self.name, (names, upd), self.per_layer)
         out[key("update_ratio")] = _ratio(upd.sum(), par.sum())
         if self.per_layer:
-            ratios = _ratio(upd, par).unbind()
-            out.update(zip((key("update_ratio", n) for n in names), ratios, strict=True))
+            out[key("update_ratio", "*")] = Vector(per_layer_keys("update_ratio", names), _ratio(upd, par))
         return out
 
 
