@@ -200,5 +200,5 @@ def test_alpha_from_single_samples_uses_the_variance_floor() -> None:
     phi = np.array([[1, 0, 0], [1, t, t * t], [0, 1, 0], [0, 1, 2 * t]])
     w0, w1, w2 = np.linalg.lstsq(phi, np.array([f0, f1, df0, df1]), rcond=None)[0]
     expected = 2 * t / (-w1 / w2) - 1
-    got = alpha_from_observations(t, *(torch.tensor([v]) for v in (f0, df0, f1, df1)))
+    got = alpha_from_observations(t, *(torch.tensor([v], dtype=torch.float64) for v in (f0, df0, f1, df1)))
     assert got == pytest.approx(expected, rel=1e-9)
