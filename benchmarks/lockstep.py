@@ -181,6 +181,17 @@ def paired_ratios(a: list[float], b: list[float], skip: int, turn: int) -> list[
     return out
 
 
+def paired_extra(a: list[float], b: list[float], skip: int, turn: int) -> list[float]:
+    """Per round from step ``skip`` on: (a - b) per timed step, in the unit of a and b."""
+    n = min(len(a), len(b))
+    out = []
+    for start in range(skip - skip % turn, n - turn + 1, turn):
+        ks = [k for k in range(max(start, skip), start + turn) if k % turn]
+        if ks:
+            out.append(sum(a[k] - b[k] for k in ks) / len(ks))
+    return out
+
+
 def block_medians(ratios: list[float], block: int) -> list[float]:
     """The median ratio of each whole block of ``block`` rounds (a last partial block of at
     least half a block is kept)."""
@@ -232,12 +243,15 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
     for a, b in pairs:
         for kind in ("wall", "cpu"):
             pooled: list[float] = []
+            extra: list[float] = []
             blocks: list[float] = []
             procs: list[float] = []
             lead: dict[bool, list[float]] = {True: [], False: []}
             for r, g in zip(results, groups, strict=True):
                 ratios = paired_ratios(g[kind][a], g[kind][b], skip, turn)
                 pooled += ratios
+                copies = g["copies"][a]
+                extra += [1e3 * x / copies for x in paired_extra(g[kind][a], g[kind][b], skip, turn)]
                 blocks += block_medians(ratios, r["block"])
                 procs.append(statistics.median(ratios))
                 first = r["first"][r["labels"].index(a)][skip - skip % turn + turn - 1::turn]  # each round's last step
@@ -249,6 +263,7 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
                 f"  {a}/{b} ({kind}): median per round {statistics.median(pooled):.4f}; blocks "
                 f"{statistics.median(blocks):.4f} ({min(blocks):.4f}-{max(blocks):.4f}, {len(blocks)} blocks of "
                 f"{results[0]['block']} rounds of {turn} steps), 95% CI {lo:.4f}-{hi:.4f}; per process "
-                + ", ".join(f"{p:.4f}" for p in procs) + "; by order: "
+                + ", ".join(f"{p:.4f}" for p in procs) + f"; extra {statistics.median(extra):+.4f} ms a step "
+                f"(median per round); by order: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in side.items()))
     return lines
