@@ -162,19 +162,35 @@ class BackwardCapture:
         if per_sample is None:
             self.failure = "the task gives no per-sample losses (LossOutput.per_sample)"
             return
-        per_target = (
-            count.detach().float() / n if isinstance(count, Tensor) else torch.tensor(float(count) / n)
-        ).to(per_sample.device)
+        if isinstance(count, Tensor) and count.device.type == "cpu":
+            count = float(count)  # no device op on a CPU (a tensor elsewhere: no host sync)
+        if isinstance(grad_factor, Tensor) and grad_factor.device.type == "cpu":
+            grad_factor = float(grad_factor)
+        per_target = count.detach().float() / n if isinstance(count, Tensor) else float(count) / n
         scale = 1.0 / (grad_factor * per_target)  # δ -> gradient of each sample's mean loss
-        layers = []
-        for layer, slots in zip(self.layers, calls, strict=True):
+        layers: list[tuple[Tensor, Tensor]] = []
+        plain = []  # one call without a sequence axis (the common case): scaled together below
+        for i, (layer, slots) in enumerate(zip(self.layers, calls, strict=True)):
             used = [(x, d) for x, d in slots if d is not None]
-            if any(x.shape[0] != n or d.shape[0] != n for x, d in used):
-                self.failure = f"a {type(layer.module).__name__} layer's input is not batch-first"
-                return
-            layers.append(_join(layer, used, n, scale))
-            self.low_precision |= any(d.dtype in (torch.bfloat16, torch.float16) for _, d in used)
-        self._micro.append((layers, per_sample.detach().float() / per_target))
+            for x, d in used:
+                if x.shape[0] != n or d.shape[0] != n:
+                    self.failure = f"a {type(layer.module).__name__} layer's input is not batch-first"
+                    return
+                self.low_precision |= d.dtype in (torch.bfloat16, torch.float16)
+            if len(used) == 1 and _plain(layer, *used[0]):
+                plain.append(i)
+                layers.append((f32(used[0][0]), f32(used[0][1])))
+            else:
+                layers.append(_join(layer, used, n, scale))
+        if plain:  # one fused multiply for every such layer's δ
+            scaled = torch._foreach_mul([layers[i][1] for i in plain], scale)
+            for i, d in zip(plain, scaled, strict=True):
+                layers[i] = (layers[i][0], d)
+        if isinstance(per_target, float) and per_target == 1.0:
+            losses = per_sample.detach().float()
+        else:
+            losses = per_sample.detach().float() / per_target
+        self._micro.append((layers, losses))
 
     def take(self) -> Captured | None:
         """The update's per-sample gradients (all micro-batches), or None with ``failure`` set."""
@@ -232,25 +248,34 @@ class BackwardCapture:
         return float(torch.linalg.vector_norm(ours / a - theirs / b)) <= limit
 
 
-def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """One micro-batch's calls of a layer as input and output gradient: (n, ·) each for a
-    single call on a batch without a sequence axis (the common case: no copy), else
-    (n, T, ·), the calls of a layer used several times side by side along T (their
-    gradients add up)."""
+def _widths(layer: _Layer) -> tuple[int, int]:
+    """(output width, input width; 0 for an embedding's indices)."""
     m = layer.module
     if layer.kind == "embedding":
-        width, x_dims = m.weight.shape[1], 0
-    elif layer.kind == "linear":
-        width, x_dims = m.weight.shape[0], m.weight.shape[1]
-    else:
-        width = x_dims = math.prod(m.normalized_shape)
+        return m.weight.shape[1], 0
+    if layer.kind == "linear":
+        return m.weight.shape[0], m.weight.shape[1]
+    width = math.prod(m.normalized_shape)
+    return width, width
+
+
+def _plain(layer: _Layer, x: Tensor, d: Tensor) -> bool:
+    """A single call on a batch without a sequence axis: (n, in) and (n, out) as they are."""
+    if layer.kind == "embedding" or x.dim() != 2 or d.dim() != 2:
+        return False
+    width, x_dims = _widths(layer)
+    return x.shape[1] == x_dims and d.shape[1] == width
+
+
+def _join(layer: _Layer, used: list[tuple[Tensor, Tensor]], n: int, scale: Tensor | float) -> tuple[Tensor, Tensor]:
+    """One micro-batch's calls of a layer, other than a single plain one (``_plain``), as
+    input and output gradient (n, T, ·): the calls of a layer used several times side by
+    side along T (their gradients add up)."""
+    m = layer.module
+    width, x_dims = _widths(layer)
     if not used:  # the layer took no part in this loss: zero gradient
         x = m.weight.new_zeros((n, 0, x_dims) if x_dims else (n, 0), dtype=torch.float32)
         return (x.long() if not x_dims else x), m.weight.new_zeros(n, 0, width, dtype=torch.float32)
-    if len(used) == 1 and layer.kind != "embedding":
-        x, d = used[0]
-        if x.dim() == 2 and d.dim() == 2 and x.shape[1] == x_dims and d.shape[1] == width:
-            return f32(x), f32(d) * scale
     if layer.kind == "embedding":
         x = torch.cat([x.reshape(n, -1) for x, _ in used], 1)  # (n, T) indices
     else:

@@ -65,6 +65,7 @@ class GradHist1d:
         self, bins: int = 100, limit: float = 2.0, samples: int = 0, elements: int = 0
     ) -> None:
         self.bins, self.limit, self.samples, self.elements = bins, limit, samples, elements
+        self._edges: Tensor | None = None
         self._plan: tuple[object, ElementPlan, Tensor] | None = None
         """(shapes it was drawn for, per-tensor indices, bin offset of each element)."""
 
@@ -72,7 +73,9 @@ class GradHist1d:
         ps = ctx.per_sample
         assert ps is not None
         n = ps.n if self.samples <= 0 else min(self.samples, ps.n)
-        edges = torch.linspace(-self.limit, self.limit, self.bins + 1)
+        if self._edges is None:
+            self._edges = torch.linspace(-self.limit, self.limit, self.bins + 1)
+        edges = self._edges
         names = ps.names
         if 0 < self.elements < n * sum(p.numel for p in ps.pieces):
             plan, offsets = self._element_plan(ps, n)

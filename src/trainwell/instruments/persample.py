@@ -29,6 +29,7 @@ Two sources fill :class:`PerSampleGrads`, one piece per parameter tensor:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,7 @@ class Dense:
         self.name = name
         self.grads = grads
         self.shape = tuple(grads.shape[1:])
-        self.numel = grads[0].numel()
+        self.numel = math.prod(self.shape)
 
     def _flat(self) -> Tensor:
         return f32(self.grads.reshape(self.grads.shape[0], -1))  # (B, n_l)
@@ -163,9 +164,13 @@ class _Stack:
         return sq, dot, total
 
     def project(self, direction: dict[str, Tensor]) -> Tensor:
-        """(B,) Σ_l δ_iᵀ V_l a_i."""
-        d, a = self.factors()
+        """(B,) Σ_l δ_iᵀ V_l a_i: one batched product once the stack is built (a step that
+        measures more than this), else one product per layer (stacking would copy every
+        factor for a single use, e.g. Alpha's far end)."""
         ps = self.pieces
+        if self._factors is None:
+            return _add([p.dot(direction[p.name]) for p in ps])
+        d, a = self._factors
         v = f32(direction[ps[0].name])[None] if len(ps) == 1 else torch.stack([f32(direction[p.name]) for p in ps])
         return torch.bmm(d, v).mul_(a).sum((0, 2))
 
@@ -223,7 +228,8 @@ class PerSampleGrads:
         self._dense: dict[str, Tensor] | None = None
         small = [p for p in pieces if isinstance(p, Dense) and p.numel <= FUSE_NUMEL]
         self._small: list[Dense] = small if len(small) > 1 else []
-        self._own: list[Dense] = [p for p in pieces if isinstance(p, Dense) and not any(p is q for q in self._small)]
+        fused = {id(p) for p in self._small}
+        self._own: list[Dense] = [p for p in pieces if isinstance(p, Dense) and id(p) not in fused]
         shapes: dict[tuple[int, ...], list[Outer]] = {}
         for p in pieces:
             if isinstance(p, Outer):
@@ -285,7 +291,8 @@ class PerSampleGrads:
     def mean(self) -> dict[str, Tensor]:
         """g per parameter tensor, in parameter order (cached)."""
         if self._mean is None:
-            found: dict[str, Tensor] = {p.name: p.mean() for p in self.pieces if not any(p is q for q in self._small)}
+            fused = {id(p) for p in self._small}
+            found: dict[str, Tensor] = {p.name: p.mean() for p in self.pieces if id(p) not in fused}
             if self._small:
                 bm = self.block().mean(0)
                 for p, m in zip(self._small, bm.split([p.numel for p in self._small]), strict=True):
