@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.modules.dropout import _DropoutNd
@@ -151,18 +150,39 @@ def _start_from_per_sample(ctx: Context, batch: str) -> bool:
 def fit_quadratic(t: float, fs: Tensor, dfs: Tensor, var_fs: Tensor, var_dfs: Tensor) -> Tensor:
     """Weighted least squares fit of w₀ + w₁τ + w₂τ² to f(0), f(t) (``fs``) and f′(0),
     f′(t) (``dfs``) with variances ``var_fs``, ``var_dfs``; returns (w₀, w₁, w₂) in float64."""
-    def host(x: Tensor) -> np.ndarray:
-        return x.detach().to("cpu", torch.float64).numpy().reshape(2)
-
-    w = _fit(t, host(fs), host(dfs), host(var_fs), host(var_dfs))
-    return torch.from_numpy(w)
+    f, df, vf, vdf = (x.detach().to("cpu", torch.float64).reshape(2).tolist() for x in (fs, dfs, var_fs, var_dfs))
+    v0, v1, v2 = _fit(t, f, df, vf, vdf)
+    return torch.tensor([v0, v1 / t, v2 / (t * t)], dtype=torch.float64)
 
 
-def _fit(t: float, fs: np.ndarray, dfs: np.ndarray, var_fs: np.ndarray, var_dfs: np.ndarray) -> np.ndarray:
-    phi = np.array([[1.0, 0.0, 0.0], [1.0, t, t * t], [0.0, 1.0, 0.0], [0.0, 1.0, 2.0 * t]])
-    y = np.concatenate([fs, dfs])
-    weight = 1.0 / np.sqrt(np.maximum(np.concatenate([var_fs, var_dfs]), VAR_FLOOR))  # sqrt(1/var)
-    return np.linalg.lstsq(phi * weight[:, None], y * weight, rcond=None)[0]
+def _fit(t: float, fs: list[float], dfs: list[float], var_fs: list[float], var_dfs: list[float]) -> list[float]:
+    """(v₀, v₁, v₂) of f(st) ≈ v₀ + v₁s + v₂s² in the step's own unit s = τ/t (so the
+    system stays well conditioned however short the step; w₁ = v₁/t, w₂ = v₂/t²): the
+    weighted normal equations of the four observations, solved in float64 on the host (a
+    3 x 3 system: plain Python beats a LAPACK call here by a wide margin)."""
+    rows = ((1.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 1.0, 0.0), (0.0, 1.0, 2.0))
+    ys = (fs[0], fs[1], dfs[0] * t, dfs[1] * t)  # slopes in units of s: t f′
+    # weight 1/variance, in the units of each observation (a slope's residual is divided by t)
+    ws = [1.0 / max(v, VAR_FLOOR) for v in var_fs] + [1.0 / (max(v, VAR_FLOOR) * t * t) for v in var_dfs]
+    a = [[sum(w * r[i] * r[j] for w, r in zip(ws, rows, strict=True)) for j in range(3)] for i in range(3)]
+    b = [sum(w * y * r[i] for w, y, r in zip(ws, ys, rows, strict=True)) for i in range(3)]
+    return _solve3(a, b)
+
+
+def _solve3(a: list[list[float]], b: list[float]) -> list[float]:
+    """x with a x = b for a symmetric positive definite 3 x 3 ``a`` (Gaussian elimination
+    with partial pivoting)."""
+    m = [[*row, rhs] for row, rhs in zip(a, b, strict=True)]
+    for col in range(3):
+        pivot = max(range(col, 3), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(col + 1, 3):
+            f = m[r][col] / m[col][col]
+            m[r] = [x - f * y for x, y in zip(m[r], m[col], strict=True)]
+    x = [0.0, 0.0, 0.0]
+    for r in (2, 1, 0):
+        x[r] = (m[r][3] - sum(m[r][c] * x[c] for c in range(r + 1, 3))) / m[r][r]
+    return x
 
 
 def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: Tensor) -> float:
@@ -171,17 +191,15 @@ def alpha_from_observations(t: float, f0: Tensor, df0: Tensor, f1: Tensor, df1: 
     variances in one reduction per end, read to the host at once; the fit there, in float64."""
     ends = [torch.stack([f0.detach().reshape(-1), df0.detach().reshape(-1)]),
             torch.stack([f1.detach().reshape(-1), df1.detach().reshape(-1)])]
-    sizes = [e.shape[1] for e in ends]
-    if sizes[0] == sizes[1]:
+    if ends[0].shape[1] == ends[1].shape[1]:
         ends = [torch.cat(ends)]
     # unbiased, as Cockpit; a single sample has no spread (the floor then applies)
     moments = [torch.var_mean(e.double(), dim=1, correction=int(e.shape[1] > 1)) for e in ends]
     var, mean = (torch.cat([m[i] for m in moments]).tolist() for i in (0, 1))
-    fs, dfs = np.array([mean[0], mean[2]]), np.array([mean[1], mean[3]])
-    w0, w1, w2 = _fit(t, fs, dfs, np.array([var[0], var[2]]), np.array([var[1], var[3]])).tolist()
-    if not w2 > 0:  # concave (or flat) along the step: still going downhill at the far end
+    _, v1, v2 = _fit(t, [mean[0], mean[2]], [mean[1], mean[3]], [var[0], var[2]], [var[1], var[3]])
+    if not v2 > 0:  # concave (or flat) along the step: still going downhill at the far end
         return -1.0
-    if w1 == 0.0:  # the step started at the minimum of the fit: any step overshoots
+    if v1 == 0.0:  # the step started at the minimum of the fit: any step overshoots
         return float("inf")
-    alpha_bar = -w1 / w2
-    return 2.0 * t / alpha_bar - 1.0
+    # the parabola's opposite wall at ᾱ = −w₁/w₂ = −v₁t/v₂, and α = 2t/ᾱ − 1
+    return -2.0 * v2 / v1 - 1.0
