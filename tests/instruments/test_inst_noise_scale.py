@@ -143,3 +143,26 @@ def test_without_accumulation_only_an_explicit_request_notes_why() -> None:
     quiet = runner_for(model, task, preset="minimal")
     train_step(model, task, batch, torch.optim.SGD(model.parameters(), lr=0.1), quiet, 0)
     assert quiet.warnings == []
+
+
+def test_a_single_micro_batch_announced_by_the_loop_copies_no_gradient(monkeypatch) -> None:  # noqa: ANN001
+    """begin(step, micro=1): the micro-batch tracker never runs (nothing to compare), and
+    the result is what the tracker would have given: nothing, with the same note."""
+    from trainwell.instruments import runner as runner_mod
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("MicroTracker built for a single micro-batch")
+
+    model, task, (x, y) = mlp(), ClsTask(), cls_batch()
+    runner = runner_for(model, task, preset="off", include=("noise_scale",))
+    monkeypatch.setattr(runner_mod, "MicroTracker", refuse)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()
+    runner.begin(0, micro=1)
+    out = task.loss(model, (x, y))
+    (out.sum / float(out.count)).backward()
+    runner.after_micro_backward(0, float(out.count), 1.0 / float(out.count), len(x), out.per_sample)
+    runner.before_update(0, (x, y), float(out.sum) / float(out.count), 0.1)
+    opt.step()
+    assert runner.after_update(0) == {}
+    assert any("train.accumulate" in w for w in runner.warnings)

@@ -120,6 +120,8 @@ class InstrumentRunner:
         self._param_list = [named[n] for n in self.fn.param_names]
         self._views = [p.detach() for p in self._param_list]
         self._bufs: dict[str, list[Tensor]] = {}
+        self._single = False
+        """This update has a single micro-batch (begin's ``micro``)."""
         """Detached views of the live parameters (they share storage, so they stay current:
         the optimizer, a resume and a rollback all write into the parameters in place)."""
         self._needs: tuple[int, frozenset[str]] | None = None
@@ -159,10 +161,13 @@ class InstrumentRunner:
 
     # ------------------------------------------------------------ loop call sites
 
-    def begin(self, step: int, *, compiled: bool = False) -> None:
+    def begin(self, step: int, *, compiled: bool = False, micro: int | None = None) -> None:
         """Before the update's first forward: on a step that measures per-sample
         quantities (or finishes Alpha), arm the hooks that keep the training backward's
-        per-sample factors. Not under torch.compile (hooks would force recompilation)."""
+        per-sample factors. Not under torch.compile (hooks would force recompilation).
+        ``micro``: the update's number of micro-batches, where the loop knows it (with
+        one, the micro-batch noise scale has nothing to compare: no gradient copy)."""
+        self._single = micro == 1
         if self._scheduled(step) and not compiled:
             self._acts.begin(step, self.needs & {ACTIVATIONS, FINAL_INPUT})
         cap = self._capture
@@ -193,7 +198,7 @@ class InstrumentRunner:
         cap = self._capture
         if cap is not None and cap.armed:
             cap.close_micro(n if n is not None else 0, count, grad_factor, per_sample)
-        if not self._scheduled(step) or MICRO not in self.needs:
+        if not self._scheduled(step) or MICRO not in self.needs or self._single:
             return
         if self._micro is None or self._micro.step != step:
             self._micro = MicroTracker(step)
