@@ -162,7 +162,7 @@ def test_a_single_micro_batch_announced_by_the_loop_copies_no_gradient(monkeypat
     out = task.loss(model, (x, y))
     (out.sum / float(out.count)).backward()
     runner.after_micro_backward(0, float(out.count), 1.0 / float(out.count), len(x), out.per_sample)
-    runner.before_update(0, (x, y), float(out.sum) / float(out.count), 0.1)
+    runner.before_update(0, (x, y), float(out.sum.detach()) / float(out.count), 0.1)
     opt.step()
     assert runner.after_update(0) == {}
     assert any("train.accumulate" in w for w in runner.warnings)

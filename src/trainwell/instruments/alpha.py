@@ -60,6 +60,7 @@ class Alpha:
 
     name = "alpha"
     needs = frozenset({UPDATE, PER_SAMPLE_FREE})  # its start point, where the backward offers it
+    norms = ("update",)
 
     def __init__(self, batch: str = "next") -> None:
         if batch not in ("next", "same"):

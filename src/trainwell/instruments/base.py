@@ -130,6 +130,8 @@ class Context:
     curvature: Curvature | None = None
     activations: Activations | None = None
     micro_grads: MicroGrads | None = None
+    norms: frozenset[str] = frozenset()
+    """The entries of :func:`norm_bank` the due instruments read (their ``norms``)."""
     cache: dict[str, Any] = field(default_factory=dict)
     """Shared reductions (e.g. per-sample moments), computed once per step by whoever asks first."""
     histograms: dict[str, Histogram] = field(default_factory=dict)
@@ -175,41 +177,52 @@ def key(name: str, layer: str | None = None) -> str:
     return f"inst/{name}" if layer is None else f"inst/{name}/{layer}"
 
 
-def sq_norm(tensors: dict[str, Tensor] | list[Tensor]) -> Tensor:
-    """Sum of squares of all elements of several tensors, as one 0-d float tensor (no host sync)."""
-    values = list(tensors.values()) if isinstance(tensors, dict) else list(tensors)
-    if not values:
-        return torch.zeros(())
-    # one fused kernel per device and dtype (as clip_grad_norm_)
-    norms = torch._foreach_norm(values)
-    return torch.stack([n.float() for n in norms]).square().sum()
+NORMS = ("grads", "after", "before", "update", "init")
+"""What :func:`norm_bank` holds per parameter tensor: the gradient, θ_{t+1}, θ_t, the
+update θ_{t+1} − θ_t and the distance θ_{t+1} − θ_0. An instrument lists those it reads
+in a ``norms`` attribute, so that one measurement computes them all together."""
 
 
-def layer_sq_norms(tensors: dict[str, Tensor]) -> tuple[list[str], Tensor]:
-    """(names, (L,) sums of squares per tensor), in one fused norm call and one stack."""
-    names = list(tensors)
-    norms = torch._foreach_norm([tensors[n] for n in names])
-    return names, torch.stack(norms).float().square()
+def norm_bank(ctx: Context, which: str) -> tuple[list[str], Tensor]:
+    """(names, (L,) squared norms per parameter tensor) of ``which`` (one of NORMS). The
+    first call computes every entry the due instruments declared (``ctx.norms``) at once:
+    the differences in one fused subtraction, all norms in one fused norm call and one
+    stack, which costs little more than a single entry (each call has a fixed cost of
+    tens of microseconds on a CPU). Cached per step."""
+    bank: dict[str, tuple[list[str], Tensor]] = ctx.cache.setdefault("norms", {})
+    if which not in bank:
+        after = ctx.params_after
+        assert after is not None
+        names = list(after)
+        todo = [k for k in NORMS if (k in ctx.norms or k == which) and k not in bank]
+        sources = {"grads": ctx.grads, "after": after, "before": ctx.params_before}
+        diffs = {k: base for k, base in (("update", ctx.params_before), ("init", ctx.params_init))
+                 if k in todo and base is not None and k not in ctx.cache}
+        if diffs:  # θ_{t+1} minus each base, in one call
+            done = torch._foreach_sub([after[n] for _ in diffs for n in names],
+                                      [b[n] for b in diffs.values() for n in names])
+            for i, k in enumerate(diffs):
+                ctx.cache[k] = dict(zip(names, done[i * len(names):(i + 1) * len(names)], strict=True))
+        sources.update({k: ctx.cache.get(k) for k in ("update", "init")})
+        todo = [k for k in todo if sources.get(k) is not None]
+        if which not in todo:
+            raise RuntimeError(f"norm_bank: the context holds no {which!r} (declare the need)")
+        flat = [sources[k][n] for k in todo for n in names]  # type: ignore[index]
+        sq = torch.stack(torch._foreach_norm(flat)).float().square().view(len(todo), len(names))
+        bank.update({k: (names, v) for k, v in zip(todo, sq.unbind(), strict=True)})
+    return bank[which]
 
 
 def update_diff(ctx: Context) -> dict[str, Tensor]:
     """θ_{t+1} − θ_t per parameter (cached per step: UpdateSize and Alpha share it)."""
-    cached = ctx.cache.get("update")
-    if cached is None:
-        before, after = ctx.params_before, ctx.params_after
-        assert before is not None and after is not None
-        names = list(before)
-        diff = torch._foreach_sub([after[n] for n in names], [before[n] for n in names])
-        cached = ctx.cache["update"] = dict(zip(names, diff, strict=True))
-    return cached
+    if "update" not in ctx.cache:
+        norm_bank(ctx, "update")
+    return ctx.cache["update"]
 
 
 def update_sq_norms(ctx: Context) -> tuple[list[str], Tensor]:
     """(names, (L,) ‖θ_{t+1} − θ_t‖² per parameter tensor), cached per step."""
-    cached = ctx.cache.get("update_sq")
-    if cached is None:
-        cached = ctx.cache["update_sq"] = layer_sq_norms(update_diff(ctx))
-    return cached
+    return norm_bank(ctx, "update")
 
 
 def rng_devices(params: dict[str, Tensor]) -> list[torch.device]:

@@ -1,7 +1,8 @@
 """Norms: gradient, parameters, update size and ratio, distance from initialisation.
 
-All are first-order byproducts (no extra forward or backward), computed with fused
-``torch._foreach_*`` kernels, globally and (``per_layer``) per parameter tensor.
+All are first-order byproducts (no extra forward or backward), globally and
+(``per_layer``) per parameter tensor; a measurement computes every norm these need in one
+fused subtraction and one fused norm call (``base.norm_bank``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from trainwell.instruments.base import (
     Metrics,
     Vector,
     key,
-    layer_sq_norms,
-    update_sq_norms,
+    norm_bank,
 )
 
 _KEYS: dict[tuple[str, tuple[str, ...]], list[str]] = {}
@@ -40,12 +40,6 @@ def _report(name: str, sq: tuple[list[str], Tensor], per_layer: bool) -> Metrics
     return out
 
 
-def _diff(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
-    names = list(a)
-    d = torch._foreach_sub([a[n] for n in names], [b[n] for n in names])
-    return dict(zip(names, d, strict=True))
-
-
 class GradNorm:
     """‖g‖₂ of the update's mean gradient, globally and per parameter tensor (Cockpit's GradNorm).
 
@@ -58,13 +52,14 @@ class GradNorm:
 
     name = "grad_norm"
     needs = frozenset({GRADS})
+    norms = ("grads",)
 
     def __init__(self, per_layer: bool = True) -> None:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.grads is not None
-        return _report(self.name, layer_sq_norms(ctx.grads), self.per_layer)
+        return _report(self.name, norm_bank(ctx, "grads"), self.per_layer)
 
 
 class ParamNorm:
@@ -77,13 +72,14 @@ class ParamNorm:
 
     name = "param_norm"
     needs: frozenset[str] = frozenset()
+    norms = ("after",)
 
     def __init__(self, per_layer: bool = True) -> None:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.params_after is not None  # θ_{t+1}, detached
-        return _report(self.name, layer_sq_norms(ctx.params_after), self.per_layer)
+        return _report(self.name, norm_bank(ctx, "after"), self.per_layer)
 
 
 class UpdateSize:
@@ -99,14 +95,15 @@ class UpdateSize:
 
     name = "update_size"
     needs = frozenset({UPDATE})
+    norms = ("update", "before")
 
     def __init__(self, per_layer: bool = True) -> None:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.params_before is not None and ctx.params_after is not None
-        names, upd = update_sq_norms(ctx)
-        _, par = layer_sq_norms(ctx.params_before)
+        names, upd = norm_bank(ctx, "update")
+        _, par = norm_bank(ctx, "before")
         out = _report(self.name, (names, upd), self.per_layer)
         out[key("update_ratio")] = _ratio(upd.sum(), par.sum())
         if self.per_layer:
@@ -133,10 +130,11 @@ class Distance:
 
     name = "distance"
     needs = frozenset({INIT})
+    norms = ("init",)
 
     def __init__(self, per_layer: bool = True) -> None:
         self.per_layer = per_layer
 
     def measure(self, ctx: Context) -> Metrics:
         assert ctx.params_init is not None and ctx.params_after is not None
-        return _report(self.name, layer_sq_norms(_diff(ctx.params_after, ctx.params_init)), self.per_layer)
+        return _report(self.name, norm_bank(ctx, "init"), self.per_layer)

@@ -275,6 +275,10 @@ class InstrumentRunner:
 
     # ------------------------------------------------------------ internals
 
+    def _norms(self) -> frozenset[str]:
+        """What the active instruments read of base.norm_bank (computed together)."""
+        return frozenset(k for i in self._active() for k in getattr(i, "norms", ()))
+
     def _active(self) -> list[Instrument]:
         return [i for i in self.instruments if i.name not in self._disabled]
 
@@ -341,6 +345,7 @@ class InstrumentRunner:
             params_after=dict(zip(self.fn.param_names, self._views, strict=True)),
             params_init=self._init,
             micro_grads=p.micro,
+            norms=self._norms() if p.scheduled else frozenset(),
         )
         if p.captured is not None:  # from the training backward: θ_t, this update's batch
             k = self.cfg.max_samples
