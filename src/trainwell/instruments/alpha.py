@@ -70,6 +70,13 @@ class Alpha:
         """(t, d = θ_{t+1} − θ_t, f_i(0), f_i′(0)) of a step whose far end awaits the next batch."""
 
     @property
+    def slope_direction(self) -> dict[str, Tensor] | None:
+        """d = θ_{t+1} − θ_t while the far end awaits the next batch: the runner may then
+        sum that step's per-sample slopes along it during its own backward (slopes.py)."""
+        start = self._start
+        return start[1] if start is not None and start[0] > 0.0 else None
+
+    @property
     def pending(self) -> bool:
         """Whether the next step must be measured to finish this α (``batch="next"``)."""
         return self._start is not None
@@ -109,7 +116,9 @@ class Alpha:
         t, diff, f0, df0 = start
         if t == 0.0:
             return {key(self.name): -1.0}
-        if _from_training(ctx):  # the new batch's training backward already measured θ_{t+1}
+        if ctx.slopes is not None:  # the new batch's training step summed g_iᵀd itself
+            f1, df1 = ctx.slopes[0], ctx.slopes[1] / t
+        elif _from_training(ctx):  # the new batch's training backward already measured θ_{t+1}
             assert ctx.per_sample is not None and ctx.per_sample_losses is not None
             f1, df1 = ctx.per_sample_losses, ctx.per_sample.project(diff) / t
         else:

@@ -130,6 +130,9 @@ class Context:
     curvature: Curvature | None = None
     activations: Activations | None = None
     micro_grads: MicroGrads | None = None
+    slopes: tuple[Tensor, Tensor] | None = None
+    """(B,) losses and (B,) slopes g_iᵀd of this update's samples at θ_t along the direction
+    a waiting two-step instrument offered (its ``slope_direction``), from the training step."""
     norms: frozenset[str] = frozenset()
     """The entries of :func:`norm_bank` the due instruments read (their ``norms``)."""
     cache: dict[str, Any] = field(default_factory=dict)

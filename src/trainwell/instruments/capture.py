@@ -162,12 +162,7 @@ class BackwardCapture:
         if per_sample is None:
             self.failure = "the task gives no per-sample losses (LossOutput.per_sample)"
             return
-        if isinstance(count, Tensor) and count.device.type == "cpu":
-            count = float(count)  # no device op on a CPU (a tensor elsewhere: no host sync)
-        if isinstance(grad_factor, Tensor) and grad_factor.device.type == "cpu":
-            grad_factor = float(grad_factor)
-        per_target = count.detach().float() / n if isinstance(count, Tensor) else float(count) / n
-        scale = 1.0 / (grad_factor * per_target)  # δ -> gradient of each sample's mean loss
+        scale, losses = micro_scale(n, count, grad_factor, per_sample)
         layers: list[tuple[Tensor, Tensor]] = []
         plain = []  # one call without a sequence axis (the common case): scaled together below
         for i, (layer, slots) in enumerate(zip(self.layers, calls, strict=True)):
@@ -186,10 +181,6 @@ class BackwardCapture:
             scaled = torch._foreach_mul([layers[i][1] for i in plain], scale)
             for i, d in zip(plain, scaled, strict=True):
                 layers[i] = (layers[i][0], d)
-        if isinstance(per_target, float) and per_target == 1.0:
-            losses = per_sample.detach().float()
-        else:
-            losses = per_sample.detach().float() / per_target
         self._micro.append((layers, losses))
 
     def take(self) -> Captured | None:
@@ -246,6 +237,24 @@ class BackwardCapture:
             return None
         limit = AGREEMENT_LOW if self.low_precision else AGREEMENT
         return float(torch.linalg.vector_norm(ours / a - theirs / b)) <= limit
+
+
+def micro_scale(
+    n: int, count: Tensor | float, grad_factor: Tensor | float, per_sample: Tensor
+) -> tuple[Tensor | float, Tensor]:
+    """(scale, losses) of a micro-batch of ``n`` samples and ``count`` targets whose
+    ``.grad`` carries ``grad_factor``: ``scale`` turns an output gradient δ into the gradient
+    of each sample's mean loss, δ · n / (grad_factor · count), assuming count / n targets
+    per sample; ``losses`` are the samples' mean losses."""
+    if isinstance(count, Tensor) and count.device.type == "cpu":
+        count = float(count)  # no device op on a CPU (a tensor elsewhere: no host sync)
+    if isinstance(grad_factor, Tensor) and grad_factor.device.type == "cpu":
+        grad_factor = float(grad_factor)
+    per_target = count.detach().float() / n if isinstance(count, Tensor) else float(count) / n
+    losses = per_sample.detach().float()
+    if not (isinstance(per_target, float) and per_target == 1.0):
+        losses = losses / per_target
+    return 1.0 / (grad_factor * per_target), losses
 
 
 def _widths(layer: _Layer) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 Call sites in the loop; on steps that are not due each is one integer check:
 
-    runner.begin(step)                                            # arms the backward capture
+    runner.begin(step, micro=k)                                   # arms the backward capture
     for micro-batch i:  ... loss.backward()
         runner.after_micro_backward(step, count_i, grad_factor, n_i, per_sample_i)
     record = ...; verdict = guards(record)                        # APPLY:
@@ -16,8 +16,9 @@ Call ``before_update``/``after_update`` on every applied update, or at least whe
 two-step instrument (Alpha on the next mini-batch) finishes there. A skipped update simply
 gets no ``after_update``.
 
-On a due step ``begin`` hooks the training forward and backward (capture.py: per-sample
-gradients, activations); ``before_update`` copies θ_t (and the gradient when asked);
+On a due step ``begin`` hooks the training forward and backward (stepcapture.py: per-sample
+gradients, or on Alpha's follow-up step only the slopes along its direction; activations);
+``before_update`` copies θ_t (and the gradient when asked);
 ``after_update`` builds one Context with what the due instruments need, evaluating at θ_t
 or θ_{t+1} through torch.func on copies (never the live model, its .grad, its buffers or
 the optimizer), inside a forked RNG, and reads all results back in one host sync.
@@ -58,17 +59,16 @@ from trainwell.instruments.functional import FunctionalModel, take
 from trainwell.instruments.noise_scale import MicroTracker
 from trainwell.instruments.persample import PerSampleGrads
 from trainwell.instruments.presets import build_instruments
+from trainwell.instruments.stepcapture import StepCapture
 from trainwell.tasks.base import Task
 
-HIST_KEEP = 512
-"""Histograms kept per key for the report: 512 measurements cover an 8k-step run at every = 16."""
+HIST_KEEP = 512  # histograms kept per key for the report: an 8k-step run at every = 16
 
 
 @dataclass
 class _Pending:
     step: int
-    scheduled: bool
-    """A measuring step (else only a two-step instrument's follow-up)."""
+    scheduled: bool  # a measuring step (else only a two-step instrument's follow-up)
     batch: Any
     loss: float
     lr: float
@@ -77,9 +77,10 @@ class _Pending:
     micro: MicroGrads | None
     captured: Captured | None = None
     """Per-sample gradients and losses of the training backward (capture.py)."""
+    slopes: tuple[Tensor, Tensor] | None = None
+    """(losses, g_iᵀd) along a follow-up's direction, from the training step (slopes.py)."""
     activations: Activations | None = None
-    failures: list[tuple[str, Exception]] = field(default_factory=list)
-    """(need, error) of what could not be recorded before the update."""
+    failures: list[tuple[str, Exception]] = field(default_factory=list)  # (need, error) not recorded
 
 
 class InstrumentRunner:
@@ -119,11 +120,11 @@ class InstrumentRunner:
         named = dict(model.named_parameters())
         self._param_list = [named[n] for n in self.fn.param_names]
         self._views = [p.detach() for p in self._param_list]
+        """Detached views of the live parameters (they share storage, so they stay current:
+        the optimizer, a resume and a rollback all write into the parameters in place)."""
         self._bufs: dict[str, list[Tensor]] = {}
         self._single = False
         """This update has a single micro-batch (begin's ``micro``)."""
-        """Detached views of the live parameters (they share storage, so they stay current:
-        the optimizer, a resume and a rollback all write into the parameters in place)."""
         self._needs: tuple[int, frozenset[str]] | None = None
         self.warnings: list[str] = []
         """One line per distinct problem or note, in the order first seen (shown once)."""
@@ -138,8 +139,11 @@ class InstrumentRunner:
         self._init = self._copy_params() if INIT in self.needs else None
         self._acts = StepActivations(model, self.fn)
         # BatchNorm couples the samples of a batch: its training backward has no per-sample split
-        cap = BackwardCapture(model, self.fn.param_names) if capture and not self.fn.batchnorms else None
-        self._capture = cap if cap is not None and cap.why_not is None else None
+        self._steps = StepCapture(model, self.fn.param_names, capture and not self.fn.batchnorms, self._warn)
+
+    @property
+    def _capture(self) -> BackwardCapture | None:  # the full capture (None: off, or not trusted)
+        return self._steps.full
 
     # ------------------------------------------------------------ schedule
 
@@ -170,17 +174,11 @@ class InstrumentRunner:
         self._single = micro == 1
         if self._scheduled(step) and not compiled:
             self._acts.begin(step, self.needs & {ACTIVATIONS, FINAL_INPUT})
-        cap = self._capture
-        if cap is None:
-            return
-        want = not compiled and (
-            (self._scheduled(step) and bool(self.needs & {PER_SAMPLE, PER_SAMPLE_FREE}))
-            or (bool(self._following) and step == self._follow_step)
+        self._steps.begin(
+            full=not compiled and self._scheduled(step) and bool(self.needs & {PER_SAMPLE, PER_SAMPLE_FREE}),
+            follow=not compiled and bool(self._following) and step == self._follow_step,
+            direction=self._slope_direction,
         )
-        if want:
-            cap.arm()
-        elif cap.armed:
-            cap.disarm()
 
     def after_micro_backward(
         self,
@@ -195,9 +193,7 @@ class InstrumentRunner:
         of samples and ``per_sample`` its LossOutput.per_sample. step.py passes
         grad_factor = loss_scale / norm_ref. Tensors are fine (no host sync)."""
         self._acts.after_micro(step)  # the first micro-batch is enough
-        cap = self._capture
-        if cap is not None and cap.armed:
-            cap.close_micro(n if n is not None else 0, count, grad_factor, per_sample)
+        self._steps.after_micro(n if n is not None else 0, count, grad_factor, per_sample)
         if not self._scheduled(step) or MICRO not in self.needs or self._single:
             return
         if self._micro is None or self._micro.step != step:
@@ -216,9 +212,12 @@ class InstrumentRunner:
         if scheduled and GRADS in self.needs:
             grads = self._keep("grads", [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params()])
         micro = self._take_micro(step) if scheduled else None
+        captured, slopes = self._steps.take(
+            lambda: {n: p.grad for n, p in zip(self.fn.param_names, self._params(), strict=True)}
+        )
         pending = _Pending(
             step, scheduled, batch, float(loss), float(lr), self._keep("before", self._views), grads, micro,
-            self._take_captured(),
+            captured, slopes,
         )
         if scheduled:
             self._record(pending)
@@ -287,7 +286,7 @@ class InstrumentRunner:
         return self._param_list
 
     def _copy_params(self) -> dict[str, Tensor]:
-        with torch.no_grad():  # one fused copy
+        with torch.no_grad():  # one fused copy (θ_0: kept for the run)
             return dict(zip(self.fn.param_names, torch._foreach_mul(self._views, 1.0), strict=True))
 
     def _keep(self, slot: str, tensors: list[Tensor]) -> dict[str, Tensor]:
@@ -307,19 +306,11 @@ class InstrumentRunner:
         st, self._micro = self._micro, None
         return st.take() if st is not None and st.step == step else None
 
-    def _take_captured(self) -> Captured | None:
-        """The training backward's per-sample gradients, once trusted (capture.py): the
-        first captured step must agree with the optimizer's gradient, else the capture is
-        off for the run and the torch.func path measures instead."""
-        cap = self._capture
-        if cap is None or not cap.armed:
-            return None
-        live = {n: p.grad for n, p in zip(self.fn.param_names, self._params(), strict=True)}
-        captured, problem = cap.take_trusted(live)
-        if problem is not None:
-            self._capture = None
-            self._warn(problem)
-        return captured
+    def _slope_direction(self) -> dict[str, Tensor] | None:
+        """The one direction along which every waiting two-step instrument wants this
+        step's per-sample slopes (slopes.py), or None (then the full capture runs)."""
+        dirs = [getattr(i, "slope_direction", None) for i in self._following]
+        return dirs[0] if dirs and all(d is not None and d is dirs[0] for d in dirs) else None
 
     def _run(self, inst: Instrument, method: Any, ctx: Context, metrics: Metrics) -> None:
         try:
@@ -330,22 +321,13 @@ class InstrumentRunner:
     def _context(self, p: _Pending, metrics: Metrics) -> Context:
         # a follow-up step needs only θ (params_before), the batch and the functional model
         needs = self.needs if p.scheduled else frozenset()
+        names = self.fn.param_names
         ctx = Context(
-            step=p.step,
-            model=self.model,
-            task=self.fn.task,
-            batch=p.batch,
-            samples=take(p.batch, self.cfg.max_samples),
-            params={n: q for n, q in zip(self.fn.param_names, self._params(), strict=True)},
-            loss=p.loss,
-            lr=p.lr,
-            fn=self.fn,
-            grads=p.grads,
-            params_before=p.params_before,
-            params_after=dict(zip(self.fn.param_names, self._views, strict=True)),
-            params_init=self._init,
-            micro_grads=p.micro,
-            norms=self._norms() if p.scheduled else frozenset(),
+            step=p.step, model=self.model, task=self.fn.task, batch=p.batch,
+            samples=take(p.batch, self.cfg.max_samples), params=dict(zip(names, self._params(), strict=True)),
+            loss=p.loss, lr=p.lr, fn=self.fn, grads=p.grads, params_before=p.params_before,
+            params_after=dict(zip(names, self._views, strict=True)), params_init=self._init, micro_grads=p.micro,
+            activations=p.activations, slopes=p.slopes, norms=self._norms() if p.scheduled else frozenset(),
         )
         if p.captured is not None:  # from the training backward: θ_t, this update's batch
             k = self.cfg.max_samples
@@ -353,14 +335,10 @@ class InstrumentRunner:
             ctx.per_sample_losses = p.captured.losses[:k]
         elif PER_SAMPLE in needs:
             try:
-                grads, ctx.per_sample_losses = self.fn.per_sample_grads(
-                    p.params_before, ctx.samples
-                )
+                grads, ctx.per_sample_losses = self.fn.per_sample_grads(p.params_before, ctx.samples)
                 ctx.per_sample = PerSampleGrads.from_dense(grads)
             except Exception as e:
-                self._unavailable(
-                    PER_SAMPLE, "per-sample gradients (torch.func vmap over grad)", e, metrics
-                )
+                self._unavailable(PER_SAMPLE, "per-sample gradients (torch.func vmap over grad)", e, metrics)
             else:
                 self._report_batchnorm(metrics)
         if HVP in needs:
@@ -368,7 +346,6 @@ class InstrumentRunner:
                 ctx.curvature = self.fn.curvature(p.params_before, p.batch)
             except Exception as e:
                 self._unavailable(HVP, "Hessian-vector products (double backward)", e, metrics)
-        ctx.activations = p.activations
         for need, error in p.failures:
             self._unavailable(need, "the recorded forward (activation hooks)", error, metrics)
         return ctx

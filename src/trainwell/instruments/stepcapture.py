@@ -1,0 +1,80 @@
+"""StepCapture: what an update's own forward and backward give the instruments, armed
+per step by the runner.
+
+- A step that measures per-sample quantities: every layer's input and output gradient
+  (capture.BackwardCapture), turned into per-sample gradients, checked once against the
+  optimizer's gradient.
+- A step that only finishes a two-step instrument along one direction (Alpha's far end):
+  just the per-sample slopes along it (slopes.SlopeCapture), once the full capture has
+  been trusted on this model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from trainwell.instruments.capture import BackwardCapture, Captured, micro_scale
+from trainwell.instruments.slopes import SlopeCapture
+
+
+class StepCapture:
+    """``begin`` before the update's first forward, ``after_micro`` after each micro-batch's
+    backward, ``take`` before the optimizer step. ``warn`` receives one-line notes."""
+
+    def __init__(self, model: nn.Module, param_names: list[str], enabled: bool, warn: Callable[[str], None]) -> None:
+        cap = BackwardCapture(model, param_names) if enabled else None
+        self.full: BackwardCapture | None = cap if cap is not None and cap.why_not is None else None
+        """The full capture, or None where the model does not allow it (or it was not trusted)."""
+        self.slopes = SlopeCapture(cap.layers if cap is not None else [])
+        self._warn = warn
+
+    def begin(self, full: bool, follow: bool, direction: Callable[[], dict[str, Tensor] | None]) -> None:
+        """Arm the full capture for a step that measures (``full``) or finishes a two-step
+        instrument (``follow``), or only the slopes along ``direction()`` for the latter when
+        every waiting instrument offers the same one; disarm otherwise."""
+        cap = self.full
+        if cap is None:
+            return
+        along = direction() if follow and not full and cap.trusted else None
+        if along is not None:  # no factors kept: the slopes are summed during the backward
+            cap.disarm()
+            self.slopes.arm(along)
+            return
+        self.slopes.disarm()
+        if full or follow:
+            cap.arm()
+        elif cap.armed:
+            cap.disarm()
+
+    def after_micro(self, n: int, count: Tensor | float, grad_factor: Tensor | float, per_sample: Tensor | None) -> None:
+        cap = self.full
+        if cap is not None and cap.armed:
+            cap.close_micro(n, count, grad_factor, per_sample)
+        elif self.slopes.armed:
+            if per_sample is None:
+                self.slopes.failure = "the task gives no per-sample losses (LossOutput.per_sample)"
+            else:
+                scale, losses = micro_scale(n, count, grad_factor, per_sample)
+                self.slopes.close_micro(n, scale, losses)
+
+    def take(self, live: Callable[[], dict[str, Tensor | None]]) -> tuple[Captured | None, tuple[Tensor, Tensor] | None]:
+        """(per-sample gradients, (losses, slopes)) of this update, each None when not
+        armed or not available. The first full capture must agree with the optimizer's
+        gradient ``live()``, else the capture is off for the run (the torch.func path
+        measures instead)."""
+        slopes = None
+        if self.slopes.armed:
+            slopes = self.slopes.take()
+            if slopes is None:
+                self._warn(f"per-sample slopes for Alpha's far end: {self.slopes.failure}; "
+                           "measuring them by a line search instead")
+        cap = self.full
+        if cap is None or not cap.armed:
+            return None, slopes
+        captured, problem = cap.take_trusted(live())
+        if problem is not None:
+            self.full = None
+            self._warn(problem)
+        return captured, slopes
