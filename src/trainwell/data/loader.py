@@ -3,7 +3,9 @@
 The whole global batch is drawn at once and split into ``accumulate`` micro-batches of
 near-equal size, so the data a run sees does not depend on how it is accumulated (the
 accumulation test compares exactly that). A dataset with a vectorised ``get_batch(idx)``
-skips the per-sample Python loop.
+skips the per-sample Python loop; one that declares ``get_batch_rowwise = True`` (row i of
+``get_batch(idx)`` depends on ``idx[i]`` alone) is fetched once per step and cut into
+micro-batch views.
 
 Under data parallelism (``shard=(rank, world)``) every rank draws the same global batch from
 the same sampler and keeps its own contiguous slice: the samples of a step do not depend on
@@ -24,6 +26,33 @@ from trainwell.data.sampler import ResumableSampler
 
 MicroBatch = tuple[Tensor, Any]
 """(sample ids (b,), batch on the device)."""
+
+
+class MicroBatches(list):
+    """The micro-batches of one step; ``whole`` is (ids (B,), batch) when every micro-batch
+    is a view of that one batch (the step then measures its inputs with one op, not one per
+    micro-batch), else None."""
+
+    whole: MicroBatch | None = None
+
+
+def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
+    """``batch`` cut along dim 0 into parts of ``sizes`` as views (no copy), or None when a
+    leaf is not a tensor whose first dimension is the whole batch."""
+    total = sum(sizes)
+    if isinstance(batch, Tensor):
+        return list(torch.split(batch, sizes)) if batch.ndim and batch.shape[0] == total else None
+    if type(batch) in (tuple, list) and batch:  # not a named tuple: those are fetched per micro-batch
+        parts = [split_batch(v, sizes) for v in batch]
+        if any(p is None for p in parts):
+            return None
+        return [type(batch)(p[i] for p in parts) for i in range(len(sizes))]
+    if isinstance(batch, dict) and batch:
+        cut = {k: split_batch(v, sizes) for k, v in batch.items()}
+        if any(p is None for p in cut.values()):
+            return None
+        return [{k: p[i] for k, p in cut.items()} for i in range(len(sizes))]
+    return None
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -86,13 +115,32 @@ class BatchLoader:
         part = _shard_slice(batch_size, shard)
         self.shard = part if shard[1] > 1 else None
         self.sizes = split_sizes(part.stop - part.start, accumulate)
+        self._rows = bool(getattr(dataset, "get_batch_rowwise", False))
+        """Whether the batch may be fetched once and cut into micro-batches: the dataset says
+        its get_batch is row-wise (row i of get_batch(idx) depends on idx[i] alone, no
+        padding to the batch's longest item), until a batch shows a leaf without the batch
+        dimension."""
 
     def next(self) -> list[MicroBatch]:
         ids = self.sampler.draw(self.batch_size)  # (B,)
         if self.shard is not None:
             ids = ids[self.shard]  # this rank's (B / world,)
-        dataset, collate, device = self.dataset, self.collate, self.device
-        return [(part, to_device(fetch(dataset, part, collate), device)) for part in torch.split(ids, self.sizes)]
+        dataset, collate, device, sizes = self.dataset, self.collate, self.device, self.sizes
+        out = MicroBatches()
+        if len(sizes) > 1 and self._rows:
+            # a row-wise get_batch: fetch the batch once and cut it into views (one gather per
+            # tensor instead of one per micro-batch; the same rows, so the same numbers)
+            batch = to_device(dataset.get_batch(ids), device)
+            parts = split_batch(batch, sizes)
+            if parts is not None:
+                out.extend(zip(torch.split(ids, sizes), parts, strict=True))
+                out.whole = (ids, batch)
+                return out
+            self._rows = False  # not cut along the batch dimension: fetch per micro-batch from now on
+        out.extend((part, to_device(fetch(dataset, part, collate), device)) for part in torch.split(ids, sizes))
+        if len(sizes) == 1:
+            out.whole = out[0]
+        return out
 
     def skip(self, batches: int) -> None:
         self.sampler.skip(batches * self.batch_size)

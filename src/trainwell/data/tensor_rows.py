@@ -19,6 +19,10 @@ class TensorRows(Dataset):
             raise ValueError(f"tensors disagree on length: {[len(t) for t in tensors]}")
         self.tensors = tensors
 
+    get_batch_rowwise = True
+    """Row i of get_batch(idx) is row idx[i]: the loader may fetch a step's batch once and
+    cut it into micro-batches (data/loader.py)."""
+
     def __len__(self) -> int:
         return len(self.tensors[0])
 

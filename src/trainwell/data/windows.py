@@ -18,6 +18,10 @@ class TokenWindows(Dataset):
     array, possibly memory-mapped). Items and batches are int64 (what nn.Embedding and
     cross_entropy take); the stream itself stays in its compact dtype."""
 
+    get_batch_rowwise = True
+    """Row i of get_batch(idx) is window idx[i]: the loader may fetch a step's batch once and
+    cut it into micro-batches (data/loader.py)."""
+
     def __init__(self, tokens: np.ndarray, seq_len: int, stride: int | None = None) -> None:
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")

@@ -51,6 +51,7 @@ class Autopilot:
 
     def __init__(self, cfg: GuardsConfig | None = None, run_dir: str | Path | None = None) -> None:
         self.cfg = cfg = cfg or GuardsConfig()
+        self._enabled = cfg.enabled  # read every step: a plain attribute
         # Disabled still refuses a NaN update: applying it would silently destroy the weights.
         self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
         self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor)
@@ -78,7 +79,7 @@ class Autopilot:
     def decide(self, record: StepRecord) -> Verdict:
         """The verdict for this step: STOP > ROLLBACK > SKIP > APPLY. Pure."""
         verdict = self.nonfinite.check(record)
-        if not self.cfg.enabled:
+        if not self._enabled:
             return verdict
         if verdict.action is _APPLY:
             verdict = self.inputs.check(record)
@@ -93,8 +94,9 @@ class Autopilot:
         act = verdict.action
         if act is _APPLY and record.applied:
             self.nonfinite.update(record)
-            self.spike.update(record)
-            self.inputs.update(record)
+            if self._enabled:  # the windows serve only the guards' checks
+                self.spike.update(record)
+                self.inputs.update(record)
         elif act is _APPLY and record.reason == FP16_OVERFLOW:
             self.fp16_overflows += 1
             # information, not an intervention: the grad scaler handles it by design
@@ -107,7 +109,7 @@ class Autopilot:
             )
         rollback = self.rollback
         target, best_before = rollback.target, rollback.best
-        recovered = self.cfg.enabled and rollback.update(record, verdict)
+        recovered = self._enabled and rollback.update(record, verdict)
         self.health.update(record, intervened=act is not _APPLY)
         if act is _APPLY:
             if recovered:

@@ -32,6 +32,9 @@ class InputGuard:
         self.sigma = sigma
         self.warmup = max(2, window // 2)
         self.window = RollingWindow(window)
+        self._ref: tuple[float, float] | None = None
+        """(mean, std) of the window for the next check, None during the warmup; computed
+        when the window changes, not at every check."""
 
     def _stats(self) -> tuple[float, float]:
         mean, std = self.window.mean_std()
@@ -39,12 +42,13 @@ class InputGuard:
 
     def check(self, record: StepRecord) -> Verdict:
         x = record.input_rms
-        if x <= 0 or len(self.window.values) < self.warmup:
+        ref = self._ref
+        if x <= 0 or ref is None:
             return APPLY
         if not math.isfinite(x):  # NaN/Inf inputs: the sample-level evidence is what matters
             return Verdict(Action.SKIP, "input_nonfinite", self.name, {"input_rms": str(x)},
                            f"non-finite inputs in the batch at step {record.step} (iteration {record.iteration}).")
-        mean, std = self._stats()
+        mean, std = ref
         z = (math.log(x) - mean) / std
         if z <= self.sigma:
             return APPLY
@@ -68,9 +72,11 @@ class InputGuard:
     def update(self, record: StepRecord) -> None:
         if record.input_rms > 0 and math.isfinite(record.input_rms):
             self.window.push(math.log(record.input_rms))
+            self._ref = self._stats() if len(self.window.values) >= self.warmup else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"window": self.window.tolist(), "sums": self.window.sums()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.window.load(state["window"], state.get("sums"))
+        self._ref = self._stats() if len(self.window.values) >= self.warmup else None

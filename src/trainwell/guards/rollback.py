@@ -114,12 +114,13 @@ class RollbackPolicy:
                 )
         elif (
             self.divergence_steps > 0
+            and self.above + 1 >= self.divergence_steps  # first: false on every quiet step
             and record.applied
             and finite(record.loss)
             and self.best is not None
         ):
             ema = self._next_ema(record.loss)
-            if ema > self._threshold() and self.above + 1 >= self.divergence_steps:
+            if ema > self._threshold():
                 trigger = (
                     "divergence",
                     {

@@ -67,19 +67,30 @@ class SpikeGuard:
         """The first finite loss seen: the scale of the problem."""
         self.loss_window = RollingWindow(window, robust=robust)
         self.grad_window = RollingWindow(window, robust=robust)
+        self._ref: tuple[float, float, float, float] | None = None
+        """(loss center, loss spread, log grad center, log grad spread) that the next check
+        compares with; None while the window is shorter than the warmup. Computed when the
+        windows change (update, load), not at every check: the check runs every step."""
 
-    def _z(self, win: RollingWindow, x: float, floor: float = 0.0) -> tuple[float, float, float]:
+    def _center_spread(self, win: RollingWindow, floor: float = 0.0) -> tuple[float, float]:
         center, spread = win.median_spread() if self.robust else win.mean_std()
-        spread = max(spread, self.min_rel_std * abs(center), floor, 1e-12)
-        return (x - center) / spread, center, spread
+        return center, max(spread, self.min_rel_std * abs(center), floor, 1e-12)
+
+    def _refresh(self) -> None:
+        if len(self.loss_window.values) < self.warmup:
+            self._ref = None
+            return
+        floor = self.loss_floor * abs(self.loss_ref or 0.0)
+        self._ref = (*self._center_spread(self.loss_window, floor), *self._center_spread(self.grad_window))
 
     def check(self, record: StepRecord) -> Verdict:
         # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.
-        if len(self.loss_window.values) < self.warmup or not record.finite:
+        ref = self._ref
+        if ref is None or not record.finite:
             return APPLY
-        floor = self.loss_floor * abs(self.loss_ref or 0.0)
-        z_loss, loss_c, loss_s = self._z(self.loss_window, record.loss, floor)
-        z_grad, log_c, log_s = self._z(self.grad_window, _log(record.grad_norm))
+        loss_c, loss_s, log_c, log_s = ref
+        z_loss = (record.loss - loss_c) / loss_s
+        z_grad = (_log(record.grad_norm) - log_c) / log_s
         if z_loss <= self.sigma and z_grad <= self.sigma:
             return APPLY
         grad_c = math.exp(log_c)  # the window's geometric mean
@@ -115,6 +126,7 @@ class SpikeGuard:
                 self.loss_ref = record.loss
             self.loss_window.push(record.loss)
             self.grad_window.push(_log(record.grad_norm))
+            self._refresh()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +141,7 @@ class SpikeGuard:
         self.loss_window.load(state["loss_window"], state.get("loss_sums"))
         self.grad_window.load(state["grad_window"], state.get("grad_sums"))
         self.loss_ref = state.get("loss_ref")
+        self._refresh()
 
 
 def _log(x: float) -> float:

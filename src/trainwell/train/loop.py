@@ -124,7 +124,8 @@ def run(
     task = task if task is not None else build_task(cfg)
     st = build_state(cfg, task, device, dist)
     eval_data = task.eval_data()
-    probe = FinalActivationProbe(st.model)
+    # the final-layer activation feeds the health tracker (rollback targets): guards off, none
+    probe = FinalActivationProbe(st.model) if cfg.guards.enabled else None
     # instruments measure on rank 0's shard (the plain module: no collective)
     # preset "off" with instruments.include runs just the included ones
     runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if instrument_names(cfg.instruments) and main else None
@@ -253,7 +254,8 @@ def run(
         raise
     finally:
         bar.close()
-        probe.close()
+        if probe is not None:
+            probe.close()
         ckpt.close()
         if runner is not None:
             _save_instruments(runner, out_dir, bar)

@@ -26,27 +26,65 @@ class FinalActivationProbe:
     on the device so that reading it costs no extra host sync. OPT-175B saw the final
     layer's activation norm spike before divergence (Zhang et al. 2022, section 2.5).
 
-    The hook takes one op (a float32 L2 norm); the division by sqrt(numel) that turns it
-    into an RMS happens on the host after the step's sync (``rms``)."""
+    One op a step (a float32 L2 norm of the first micro-batch's input); the division by
+    sqrt(numel) that turns it into an RMS happens on the host after the step's sync (``rms``).
+
+    No forward hook on an eager model: a module with any hook takes nn.Module's slower call
+    path on every call (every micro-batch, every evaluation batch), although only the first
+    call of a step is measured. ``arm()`` instead puts a one-shot ``forward`` in the layer's
+    instance dict, which ``nn.Module.__call__`` finds before the class's: it measures, removes
+    itself, and calls the layer's own forward. Under torch.compile (a changing ``forward``
+    would make dynamo recompile) a permanent forward hook measures the armed call."""
 
     def __init__(self, model: nn.Module) -> None:
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         self.value: Tensor | None = None
         self.numel = 0
         self.armed = False
-        self._handle = linears[-1].register_forward_hook(self._hook) if linears else None
+        self._layer = linears[-1] if linears else None
+        hooked = self._layer is not None and hasattr(model, "_orig_mod")  # torch.compile's wrapper
+        self._handle = self._layer.register_forward_hook(self._hook) if hooked else None
+
+    def arm(self) -> None:
+        """Measure the next call of the last Linear layer (the step's first micro-batch)."""
+        layer = self._layer
+        if layer is None:
+            return
+        self.armed = True
+        if self._handle is None:
+            layer.__dict__["forward"] = self._once
+
+    def disarm(self) -> None:
+        """After the step's forwards: a step that never called the layer leaves nothing armed."""
+        self.armed = False
+        if self._layer is not None:
+            self._layer.__dict__.pop("forward", None)
+
+    def _once(self, x: Tensor, *args: object, **kwargs: object) -> Tensor:
+        layer = self._layer
+        del layer.__dict__["forward"]
+        self._measure(x)
+        return layer.forward(x, *args, **kwargs)
 
     def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if self.armed:
-            x = inputs[0].detach()
+            self._measure(inputs[0])
+
+    def _measure(self, x: Tensor) -> None:
+        if x.requires_grad:
+            x = x.detach()
+        if x.dtype is torch.float32:  # no dtype= argument: a cheaper dispatch for the common case
+            self.value = torch.linalg.vector_norm(x)
+        else:
             self.value = torch.linalg.vector_norm(x, dtype=torch.float32)
-            self.numel = x.numel()
-            self.armed = False  # first micro-batch only: cheap
+        self.numel = x.numel()
+        self.armed = False  # first micro-batch only: cheap
 
     def rms(self, norm: float) -> float:
         return norm / math.sqrt(self.numel) if self.numel else 0.0
 
     def close(self) -> None:
+        self.disarm()
         if self._handle is not None:
             self._handle.remove()
 
@@ -150,7 +188,7 @@ def compute_update(
         model.train()
     k = len(micro)
     if probe is not None:
-        probe.armed = True
+        probe.arm()
     due = runner is not None and dist is None and runner.due(st.step)
     if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
         runner.begin(st.step, compiled=model is not unwrap(model))  # one process: only compile wraps
@@ -162,8 +200,13 @@ def compute_update(
     input_norms: list[tuple[Tensor, Tensor, int]] = []
     norm_ref: Tensor | float | None = None
     n_samples = 0
+    whole = getattr(micro, "whole", None) if measure_inputs else None
+    if whole is not None:  # the micro-batches are views of one batch: one op measures them all
+        x = input_tensor(whole[1])
+        if x is not None:
+            input_norms.append(sample_norms(whole[0], x))
     for i, (idx, batch) in enumerate(micro):
-        x = input_tensor(batch) if measure_inputs else None
+        x = input_tensor(batch) if measure_inputs and whole is None else None
         if x is not None:  # for the input guard: one op per micro-batch, read in the single sync below
             input_norms.append(sample_norms(idx, x))
         with nullcontext() if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
@@ -196,6 +239,8 @@ def compute_update(
             per_sample.append((idx, out.per_sample.detach()))
         n_samples += int(idx.numel())
 
+    if probe is not None and probe.armed:
+        probe.disarm()
     # every scalar of this rank the guards need, packed in one stack of device scalars
     # (constants never become tensors); grad norm and loss scale follow after clipping
     host_counts = dist is None and all(not isinstance(c, Tensor) for c in counts)
