@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainwell.instruments.persample import f32
+
 if TYPE_CHECKING:
     from trainwell.instruments.capture import _Layer
 
@@ -41,7 +43,8 @@ class SlopeCapture:
         self.layers = layers
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._dirs: list[tuple[Tensor | None, Tensor | None]] = []
-        self._acc: Tensor | None = None
+        self._parts: list[Tensor] = []
+        """Each hooked layer call's (B,) share of this micro-batch's slopes."""
         self._micro: list[tuple[Tensor, Tensor]] = []
         self.failure: str | None = None
 
@@ -52,7 +55,7 @@ class SlopeCapture:
     def arm(self, direction: dict[str, Tensor]) -> None:
         """Hook every layer for the slopes along ``direction`` (per parameter name)."""
         self.disarm()
-        self._acc, self._micro, self.failure = None, [], None
+        self._parts, self._micro, self.failure = [], [], None
         self._dirs = []
         for layer in self.layers:
             w = direction[layer.weight].float() if layer.weight is not None else None
@@ -76,46 +79,46 @@ class SlopeCapture:
         if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
             return
         layer, (w, b) = self.layers[i], self._dirs[i]
-        x = inputs[0].detach()
-        with torch.no_grad():
-            if layer.kind == "linear":
-                xf = x.float()
-                if w is not None:
-                    u = F.linear(xf, w, b)
-                else:  # a frozen weight: only the bias moves
-                    assert b is not None
-                    u = b.expand(*xf.shape[:-1], b.shape[0])
-            elif layer.kind == "norm":
-                shape = module.normalized_shape  # type: ignore[attr-defined]
-                if isinstance(module, nn.LayerNorm):
-                    xhat = F.layer_norm(x.float(), shape, None, None, module.eps)
-                else:
-                    xhat = F.rms_norm(x.float(), shape, None, module.eps)  # type: ignore[arg-type]
-                u = xhat * w if w is not None else torch.zeros_like(xhat)
-                if b is not None:
-                    u = u + b
-            else:  # embedding
-                assert w is not None
-                u = F.embedding(x, w)
+        x = inputs[0].detach()  # u has no graph: neither x nor the direction requires grad
+        if layer.kind == "linear":
+            if w is not None:
+                u = F.linear(f32(x), w, b)
+            else:  # a frozen weight: only the bias moves
+                assert b is not None
+                u = b.expand(*x.shape[:-1], b.shape[0])
+        elif layer.kind == "norm":
+            shape = module.normalized_shape  # type: ignore[attr-defined]
+            if isinstance(module, nn.LayerNorm):
+                xhat = F.layer_norm(f32(x), shape, None, None, module.eps)
+            else:
+                xhat = F.rms_norm(f32(x), shape, None, module.eps)  # type: ignore[arg-type]
+            if w is None:
+                u = torch.zeros_like(xhat) if b is None else b.expand_as(xhat)
+            else:
+                u = xhat * w if b is None else torch.addcmul(b, xhat, w)
+        else:  # embedding
+            assert w is not None
+            u = F.embedding(x, w)
         output.register_hook(partial(self._backward, u))
 
     def _backward(self, u: Tensor, grad: Tensor) -> None:
-        d = grad.detach()
-        if d.dtype is not torch.float32:
-            d = d.float()
-        s = (d * u).reshape(d.shape[0], -1).sum(1) if d.dim() > 1 else d * u
-        self._acc = s if self._acc is None else self._acc + s
+        d = f32(grad.detach())
+        if d.dim() == 2:  # (B, width): one row-wise dot
+            self._parts.append(torch.linalg.vecdot(d, u))
+        else:
+            self._parts.append((d * u).reshape(d.shape[0], -1).sum(1))
 
     def close_micro(self, n: int, scale: Tensor | float, losses: Tensor) -> None:
         """After a micro-batch's backward: its ``n`` slopes times ``scale`` (δ to the gradient
         of each sample's mean loss, as the full capture's), with its per-sample ``losses``."""
-        acc, self._acc = self._acc, None
+        parts, self._parts = self._parts, []
         if self.failure is not None:
             return
-        if acc is None or acc.shape[0] != n:
-            self.failure = "no slopes for this micro-batch" if acc is None else "a layer's input is not batch-first"
+        if not parts or any(p.shape[0] != n for p in parts):
+            self.failure = "a layer's input is not batch-first" if parts else "no slopes for this micro-batch"
             return
-        self._micro.append((losses, acc * scale))
+        total = torch.stack(parts).sum(0) if len(parts) > 1 else parts[0]
+        self._micro.append((losses, total.mul_(scale)))
 
     def take(self) -> tuple[Tensor, Tensor] | None:
         """(losses (B,), slopes (B,)) over all micro-batches, or None with ``failure`` set."""
