@@ -38,3 +38,31 @@ def test_loader_micro_batches_are_the_rows():
     assert [ids.tolist() for ids, _ in micro] == [[0, 1, 2], [3, 4, 5]]
     for ids, (x, y) in micro:
         assert torch.equal(y, ids) and torch.equal(x, data.tensors[0][ids])
+
+
+def test_rowwise_dataset_is_fetched_once_and_cut_into_views():
+    data = TensorRows(torch.arange(20.0).reshape(10, 2), torch.arange(10))
+    loader = BatchLoader(data, ResumableSampler(10, seed=0, shuffle=False), list, CPU, 6, 2)
+    micro = loader.next()
+    ids, (x, y) = micro.whole
+    assert ids.tolist() == list(range(6))
+    for part, (xp, yp) in micro:  # views of the one batch: no copy
+        assert xp.data_ptr() == x[part[0]].data_ptr() and yp.data_ptr() == y[part[0]].data_ptr()
+        assert torch.equal(xp, data.tensors[0][part]) and torch.equal(yp, part)
+
+
+class Unsplittable(TensorRows):
+    """Declares itself row-wise but returns a leaf without the batch dimension."""
+
+    def get_batch(self, idx):
+        x, y = super().get_batch(idx)
+        return {"x": x, "y": y, "scale": torch.tensor(2.0)}
+
+
+def test_a_batch_that_cannot_be_cut_is_fetched_per_micro_batch():
+    data = Unsplittable(torch.arange(20.0).reshape(10, 2), torch.arange(10))
+    loader = BatchLoader(data, ResumableSampler(10, seed=0, shuffle=False), list, CPU, 6, 2)
+    for _ in range(2):
+        micro = loader.next()
+        assert micro.whole is None and len(micro) == 2
+        assert all(b["scale"].item() == 2.0 for _, b in micro)

@@ -180,6 +180,32 @@ def test_disabled_autopilot_still_stops_on_nan_and_no_rollback_means_stop():
     assert verdicts[-1].action is Action.STOP and "rollbacks are off" in verdicts[-1].message
 
 
+def test_disabled_autopilot_keeps_no_guard_windows():
+    """Off, the guards' windows do not move (they serve only the checks); on, they do."""
+    off, on = Autopilot(GuardsConfig(enabled=False)), Autopilot(GuardsConfig())
+    for pilot in (off, on):
+        drive(pilot, [{"loss": 2.0, "grad_norm": 1.0, "input_rms": 1.0}] * 5)
+    assert off.state_dict()["spike"]["loss_window"] == [] and off.state_dict()["inputs"]["window"] == []
+    assert len(on.state_dict()["spike"]["loss_window"]) == 5 and len(on.state_dict()["inputs"]["window"]) == 5
+
+
+def test_guards_check_against_statistics_refreshed_on_every_change():
+    """The spike and input guards keep their window statistics from the last update; a
+    restored state (resume, rollback) must refresh them, or a check would use the old ones."""
+    quiet = [{"loss": 2.0 + 0.01 * (i % 3), "grad_norm": 1.0, "input_rms": 1.0} for i in range(80)]
+    a = Autopilot(GuardsConfig(spike_window=16))
+    drive(a, quiet)
+    b = Autopilot(GuardsConfig(spike_window=16))
+    b.load_state_dict(a.state_dict())
+    spike = record(loss=50.0)
+    assert a.decide(spike).reason == b.decide(spike).reason == "loss_spike"
+    outlier = record(input_rms=1e4)
+    assert a.decide(outlier).reason == b.decide(outlier).reason == "input_outlier"
+    c = Autopilot(GuardsConfig(spike_window=16))
+    c.load_state_dict(Autopilot(GuardsConfig(spike_window=16)).state_dict())  # empty windows: silent
+    assert c.decide(spike).action is Action.APPLY
+
+
 def test_quarantine_through_the_autopilot(tmp_path):
     pilot = Autopilot(GuardsConfig(), tmp_path)
     loss = torch.linspace(1.0, 1.2, 16)

@@ -64,3 +64,19 @@ def test_truncated_last_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0, "train/loss": 1.0}\n{"step": 1, "train/lo')
     assert read_jsonl(path) == [{"step": 0, "train/loss": 1.0}]
+
+
+def test_fast_and_careful_rows_write_the_same_text(tmp_path: Path) -> None:
+    """A row of plain floats and ints goes through one json.dumps; a row with a numpy scalar
+    or a non-finite value through the per-value path; a key naming NaN or Infinity takes
+    the careful path too and is still written right. Every line is strict JSON."""
+    sink = JsonlSink(tmp_path / "m.jsonl")
+    sink.write(1, {"a": 0.1, "b": 3, "c": True})
+    sink.write(2, {"a": np.float64(0.1), "b": 3, "c": True})
+    sink.write(3, {"inst/NaN_frac": 0.25, "inst/Infinity_count": 2, "x": math.nan})
+    sink.close()
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert lines[0].split(", ", 1)[1] == lines[1].split(", ", 1)[1] == '"a": 0.1, "b": 3, "c": true}'
+    assert json.loads(lines[2], parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))) == {
+        "step": 3, "inst/NaN_frac": 0.25, "inst/Infinity_count": 2, "x": "nan"}
+    assert read_jsonl(tmp_path / "m.jsonl")[2]["inst/NaN_frac"] == 0.25

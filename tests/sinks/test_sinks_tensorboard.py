@@ -37,7 +37,8 @@ def test_crc32c_equals_tensorboards() -> None:
     from trainwell.sinks.tensorboard import _CHUNK, masked_crc32c
 
     rng = random.Random(0)
-    lengths = [*range(0, 40), _CHUNK - 1, _CHUNK, _CHUNK + 1, _CHUNK + 3, _CHUNK + 4, 2 * _CHUNK + 2, 3000]
+    lengths = [*range(0, 40), _CHUNK - 1, _CHUNK, _CHUNK + 1, _CHUNK + 3, _CHUNK + 4, 2 * _CHUNK + 2,
+               2 * _CHUNK + 4, 2 * _CHUNK + 5, 3 * _CHUNK + 3, 3000, 12_345]  # also several whole chunks at once
     for n in lengths:
         data = bytes(rng.randrange(256) for _ in range(n))
         assert masked_crc32c(data) == reference(data), n
@@ -57,3 +58,38 @@ def test_many_writes_and_a_long_event_read_back(tmp_path: Path) -> None:
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 51))
     assert acc.Scalars("group/metric_099")[0].value == 99.0
+
+
+def test_hand_encoded_event_equals_protobufs() -> None:
+    """The Summary laid out once per key set and filled per write is byte for byte what
+    protobuf serialises: odd key lengths (a 2-byte varint), values out of float32 range,
+    NaN, -0.0, numpy and 0-d tensor scalars, step 0 (left out) and a large step."""
+    import numpy as np
+    import torch
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from trainwell.sinks.tensorboard import SummaryLayout, event_bytes
+
+    keys = ("a", "train/loss", "x" * 200, "inst/métrique", "big", "nan", "neg0", "np", "t")
+    layout = SummaryLayout(keys)
+    for step, scale in ((0, 1.0), (7, 2.0), (2**40 + 3, -3.5)):
+        values = [1.5 * scale, 0.25, 3e-3, scale, 1e39, math.nan, -0.0, np.float32(scale), torch.tensor(scale)]
+        ours = event_bytes(1234.5, step, layout.fill(values))
+        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in zip(keys, values)])
+        theirs = Event(wall_time=1234.5, step=step, summary=summary).SerializeToString()
+        assert ours == theirs, step
+
+
+def test_wide_write_reads_back_with_the_same_keys_twice(tmp_path: Path) -> None:
+    sink = TensorBoardSink(tmp_path / "tb")
+    wide = {f"inst/m{i:03d}": float(i) / 7 for i in range(300)}
+    sink.write(16, wide)
+    sink.write(32, {k: v * 2 for k, v in wide.items()})  # the same layout, new values
+    sink.write(33, {"train/loss": 0.5})  # another key set
+    sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [(e.step, round(e.value, 5)) for e in acc.Scalars("inst/m299")] == [(16, round(299 / 7, 5)),
+                                                                              (32, round(598 / 7, 5))]
+    assert acc.Scalars("train/loss")[0].value == 0.5

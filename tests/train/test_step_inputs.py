@@ -46,8 +46,15 @@ class Regression(Task):
         return LossOutput(per_sample.sum(), float(len(y)), {}, per_sample)
 
 
-def one_step(x: torch.Tensor, accumulate: int):
-    task = Regression(x)
+class RowwiseRegression(Regression):
+    """The same task, whose get_batch declares itself row-wise: the loader fetches a step's
+    batch once and cuts the micro-batches from it, and the step measures it in one op."""
+
+    get_batch_rowwise = True
+
+
+def one_step(x: torch.Tensor, accumulate: int, rowwise: bool = False):
+    task = (RowwiseRegression if rowwise else Regression)(x)
     model = task.build_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     cpu = torch.device("cpu")
@@ -65,15 +72,18 @@ def expected_rms(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("shape", [(12,), (12, 5), (12, 2, 3, 3)])
 @pytest.mark.parametrize("accumulate", [1, 3])
 @pytest.mark.parametrize("host_max", [True, False])
-def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, host_max, monkeypatch):
+@pytest.mark.parametrize("rowwise", [False, True])
+def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, host_max, rowwise, monkeypatch):
     """Every input rank (a (N,) input used to fail in flatten(1)), one or several
-    micro-batches, per-sample norms read to the host or one device max per micro-batch."""
+    micro-batches, per-sample norms read to the host or one device max per micro-batch,
+    measured per micro-batch or once over the batch they were cut from."""
     if not host_max:
         monkeypatch.setattr(step_module, "HOST_NORMS_MAX", 0)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(*shape, generator=g)
     x[7] *= 30.0  # the largest sample sits in a later micro-batch
-    record, out = one_step(x, accumulate)
+    record, out = one_step(x, accumulate, rowwise)
+    assert len(out.input_norms) == (1 if rowwise else accumulate)
     rms = expected_rms(x)
     assert record.input_rms == pytest.approx(float(rms.max()), rel=1e-5)
     ids, per_sample = out.per_sample_input_rms()  # the quarantine's evidence
@@ -82,14 +92,15 @@ def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, host_max, mo
 
 
 @pytest.mark.parametrize("host_max", [True, False])
-def test_nan_input_in_a_later_micro_batch_is_seen(host_max, monkeypatch):
+@pytest.mark.parametrize("rowwise", [False, True])
+def test_nan_input_in_a_later_micro_batch_is_seen(host_max, rowwise, monkeypatch):
     """A NaN in any micro-batch makes input_rms NaN (Python's max() passes over a NaN that
     is not first, which used to hide one outside the first micro-batch)."""
     if not host_max:
         monkeypatch.setattr(step_module, "HOST_NORMS_MAX", 0)
     x = torch.ones(8, 4)
     x[6, 2] = float("nan")
-    record, _ = one_step(x, 2)
+    record, _ = one_step(x, 2, rowwise)
     assert math.isnan(record.input_rms)
 
 
@@ -142,3 +153,48 @@ def test_host_count_accumulation_equals_the_full_batch(n, accumulate):
     for a, b in zip(acc, full, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert record.loss == pytest.approx(full_record.loss, rel=1e-6) and record.n_targets == n
+
+
+def test_rowwise_batch_gives_the_same_step_as_per_micro_batch_fetches():
+    """Cutting the micro-batches from one fetched batch changes no number of the step."""
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(4))
+    a, _ = one_step(x, 3, rowwise=False)
+    b, _ = one_step(x, 3, rowwise=True)
+    assert (a.loss, a.grad_norm, a.input_rms) == (b.loss, b.grad_norm, b.input_rms)
+
+
+class TwoLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(5, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.hidden(x)))
+
+
+def test_final_activation_probe_measures_the_first_micro_batch_without_a_hook():
+    """The probe measures the input of the last Linear in the step's first micro-batch and
+    leaves the layer on nn.Module's fast path: no forward hook, and no instance forward
+    left behind after the step (nor after a step that never called the layer)."""
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(5))
+    task = RowwiseRegression(x)
+    torch.manual_seed(0)
+    model = TwoLayer()
+    cpu = torch.device("cpu")
+    loader = BatchLoader(task, ResumableSampler(12, seed=0, shuffle=False), list, cpu, 12, 3)
+    st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
+                    resolve_precision("fp32", cpu), loader, cpu)
+    probe = step_module.FinalActivationProbe(model)
+    assert not model.head._forward_hooks and "forward" not in model.head.__dict__
+    micro = loader.next()
+    record, _ = compute_update(st, task, micro, max_norm=1.0, probe=probe, data_time=0.0,
+                               t_start=time.perf_counter())
+    first = torch.relu(model.hidden(micro[0][1][0])).detach()  # (4, 4): the head's input
+    expected = float(first.pow(2).mean().sqrt())
+    assert record.final_act_norm == pytest.approx(expected, rel=1e-5)
+    assert not model.head._forward_hooks and "forward" not in model.head.__dict__
+    probe.arm()
+    probe.disarm()  # a step that never reached the layer
+    assert "forward" not in model.head.__dict__
+    probe.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
@@ -31,9 +32,12 @@ MicroBatch = tuple[Tensor, Any]
 class MicroBatches(list):
     """The micro-batches of one step; ``whole`` is (ids (B,), batch) when every micro-batch
     is a view of that one batch (the step then measures its inputs with one op, not one per
-    micro-batch), else None."""
+    micro-batch), else None. ``input_norms`` is (ids (B,), per-sample input L2 norms (B,)
+    on the host, input size D) when the dataset knows them (TensorRows.input_norms): the
+    step then runs no op at all for them."""
 
     whole: MicroBatch | None = None
+    input_norms: tuple[Tensor, np.ndarray, int] | None = None
 
 
 def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
@@ -115,6 +119,9 @@ class BatchLoader:
         part = _shard_slice(batch_size, shard)
         self.shard = part if shard[1] > 1 else None
         self.sizes = split_sizes(part.stop - part.start, accumulate)
+        norms = getattr(dataset, "input_norms", None)
+        self._norms: tuple[np.ndarray, int] | None = norms() if callable(norms) else None
+        """The dataset's per-sample input norms by id and the input size, when it knows them."""
         self._rows = bool(getattr(dataset, "get_batch_rowwise", False))
         """Whether the batch may be fetched once and cut into micro-batches: the dataset says
         its get_batch is row-wise (row i of get_batch(idx) depends on idx[i] alone, no
@@ -127,6 +134,8 @@ class BatchLoader:
             ids = ids[self.shard]  # this rank's (B / world,)
         dataset, collate, device, sizes = self.dataset, self.collate, self.device, self.sizes
         out = MicroBatches()
+        if self._norms is not None:  # a host lookup by id (ids are on the CPU): no device op
+            out.input_norms = (ids, self._norms[0][ids.numpy()], self._norms[1])
         if len(sizes) > 1 and self._rows:
             # a row-wise get_batch: fetch the batch once and cut it into views (one gather per
             # tensor instead of one per micro-batch; the same rows, so the same numbers)

@@ -1,7 +1,8 @@
 """TensorBoardSink: scalars into TensorBoard event files (``tensorboard --logdir RUN``).
 
 The sink writes the event file itself, in the calling thread: one ``Event`` (a ``Summary``
-holding every scalar of the call) per ``write``, framed as TensorBoard's record format
+holding every scalar of the call, encoded by hand: ``SummaryLayout``) per ``write``, framed
+as TensorBoard's record format
 (length, masked CRC32C of the length, the event, masked CRC32C of the event). Why not
 torch's ``SummaryWriter``: it hands each event to a writer thread that checksums it with
 tensorboard's pure-Python CRC32C, one Python loop step per byte (0.12 ms for a 400-byte
@@ -37,9 +38,9 @@ class TensorBoardSink:
     def __init__(self, log_dir: str | Path) -> None:
         # Imported here: tensorboard takes a while to import and is off for some runs.
         from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
 
-        self._event, self._summary, self._value = Event, Summary, Summary.Value
+        self._keys: tuple[str, ...] = ()
+        self._layout: SummaryLayout | None = None
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}"
@@ -50,14 +51,13 @@ class TensorBoardSink:
         self.flush()
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
-        if self._file.closed:
+        if self._file.closed or not metrics:
             return
-        value = self._value
-        values = [value(tag=key, simple_value=float(v)) for key, v in metrics.items()]
-        if not values:
-            return
-        event = self._event(wall_time=time.time(), step=int(step), summary=self._summary(value=values))
-        self._record(event.SerializeToString())
+        keys = tuple(metrics)
+        if keys != self._keys:  # a new set of keys: lay its Summary out once
+            self._keys, self._layout = keys, SummaryLayout(keys)
+        summary = self._layout.fill(list(metrics.values()))
+        self._record(event_bytes(time.time(), int(step), summary))
         if time.monotonic() - self._last_flush >= FLUSH_SECS:
             self.flush()
 
@@ -74,6 +74,57 @@ class TensorBoardSink:
     def close(self) -> None:
         if not self._file.closed:  # flushes; safe to call twice
             self._file.close()
+
+
+# ---------------------------------------------------------------- the event, encoded by hand
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+class SummaryLayout:
+    """The serialised ``Summary`` of a fixed key sequence, with a slot for each value.
+
+    A ``Summary`` of scalars is ``value`` (field 1) repeated, each ``Value`` holding ``tag``
+    (field 1, a string) and ``simple_value`` (field 2, a float32). For the same keys only the
+    float32 bytes change, so the bytes are laid out once and each write copies the values
+    into their slots with one numpy assignment: a write of 300 instrument metrics costs tens
+    of microseconds instead of 300 protobuf objects (about 1 us each) and their serialisation.
+    The bytes equal protobuf's own ``SerializeToString`` (tests/sinks/test_sinks_tensorboard.py)."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        parts, slots, pos = [], [], 0
+        for key in keys:
+            tag = key.encode("utf-8")
+            value = b"\x0a" + _varint(len(tag)) + tag + b"\x15"  # tag, then the float's key
+            head = b"\x0a" + _varint(len(value) + 4) + value  # Summary.value (field 1)
+            parts.append(head + b"\0\0\0\0")
+            slots.append(pos + len(head))
+            pos += len(head) + 4
+        self.template = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
+        self.index = (np.asarray(slots, dtype=np.int64)[:, None] + np.arange(4)).reshape(-1)  # (4 n,)
+
+    def fill(self, values: list[float]) -> bytes:
+        with np.errstate(over="ignore"):  # beyond float32: inf, as protobuf stores it
+            floats = np.asarray(values, dtype=np.float64).astype("<f4")
+        self.template[self.index] = floats.view(np.uint8)
+        return self.template.tobytes()
+
+
+def event_bytes(wall_time: float, step: int, summary: bytes) -> bytes:
+    """An ``Event`` (wall_time: field 1, double; step: field 2, int64, left out when 0 as
+    protobuf does; summary: field 5) around serialised ``Summary`` bytes."""
+    head = b"\x09" + struct.pack("<d", wall_time)
+    if step:
+        head += b"\x10" + _varint(step & 0xFFFFFFFFFFFFFFFF)
+    return head + b"\x2a" + _varint(len(summary)) + summary
 
 
 # ---------------------------------------------------------------- CRC32C (Castagnoli)
@@ -112,6 +163,17 @@ def _shifted() -> np.ndarray:
 
 
 _ROW_START = np.arange(_CHUNK, dtype=np.int64) * 256
+_CARRY: tuple[list[int], ...] | None = None
+
+
+def _carry_tables() -> tuple[list[int], ...]:
+    """Rows 0-3 of the shifted table as Python lists: what byte j of a carried state adds
+    at the end of a whole chunk."""
+    global _CARRY
+    if _CARRY is None:
+        shifted = _shifted()
+        _CARRY = tuple(shifted[j * 256:(j + 1) * 256].tolist() for j in range(4))
+    return _CARRY
 
 
 def crc32c(data: bytes) -> int:
@@ -129,6 +191,17 @@ def crc32c(data: bytes) -> int:
         return state ^ 0xFFFFFFFF
     shifted = _shifted()
     pos = 0
+    whole = (n - 4) // _CHUNK  # whole chunks, leaving at least 4 bytes to the loop below
+    if whole >= 2:
+        # every whole chunk's contribution from a zero state in one vectorised gather, then
+        # the state carried chunk to chunk on the host: 4 lookups a chunk (the state's bytes
+        # as if XOR-ed into the next chunk's first 4 bytes, as in the loop below)
+        block = np.frombuffer(data, dtype=np.uint8, count=whole * _CHUNK).reshape(whole, _CHUNK)
+        partial = np.bitwise_xor.reduce(shifted[_ROW_START + block.astype(np.int64)], axis=1).tolist()
+        t0, t1, t2, t3 = _carry_tables()
+        for p in partial:
+            state = p ^ t0[state & 0xFF] ^ t1[(state >> 8) & 0xFF] ^ t2[(state >> 16) & 0xFF] ^ t3[state >> 24]
+        pos = whole * _CHUNK
     while pos < n:
         size = min(_CHUNK, n - pos)
         if 0 < n - pos - size < 4:  # keep the last chunk at least 4 bytes long

@@ -56,3 +56,25 @@ def evaluate(
     names = list(sums)
     values = torch.stack([sums[k][0] / sums[k][1] for k in names]).tolist()
     return dict(zip(names, values, strict=True))
+
+
+def evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, float]:  # noqa: ANN001
+    """The loop's evaluation: eval/* (and eval_ema/* with an EMA), written to the sinks, the
+    history and the console."""
+    if eval_data is None:
+        return {}
+    kwargs = dict(
+        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
+        max_batches=cfg.train.eval_batches,
+        device=st.device,
+        precision=st.precision,
+    )
+    results = {f"eval/{k}": v for k, v in evaluate(task, st.model, eval_data, optimizer=st.optimizer, **kwargs).items()}
+    if st.ema is not None:
+        ema = evaluate(task, st.ema.module, eval_data, **kwargs)
+        results.update({f"eval_ema/{k}": v for k, v in ema.items()})
+    for sink in sinks:
+        sink.write(st.step, results)
+    history.append({"step": st.step, **results})
+    bar.log(f"step {st.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    return results

@@ -33,7 +33,7 @@ from trainwell.tasks import Task, build_task
 from trainwell.train import throughput
 from trainwell.train.checkpointing import Checkpointer, truncate_metrics
 from trainwell.train.ema import build_ema
-from trainwell.train.evaluate import evaluate
+from trainwell.train.evaluate import evaluate_all
 from trainwell.train.metrics import Rate, final_metrics, logged_eval, train_metrics
 from trainwell.train.precision import resolve_precision
 from trainwell.train.rng import seed_everything
@@ -188,12 +188,12 @@ def run(
                 measured: dict[str, float] = {}
                 if applied:
                     step_before = st.step
-                    if runner is not None and runner.due(step_before):
+                    if out.runner_due:  # asked once, in compute_update
                         runner.before_update(step_before, micro[0][1], record.loss, record.lr)
-                        apply_update(st)
+                        apply_update(st, out.lr_factor)
                         measured = runner.after_update(step_before)
                     else:
-                        apply_update(st)
+                        apply_update(st, out.lr_factor)
                     st.samples_seen += record.n_samples
                     st.targets_seen += record.n_targets
                     rate.add(record.n_samples, record.n_targets)
@@ -222,7 +222,7 @@ def run(
                         sink.write(st.step, metrics)
                     history.append({"step": st.step, **metrics})
                 if cfg.train.eval_every and st.step % cfg.train.eval_every == 0 and st.step < cfg.train.steps:
-                    last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+                    last_eval = evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
                 if ckpt.due(st.step) and st.step < cfg.train.steps:
                     failure = ckpt.save(st, pilot)
                     if failure is None and ckpt.last_healthy:
@@ -237,7 +237,7 @@ def run(
             bar.log(f"the run was already complete at step {st.step}")
         else:
             if eval_data is not None:
-                last_eval = _evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
+                last_eval = evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
             failure = ckpt.save(st, pilot)  # always at the end
             if failure is not None:
                 bar.log(f"warning: the final checkpoint failed: {failure}")
@@ -369,26 +369,6 @@ def _save_instruments(runner: InstrumentRunner, out_dir: Path, bar: ConsoleProgr
     for line in runner.warnings:
         bar.log(f"instruments: {line}")
     runner.close()
-
-
-def _evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, float]:  # noqa: ANN001
-    if eval_data is None:
-        return {}
-    kwargs = dict(
-        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-        max_batches=cfg.train.eval_batches,
-        device=st.device,
-        precision=st.precision,
-    )
-    results = {f"eval/{k}": v for k, v in evaluate(task, st.model, eval_data, optimizer=st.optimizer, **kwargs).items()}
-    if st.ema is not None:
-        ema = evaluate(task, st.ema.module, eval_data, **kwargs)
-        results.update({f"eval_ema/{k}": v for k, v in ema.items()})
-    for sink in sinks:
-        sink.write(st.step, results)
-    history.append({"step": st.step, **results})
-    bar.log(f"step {st.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
-    return results
 
 
 def _dist():  # noqa: ANN202

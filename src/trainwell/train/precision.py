@@ -14,6 +14,9 @@ import torch
 
 from trainwell.errors import ConfigError
 
+_NO_AUTOCAST = contextlib.nullcontext()
+"""fp32 enters nothing; a nullcontext holds no state, so one serves every micro-batch."""
+
 
 @dataclass
 class Precision:
@@ -22,14 +25,18 @@ class Precision:
     device: torch.device
     scaler: torch.amp.GradScaler | None
 
+    def __post_init__(self) -> None:
+        # read for every micro-batch: looked up once, not from a dict at every call
+        self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
     @property
     def dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+        return self._dtype
 
     def autocast(self) -> Any:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        if self._dtype is None:
+            return _NO_AUTOCAST
+        return torch.autocast(device_type=self.device.type, dtype=self._dtype)
 
     def scale_tensor(self) -> torch.Tensor | None:
         """The loss scale as a device tensor (no host sync), or None without fp16."""

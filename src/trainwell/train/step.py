@@ -20,6 +20,9 @@ from trainwell.tasks.base import Task
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState, unwrap
 
+_NO_SYNC = nullcontext()
+"""One process: no gradient-sync context around a micro-batch (a nullcontext is stateless)."""
+
 
 class FinalActivationProbe:
     """RMS of the input to the model's last Linear layer (the LM head or classifier), kept
@@ -151,7 +154,12 @@ class StepOutput:
     """(ids, per-sample loss) of each micro-batch, when the task provides them."""
     input_norms: list[tuple[Tensor, Tensor, int]]
     """(ids, per-sample L2 norm of the input, input size D) of each micro-batch with
-    floating-point inputs; RMS = norm / sqrt(D), computed only when it is needed."""
+    floating-point inputs (one entry for the whole batch when the micro-batches were cut
+    from it); RMS = norm / sqrt(D), computed only when it is needed."""
+    lr_factor: float = 1.0
+    """The schedule factor of this update (record.lr / peak lr): apply_update uses it as is."""
+    runner_due: bool = False
+    """Whether the instruments runner wants this update (asked once a step)."""
 
     def per_sample_input_rms(self) -> tuple[Tensor, Tensor] | None:
         """(ids, per-sample input RMS on the host) over all micro-batches, or None."""
@@ -189,7 +197,8 @@ def compute_update(
     k = len(micro)
     if probe is not None:
         probe.arm()
-    due = runner is not None and dist is None and runner.due(st.step)
+    runner_due = runner is not None and runner.due(st.step)
+    due = runner_due and dist is None
     if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
         runner.begin(st.step, compiled=model is not unwrap(model))  # one process: only compile wraps
 
@@ -200,6 +209,9 @@ def compute_update(
     input_norms: list[tuple[Tensor, Tensor, int]] = []
     norm_ref: Tensor | float | None = None
     n_samples = 0
+    known = getattr(micro, "input_norms", None) if measure_inputs and dist is None else None
+    if known is not None:  # the dataset's own per-sample norms, looked up on the host: no op
+        measure_inputs = False
     whole = getattr(micro, "whole", None) if measure_inputs else None
     if whole is not None:  # the micro-batches are views of one batch: one op measures them all
         x = input_tensor(whole[1])
@@ -209,7 +221,7 @@ def compute_update(
         x = input_tensor(batch) if measure_inputs and whole is None else None
         if x is not None:  # for the input guard: one op per micro-batch, read in the single sync below
             input_norms.append(sample_norms(idx, x))
-        with nullcontext() if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
+        with _NO_SYNC if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
             with prec.autocast():
                 out = task.loss(model, batch)
             if nan_loss:  # fault injection: a numerical blow-up in the forward pass
@@ -221,7 +233,8 @@ def compute_update(
                 # so scale by a reference now and correct the gradient once at the end. Across
                 # ranks the reference must be the same everywhere (dist/context.py).
                 norm_ref = c * k if dist is None else dist.loss_divisor(c, k)
-            loss = out.sum.float() / norm_ref
+            s = out.sum
+            loss = (s if s.dtype is torch.float32 else s.float()) / norm_ref  # .float() is a dispatch even on float32
             if prec.scaler is not None:
                 prec.scaler.scale(loss).backward()
             else:
@@ -258,25 +271,25 @@ def compute_update(
         local += comps[n]
 
     params = st.params
-    grads = [p.grad for p in params if p.grad is not None]
+    # the gradient list only where it is used (clipping takes the parameters themselves)
+    clip = max_norm * st.clip_mult
     if dist is None:
         total: Tensor | float = sum(counts) if host_counts else sum(local[k:2 * k])
         # now exactly sum / total count; with equal host counts the factor is exactly 1: no pass
-        if k > 1 and grads and (not host_counts or norm_ref != total):
+        if k > 1 and (not host_counts or norm_ref != total) and (grads := _grads(params)):
             torch._foreach_mul_(grads, norm_ref / total)
     else:  # one all_gather: every rank's scalars, so that every rank reaches the same verdict
         table = dist.gather_scalars(local)  # (world, len(local) + 1)
         total = table[:, k:2 * k].sum()
-        if grads:
+        if grads := _grads(params):
             torch._foreach_mul_(grads, dist.grad_correction(norm_ref, total))  # sum / global count
-    if force_overflow and grads:
+    if force_overflow and (grads := _grads(params)):
         grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
         prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
-    clip = max_norm * st.clip_mult
     if clip > 0:
         grad_norm: Tensor | None = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-    elif grads:
+    elif grads := _grads(params):
         grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
     else:
         grad_norm = None
@@ -321,7 +334,11 @@ def compute_update(
     if act is not None:  # across ranks: the RMS over every rank's first micro-batch
         norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
         act_v, pos = probe.rms(norm), pos + 1
-    if dist is None:
+    if known is not None:
+        ids_all, host, d = known
+        input_v = float(host.max()) / math.sqrt(d)  # numpy's max propagates a NaN
+        input_norms = [(ids_all, torch.from_numpy(host), d)]  # the quarantine's evidence
+    elif dist is None:
         input_v = largest_rms(values, end, input_norms, per_sample_norms)
     else:  # the same Python expression over the same rows on every rank: the same value everywhere
         input_v = max((r[pos + i] / math.sqrt(d) for r in rows for i, (_, _, d) in enumerate(input_norms)),
@@ -330,14 +347,14 @@ def compute_update(
                   for i, n in enumerate(names)}
     n_samples *= len(rows)  # equal shards
 
-    lr = st.current_lr()
+    factor = st.lr_factor()  # once a step: apply_update takes it from the StepOutput
     overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
     record = StepRecord(
         step=st.step,
         iteration=st.iteration + 1,
         loss=loss_v,
         grad_norm=norm_v,
-        lr=lr,
+        lr=st.peak_lr * factor,
         clip_norm=clip,
         loss_scale=scale_v,
         components=components,
@@ -350,7 +367,12 @@ def compute_update(
         applied=not overflow,
         reason="fp16_overflow" if overflow else "",
     )
-    return record, StepOutput(per_sample=per_sample, input_norms=input_norms)
+    return record, StepOutput(per_sample=per_sample, input_norms=input_norms, lr_factor=factor,
+                              runner_due=runner_due)
+
+
+def _grads(params: list[Tensor]) -> list[Tensor]:
+    return [p.grad for p in params if p.grad is not None]
 
 
 def dist_plain(t: Tensor) -> Tensor:
@@ -359,9 +381,10 @@ def dist_plain(t: Tensor) -> Tensor:
     return full() if full is not None else t
 
 
-def apply_update(st: TrainState) -> None:
-    """Optimizer step with the scheduled LR, then EMA; advances the applied-step counter."""
-    factor = st.lr_factor()
+def apply_update(st: TrainState, lr_factor: float | None = None) -> None:
+    """Optimizer step with the scheduled LR, then EMA; advances the applied-step counter.
+    ``lr_factor``: the factor compute_update already took (StepOutput.lr_factor)."""
+    factor = st.lr_factor() if lr_factor is None else lr_factor
     for group in st.optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
     if st.precision.scaler is not None:
