@@ -198,3 +198,60 @@ def test_final_activation_probe_measures_the_first_micro_batch_without_a_hook():
     probe.disarm()  # a step that never reached the layer
     assert "forward" not in model.head.__dict__
     probe.close()
+
+
+def table_step(x: torch.Tensor, accumulate: int):
+    """A step over TensorRows data: the loader gives the batch's input norms from the
+    dataset's table, and the step runs no norm op."""
+    from trainwell.data.tensor_rows import TensorRows
+
+    data = TensorRows(x, torch.zeros(len(x)))
+    task = Regression(x)
+    task.get_batch = data.get_batch
+    model = task.build_model()
+    cpu = torch.device("cpu")
+    loader = BatchLoader(data, ResumableSampler(len(x), seed=0, shuffle=False), list, cpu, len(x), accumulate)
+    st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
+                    resolve_precision("fp32", cpu), loader, cpu)
+    micro = loader.next()
+    assert micro.input_norms is not None
+    return compute_update(st, task, micro, max_norm=1.0, probe=None, data_time=0.0, t_start=time.perf_counter())
+
+
+@pytest.mark.parametrize("shape", [(12,), (12, 5), (12, 2, 3, 3)])
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_input_rms_from_the_datasets_table(shape, accumulate, monkeypatch):
+    """The same input_rms and per-sample evidence as measuring the batch, without a norm op."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(6))
+    x[7] *= 30.0
+    calls = []
+    real = step_module.sample_norms
+    monkeypatch.setattr(step_module, "sample_norms", lambda *a: calls.append(1) or real(*a))
+    record, out = table_step(x, accumulate)
+    assert not calls
+    measured, _ = one_step(x, accumulate)
+    assert record.input_rms == pytest.approx(measured.input_rms, rel=1e-6)
+    ids, per_sample = out.per_sample_input_rms()
+    assert ids.tolist() == list(range(len(x)))
+    torch.testing.assert_close(per_sample.double(), expected_rms(x), rtol=1e-5, atol=0)
+
+
+def test_nan_and_inf_rows_of_the_table_are_seen():
+    x = torch.ones(8, 4)
+    x[6, 2] = float("nan")
+    assert math.isnan(table_step(x, 2)[0].input_rms)
+    x = torch.ones(8, 4)
+    x[5, 0] = float("inf")
+    assert table_step(x, 2)[0].input_rms == float("inf")
+
+
+def test_a_subclass_that_changes_its_rows_is_measured_per_step():
+    from trainwell.data.tensor_rows import TensorRows
+
+    class Augmented(TensorRows):
+        def get_batch(self, idx):
+            x, y = super().get_batch(idx)
+            return x * 2.0, y
+
+    assert Augmented(torch.ones(4, 2), torch.zeros(4)).input_norms() is None
+    assert TensorRows(torch.arange(4), torch.zeros(4)).input_norms() is None  # token ids: not measured

@@ -32,12 +32,34 @@ MicroBatch = tuple[Tensor, Any]
 class MicroBatches(list):
     """The micro-batches of one step; ``whole`` is (ids (B,), batch) when every micro-batch
     is a view of that one batch (the step then measures its inputs with one op, not one per
-    micro-batch), else None. ``input_norms`` is (ids (B,), per-sample input L2 norms (B,)
-    on the host, input size D) when the dataset knows them (TensorRows.input_norms): the
-    step then runs no op at all for them."""
+    micro-batch), else None. ``input_norms`` is (ids (B,), the dataset's InputNorms) when
+    the dataset knows its inputs' norms (TensorRows.input_norms): the step then runs no op
+    at all for them."""
 
     whole: MicroBatch | None = None
-    input_norms: tuple[Tensor, np.ndarray, int] | None = None
+    input_norms: tuple[Tensor, InputNorms] | None = None
+
+
+class InputNorms:
+    """A dataset's per-sample input L2 norms by id, on the host (TensorRows.input_norms),
+    for the step to look a batch's up: a Python max over a list, no device op."""
+
+    def __init__(self, norms: np.ndarray, size: int) -> None:
+        self.norms, self.size = norms, size
+        """(N,) float32 norms, and the input size D (RMS = norm / sqrt(D))."""
+        self._list: list[float] = norms.tolist()
+        self._nan = bool(np.isnan(norms).any())
+
+    def largest(self, ids: Tensor) -> float:
+        """The largest norm among ``ids``; NaN when any of them is NaN (Python's max() would
+        pass over a NaN that is not first)."""
+        if self._nan:
+            return float(self.norms[ids.numpy()].max())
+        return max(map(self._list.__getitem__, ids.tolist()))
+
+    def of(self, ids: Tensor) -> Tensor:
+        """(B,) float32: the norms of ``ids`` (the quarantine's evidence)."""
+        return torch.from_numpy(self.norms[ids.numpy()])
 
 
 def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
@@ -120,8 +142,9 @@ class BatchLoader:
         self.shard = part if shard[1] > 1 else None
         self.sizes = split_sizes(part.stop - part.start, accumulate)
         norms = getattr(dataset, "input_norms", None)
-        self._norms: tuple[np.ndarray, int] | None = norms() if callable(norms) else None
-        """The dataset's per-sample input norms by id and the input size, when it knows them."""
+        known = norms() if callable(norms) else None
+        self._norms = InputNorms(*known) if known is not None else None
+        """The dataset's per-sample input norms by id, when it knows them."""
         self._rows = bool(getattr(dataset, "get_batch_rowwise", False))
         """Whether the batch may be fetched once and cut into micro-batches: the dataset says
         its get_batch is row-wise (row i of get_batch(idx) depends on idx[i] alone, no
@@ -134,8 +157,8 @@ class BatchLoader:
             ids = ids[self.shard]  # this rank's (B / world,)
         dataset, collate, device, sizes = self.dataset, self.collate, self.device, self.sizes
         out = MicroBatches()
-        if self._norms is not None:  # a host lookup by id (ids are on the CPU): no device op
-            out.input_norms = (ids, self._norms[0][ids.numpy()], self._norms[1])
+        if self._norms is not None:  # the step looks them up by id when it measures inputs
+            out.input_norms = (ids, self._norms)
         if len(sizes) > 1 and self._rows:
             # a row-wise get_batch: fetch the batch once and cut it into views (one gather per
             # tensor instead of one per micro-batch; the same rows, so the same numbers)

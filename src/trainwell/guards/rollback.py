@@ -12,6 +12,7 @@ the checkpoint but must keep these counters, or a run would roll back forever.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -172,13 +173,17 @@ class RollbackPolicy:
             self.healthy_streak = 0
         while self.skip_at and self.skip_at[0] <= self.attempts - self.skip_window:
             self.skip_at.popleft()
-        if act is not _APPLY or not record.applied or not finite(record.loss):
+        loss = record.loss
+        if act is not _APPLY or not record.applied or not math.isfinite(loss):
             return False
         if self.loss_ref is None:
-            self.loss_ref = record.loss
-        self.ema = self._next_ema(record.loss)
-        self.best = self.ema if self.best is None else min(self.best, self.ema)
-        self.above = self.above + 1 if self.ema > self._threshold() else 0
+            self.loss_ref = loss
+        # _next_ema and _threshold written out: this runs every step
+        ema = self.ema = loss if self.ema is None else self.ema_beta * self.ema + (1 - self.ema_beta) * loss
+        best = self.best = ema if self.best is None or ema < self.best else self.best
+        floor = self.divergence_floor * abs(self.loss_ref)
+        threshold = best + max((self.divergence_factor - 1.0) * abs(best), floor)
+        self.above = self.above + 1 if ema > threshold else 0
         if self.since_recovery == 0:
             return False
         self.healthy_streak += 1

@@ -72,16 +72,18 @@ class SpikeGuard:
         compares with; None while the window is shorter than the warmup. Computed when the
         windows change (update, load), not at every check: the check runs every step."""
 
-    def _center_spread(self, win: RollingWindow, floor: float = 0.0) -> tuple[float, float]:
-        center, spread = win.median_spread() if self.robust else win.mean_std()
-        return center, max(spread, self.min_rel_std * abs(center), floor, 1e-12)
-
     def _refresh(self) -> None:
-        if len(self.loss_window.values) < self.warmup:
+        lw, gw = self.loss_window, self.grad_window
+        if len(lw.values) < self.warmup:
             self._ref = None
             return
         floor = self.loss_floor * abs(self.loss_ref or 0.0)
-        self._ref = (*self._center_spread(self.loss_window, floor), *self._center_spread(self.grad_window))
+        if self.robust:
+            (lc, ls), (gc, gs) = lw.median_spread(), gw.median_spread()
+        else:  # kept up to date by the windows themselves
+            lc, ls, gc, gs = lw.mean, lw.std, gw.mean, gw.std
+        rel = self.min_rel_std
+        self._ref = (lc, max(ls, rel * abs(lc), floor, 1e-12), gc, max(gs, rel * abs(gc), 1e-12))
 
     def check(self, record: StepRecord) -> Verdict:
         # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.
@@ -122,10 +124,11 @@ class SpikeGuard:
 
     def update(self, record: StepRecord) -> None:
         if record.finite:
+            loss, grad = record.loss, record.grad_norm
             if self.loss_ref is None:
-                self.loss_ref = record.loss
-            self.loss_window.push(record.loss)
-            self.grad_window.push(_log(record.grad_norm))
+                self.loss_ref = loss
+            self.loss_window.push(loss)
+            self.grad_window.push(math.log(grad if grad > 1e-30 else 1e-30))  # _log of a finite norm
             self._refresh()
 
     def state_dict(self) -> dict[str, Any]:

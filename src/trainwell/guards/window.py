@@ -47,6 +47,17 @@ class RollingWindow:
         self._sum = math.fsum(v - self._shift for v in self.values)
         self._sumsq = math.fsum((v - self._shift) ** 2 for v in self.values)
         self._pushes = 0
+        self._set_stats()
+
+    def _set_stats(self) -> None:
+        n = len(self.values)
+        if n == 0:
+            self.mean = self.std = 0.0
+            return
+        m = self._sum / n
+        var = self._sumsq / n - m * m
+        self.mean = self._shift + m
+        self.std = math.sqrt(var) if var > 0.0 else 0.0
 
     def push(self, x: float) -> None:
         values, srt = self.values, self._sorted  # locals: push runs a few times every step
@@ -63,24 +74,28 @@ class RollingWindow:
         if srt is not None:
             bisect.insort(srt, x)
         values.append(x)
-        d = x - self._shift
-        self._sum += d
-        self._sumsq += d * d
+        shift = self._shift
+        d = x - shift
+        total = self._sum = self._sum + d
+        sumsq = self._sumsq = self._sumsq + d * d
         self._pushes += 1
         if self._pushes >= self.size:
-            self._recompute()
+            self._recompute()  # sets the statistics too
+            return
+        # the statistics here rather than in a call per read: the guards read them every step
+        n = len(values)
+        m = total / n
+        var = sumsq / n - m * m
+        self.mean = shift + m
+        self.std = math.sqrt(var) if var > 0.0 else 0.0
 
     def __len__(self) -> int:
         return len(self.values)
 
     def mean_std(self) -> tuple[float, float]:
-        """Mean and population standard deviation, O(1)."""
-        n = len(self.values)
-        if n == 0:
-            return 0.0, 0.0
-        m = self._sum / n
-        var = self._sumsq / n - m * m
-        return self._shift + m, math.sqrt(var) if var > 0.0 else 0.0
+        """Mean and population standard deviation, O(1) (kept up to date by every change:
+        also readable as the attributes ``mean`` and ``std``)."""
+        return self.mean, self.std
 
     def median_spread(self) -> tuple[float, float]:
         """Median and MAD x 1.4826 (a standard deviation that one outlier cannot inflate), O(N log N)."""
@@ -107,6 +122,7 @@ class RollingWindow:
         if sums is not None and len(values) == len(self.values):  # not cut to a smaller size
             self._shift, self._sum, self._sumsq = sums[0], sums[1], sums[2]
             self._pushes = int(sums[3])
+            self._set_stats()
 
 
 def _median_sorted(xs: list[float]) -> float:

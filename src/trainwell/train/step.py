@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trainwell.data.loader import MicroBatch
+from trainwell.data.loader import InputNorms, MicroBatch
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.tasks.base import Task
 from trainwell.train.record import StepRecord
@@ -74,8 +74,7 @@ class FinalActivationProbe:
             self._measure(inputs[0])
 
     def _measure(self, x: Tensor) -> None:
-        if x.requires_grad:
-            x = x.detach()
+        x = x.data  # a detached alias without a dispatcher call: the norm records no graph
         if x.dtype is torch.float32:  # no dtype= argument: a cheaper dispatch for the common case
             self.value = torch.linalg.vector_norm(x)
         else:
@@ -160,9 +159,14 @@ class StepOutput:
     """The schedule factor of this update (record.lr / peak lr): apply_update uses it as is."""
     runner_due: bool = False
     """Whether the instruments runner wants this update (asked once a step)."""
+    input_table: tuple[Tensor, InputNorms] | None = None
+    """(ids, the dataset's input norms) when the step looked them up instead of measuring."""
 
     def per_sample_input_rms(self) -> tuple[Tensor, Tensor] | None:
         """(ids, per-sample input RMS on the host) over all micro-batches, or None."""
+        if self.input_table is not None:
+            ids, table = self.input_table
+            return ids, table.of(ids) / math.sqrt(table.size)
         if not self.input_norms:
             return None
         ids = torch.cat([i for i, _, _ in self.input_norms])
@@ -335,9 +339,7 @@ def compute_update(
         norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
         act_v, pos = probe.rms(norm), pos + 1
     if known is not None:
-        ids_all, host, d = known
-        input_v = float(host.max()) / math.sqrt(d)  # numpy's max propagates a NaN
-        input_norms = [(ids_all, torch.from_numpy(host), d)]  # the quarantine's evidence
+        input_v = known[1].largest(known[0]) / math.sqrt(known[1].size)
     elif dist is None:
         input_v = largest_rms(values, end, input_norms, per_sample_norms)
     else:  # the same Python expression over the same rows on every rank: the same value everywhere
@@ -368,7 +370,7 @@ def compute_update(
         reason="fp16_overflow" if overflow else "",
     )
     return record, StepOutput(per_sample=per_sample, input_norms=input_norms, lr_factor=factor,
-                              runner_due=runner_due)
+                              runner_due=runner_due, input_table=known)
 
 
 def _grads(params: list[Tensor]) -> list[Tensor]:
