@@ -76,7 +76,7 @@ def test_hand_encoded_event_equals_protobufs() -> None:
     for step, scale in ((0, 1.0), (7, 2.0), (2**40 + 3, -3.5)):
         values = [1.5 * scale, 0.25, 3e-3, scale, 1e39, math.nan, -0.0, np.float32(scale), torch.tensor(scale)]
         ours = event_bytes(1234.5, step, layout.fill(values))
-        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in zip(keys, values)])
+        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in zip(keys, values, strict=True)])
         theirs = Event(wall_time=1234.5, step=step, summary=summary).SerializeToString()
         assert ours == theirs, step
 

@@ -15,6 +15,7 @@ a quarantine list shared by all ranks excludes the same ids everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,15 +48,15 @@ class InputNorms:
     def __init__(self, norms: np.ndarray, size: int) -> None:
         self.norms, self.size = norms, size
         """(N,) float32 norms, and the input size D (RMS = norm / sqrt(D))."""
-        self._list: list[float] = norms.tolist()
+        self._rms: list[float] = (norms.astype(np.float64) / math.sqrt(size)).tolist()
         self._nan = bool(np.isnan(norms).any())
 
-    def largest(self, ids: Tensor) -> float:
-        """The largest norm among ``ids``; NaN when any of them is NaN (Python's max() would
-        pass over a NaN that is not first)."""
+    def largest_rms(self, ids: Tensor) -> float:
+        """The largest input RMS (norm / sqrt(D)) among ``ids``; NaN when any of them is NaN
+        (Python's max() would pass over a NaN that is not first)."""
         if self._nan:
-            return float(self.norms[ids.numpy()].max())
-        return max(map(self._list.__getitem__, ids.tolist()))
+            return float(self.norms[ids.numpy()].max()) / math.sqrt(self.size)
+        return max(map(self._rms.__getitem__, ids.tolist()))
 
     def of(self, ids: Tensor) -> Tensor:
         """(B,) float32: the norms of ``ids`` (the quarantine's evidence)."""

@@ -81,9 +81,10 @@ class Autopilot:
         verdict = self.nonfinite.check(record)
         if not self._enabled:
             return verdict
-        if verdict.action is _APPLY:
+        # every guard answers a quiet step with the APPLY singleton: identity tests suffice
+        if verdict is APPLY:
             verdict = self.inputs.check(record)
-            if verdict.action is _APPLY:
+            if verdict is APPLY:
                 verdict = self.spike.check(record)
         escalate = self.rollback.check(record, skipping=verdict.action is _SKIP)
         return verdict if escalate is APPLY else worst(verdict, escalate)

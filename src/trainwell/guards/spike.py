@@ -92,7 +92,8 @@ class SpikeGuard:
             return APPLY
         loss_c, loss_s, log_c, log_s = ref
         z_loss = (record.loss - loss_c) / loss_s
-        z_grad = (_log(record.grad_norm) - log_c) / log_s
+        grad = record.grad_norm  # finite here: log of a norm, a zero norm as a tiny one
+        z_grad = (math.log(grad if grad > 1e-30 else 1e-30) - log_c) / log_s
         if z_loss <= self.sigma and z_grad <= self.sigma:
             return APPLY
         grad_c = math.exp(log_c)  # the window's geometric mean
@@ -128,7 +129,7 @@ class SpikeGuard:
             if self.loss_ref is None:
                 self.loss_ref = loss
             self.loss_window.push(loss)
-            self.grad_window.push(math.log(grad if grad > 1e-30 else 1e-30))  # _log of a finite norm
+            self.grad_window.push(math.log(grad if grad > 1e-30 else 1e-30))  # the same log as the check's
             self._refresh()
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,7 +147,3 @@ class SpikeGuard:
         self.loss_ref = state.get("loss_ref")
         self._refresh()
 
-
-def _log(x: float) -> float:
-    """log of a gradient norm; a zero norm (nothing to learn from) as a very small one."""
-    return math.log(max(x, 1e-30))

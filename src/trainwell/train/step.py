@@ -67,7 +67,7 @@ class FinalActivationProbe:
         layer = self._layer
         del layer.__dict__["forward"]
         self._measure(x)
-        return layer.forward(x, *args, **kwargs)
+        return type(layer).forward(layer, x, *args, **kwargs)
 
     def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if self.armed:
@@ -339,7 +339,7 @@ def compute_update(
         norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
         act_v, pos = probe.rms(norm), pos + 1
     if known is not None:
-        input_v = known[1].largest(known[0]) / math.sqrt(known[1].size)
+        input_v = known[1].largest_rms(known[0])
     elif dist is None:
         input_v = largest_rms(values, end, input_norms, per_sample_norms)
     else:  # the same Python expression over the same rows on every rank: the same value everywhere
