@@ -204,7 +204,7 @@ def compute_update(
     runner_due = runner is not None and runner.due(st.step)
     due = runner_due and dist is None
     if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
-        runner.begin(st.step, compiled=model is not unwrap(model))  # one process: only compile wraps
+        runner.begin(st.step, compiled=model is not unwrap(model), micro=k)  # one process: only compile wraps
 
     sums: list[Tensor] = []  # per micro-batch: loss sum (device scalars, read in the sync)
     counts: list[Tensor | float] = []  # per micro-batch: target count (host numbers when the task gives them)
