@@ -1,5 +1,4 @@
-"""What a due step takes from the training step itself: per-sample gradients from its
-backward (``BackwardCapture``) and activations from its forward (``StepActivations``).
+"""Per-sample gradients from the training step's own backward (``BackwardCapture``).
 
 A Linear layer y = a Wᵀ + b has per-sample gradients ∂ℓ_i/∂W = Σ_t δ_it a_itᵀ and
 ∂ℓ_i/∂b = Σ_t δ_it, where a is the layer's input and δ = ∂ℓ/∂y the gradient arriving at
@@ -31,9 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainwell.instruments.activations import Activations, Layout, Recorder, record
-from trainwell.instruments.base import ACTIVATIONS, ATTENTION, FINAL_INPUT
-from trainwell.instruments.functional import FunctionalModel
 from trainwell.instruments.persample import Dense, Outer, PerSampleGrads, Piece, f32
 
 AGREEMENT = 1e-3
@@ -80,7 +76,34 @@ def _kind(m: nn.Module) -> str | None:
     return None
 
 
-class BackwardCapture:
+class LayerHooks:
+    """Forward hooks (``_forward``) on every layer of ``layers``, on and off together."""
+
+    layers: list[_Layer]
+    _handles: list[Any]
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def _hook_all(self) -> None:
+        self._handles = [
+            layer.module.register_forward_hook(partial(self._forward, i))  # type: ignore[attr-defined]
+            for i, layer in enumerate(self.layers)
+        ]
+
+    def disarm(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def differentiated(output: Any) -> bool:
+    """Whether a layer's output takes part in a backward (not evaluation, not no_grad)."""
+    return torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad
+
+
+class BackwardCapture(LayerHooks):
     """Hooks on the Linear, LayerNorm/RMSNorm and Embedding layers, armed only on due
     steps (``arm``); ``close_micro`` after each micro-batch's backward; ``take`` after
     the last one."""
@@ -116,26 +139,14 @@ class BackwardCapture:
         self.low_precision = False
         """Some output gradient arrived in bf16 or fp16 (autocast)."""
 
-    @property
-    def armed(self) -> bool:
-        return bool(self._handles)
-
     def arm(self) -> None:
         self.disarm()
         self._micro, self.failure = [], None
         self._calls = [[] for _ in self.layers]
-        self._handles = [
-            layer.module.register_forward_hook(partial(self._forward, i))
-            for i, layer in enumerate(self.layers)
-        ]
-
-    def disarm(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        self._hook_all()
 
     def _forward(self, i: int, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
+        if not differentiated(output):
             return  # evaluation, or a forward nobody differentiates
         x = inputs[0].detach()
         kind = self.layers[i].kind
@@ -343,58 +354,3 @@ def _pieces(layer: _Layer, micro: list[tuple[Tensor, Tensor]]) -> list[Piece]:
 
 def _keep(slot: list[Tensor | None], grad: Tensor) -> None:
     slot[1] = grad.detach()
-
-
-class StepActivations:
-    """Where a due step's activations come from: hooks attached to the training forward's
-    first micro-batch (``begin`` ... ``after_micro``: free), else one forward of its own at
-    θ_t (a loop that does not offer its forward). Attention logits always need a forward of
-    their own (through scaled_dot_product_attention), until one showed that the model makes
-    no such call."""
-
-    def __init__(self, model: nn.Module, fn: FunctionalModel) -> None:
-        self.model, self.fn = model, fn
-        self._layout: Layout | None = None
-        self._recorder: Recorder | None = None
-        self._seen: tuple[int, Activations] | None = None
-        self.attention: bool | None = None
-        """Whether the model calls scaled_dot_product_attention (None: not yet known)."""
-
-    def layout(self) -> Layout:
-        if self._layout is None:
-            self._layout = Layout(self.model)
-        return self._layout
-
-    def begin(self, step: int, wanted: frozenset[str]) -> None:
-        """Before the step's first forward: hooks for ``wanted`` (ACTIVATIONS, FINAL_INPUT)."""
-        if self._recorder is not None:  # left attached by a step that never finished
-            self._recorder.detach()
-        self._recorder, self._seen = None, None
-        if wanted:
-            self._recorder = Recorder(
-                self.layout(), outputs=ACTIVATIONS in wanted, final=FINAL_INPUT in wanted
-            ).attach()
-
-    def after_micro(self, step: int) -> None:
-        if self._recorder is not None:
-            self._seen = (step, self._recorder.detach())
-            self._recorder = None
-
-    def collect(self, step: int, batch: Any, wanted: frozenset[str], devices: list[torch.device]) -> Activations:
-        """The activations of ``step`` for ``wanted`` (ACTIVATIONS, FINAL_INPUT, ATTENTION)."""
-        seen, self._seen = self._seen, None
-        acts = seen[1] if seen is not None and seen[0] == step else None
-        todo = wanted & {ATTENTION} if acts is not None else wanted
-        if todo == {ATTENTION} and self.attention is False:
-            todo = frozenset()  # a model without attention calls: nothing to run
-        if not todo:
-            return acts if acts is not None else Activations()
-        with torch.random.fork_rng(devices=devices):
-            fresh = record(self.fn, None, batch, self.layout(), outputs=ACTIVATIONS in todo,
-                           final=FINAL_INPUT in todo, attention=ATTENTION in todo and self.attention is not False)
-        if ATTENTION in todo and self.attention is None:
-            self.attention = bool(fresh.attention or fresh.attention_like)
-        if acts is None:
-            return fresh
-        acts.attention, acts.attention_like = fresh.attention, fresh.attention_like
-        return acts

@@ -53,13 +53,13 @@ from trainwell.instruments.base import (
     read_back,
     rng_devices,
 )
-from trainwell.instruments.capture import BackwardCapture, Captured, StepActivations
+from trainwell.instruments.capture import BackwardCapture, Captured
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.instruments.functional import FunctionalModel, take
 from trainwell.instruments.noise_scale import MicroTracker
 from trainwell.instruments.persample import PerSampleGrads
 from trainwell.instruments.presets import build_instruments
-from trainwell.instruments.stepcapture import StepCapture
+from trainwell.instruments.stepcapture import StepActivations, StepCapture
 from trainwell.tasks.base import Task
 
 HIST_KEEP = 512  # histograms kept per key for the report: an 8k-step run at every = 16
@@ -351,7 +351,7 @@ class InstrumentRunner:
         return ctx
 
     def _record(self, p: _Pending) -> None:
-        """The activations at θ_t (capture.py's StepActivations: the training forward's
+        """The activations at θ_t (stepcapture.py's StepActivations: the training forward's
         hooks, or a forward of its own)."""
         recorded = self.needs & {ACTIVATIONS, FINAL_INPUT, ATTENTION}
         if not recorded:

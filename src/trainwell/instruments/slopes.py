@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainwell.instruments.capture import LayerHooks, differentiated
 from trainwell.instruments.persample import f32
 
 if TYPE_CHECKING:
     from trainwell.instruments.capture import _Layer
 
 
-class SlopeCapture:
+class SlopeCapture(LayerHooks):
     """Hooks that sum δ_i · u_i per sample over the layers of one update (``arm`` before
     the first forward, ``close_micro`` after each micro-batch, ``take`` after the last)."""
 
@@ -47,10 +48,6 @@ class SlopeCapture:
         """Each hooked layer call's (B,) share of this micro-batch's slopes."""
         self._micro: list[tuple[Tensor, Tensor]] = []
         self.failure: str | None = None
-
-    @property
-    def armed(self) -> bool:
-        return bool(self._handles)
 
     def arm(self, direction: dict[str, Tensor]) -> None:
         """Hook every layer for the slopes along ``direction`` (per parameter name)."""
@@ -65,18 +62,10 @@ class SlopeCapture:
                 w = w.clone()
                 w[pad] = 0.0  # the padding row receives no gradient
             self._dirs.append((w, b))
-        self._handles = [
-            layer.module.register_forward_hook(partial(self._forward, i))
-            for i, layer in enumerate(self.layers)
-        ]
-
-    def disarm(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        self._hook_all()
 
     def _forward(self, i: int, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        if not (torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad):
+        if not differentiated(output):
             return
         layer, (w, b) = self.layers[i], self._dirs[i]
         x = inputs[0].detach()  # u has no graph: neither x nor the direction requires grad

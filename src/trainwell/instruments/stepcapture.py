@@ -7,15 +7,22 @@ per step by the runner.
 - A step that only finishes a two-step instrument along one direction (Alpha's far end):
   just the per-sample slopes along it (slopes.SlopeCapture), once the full capture has
   been trusted on this model.
+- Activations and the final layer's input: hooks on the due step's first micro-batch
+  (``StepActivations``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from trainwell.instruments.activations import Activations, Layout, Recorder, record
+from trainwell.instruments.base import ACTIVATIONS, ATTENTION, FINAL_INPUT
 from trainwell.instruments.capture import BackwardCapture, Captured, micro_scale
+from trainwell.instruments.functional import FunctionalModel
 from trainwell.instruments.slopes import SlopeCapture
 
 
@@ -78,3 +85,58 @@ class StepCapture:
             self.full = None
             self._warn(problem)
         return captured, slopes
+
+
+class StepActivations:
+    """Where a due step's activations come from: hooks attached to the training forward's
+    first micro-batch (``begin`` ... ``after_micro``: free), else one forward of its own at
+    θ_t (a loop that does not offer its forward). Attention logits always need a forward of
+    their own (through scaled_dot_product_attention), until one showed that the model makes
+    no such call."""
+
+    def __init__(self, model: nn.Module, fn: FunctionalModel) -> None:
+        self.model, self.fn = model, fn
+        self._layout: Layout | None = None
+        self._recorder: Recorder | None = None
+        self._seen: tuple[int, Activations] | None = None
+        self.attention: bool | None = None
+        """Whether the model calls scaled_dot_product_attention (None: not yet known)."""
+
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout(self.model)
+        return self._layout
+
+    def begin(self, step: int, wanted: frozenset[str]) -> None:
+        """Before the step's first forward: hooks for ``wanted`` (ACTIVATIONS, FINAL_INPUT)."""
+        if self._recorder is not None:  # left attached by a step that never finished
+            self._recorder.detach()
+        self._recorder, self._seen = None, None
+        if wanted:
+            self._recorder = Recorder(
+                self.layout(), outputs=ACTIVATIONS in wanted, final=FINAL_INPUT in wanted
+            ).attach()
+
+    def after_micro(self, step: int) -> None:
+        if self._recorder is not None:
+            self._seen = (step, self._recorder.detach())
+            self._recorder = None
+
+    def collect(self, step: int, batch: Any, wanted: frozenset[str], devices: list[torch.device]) -> Activations:
+        """The activations of ``step`` for ``wanted`` (ACTIVATIONS, FINAL_INPUT, ATTENTION)."""
+        seen, self._seen = self._seen, None
+        acts = seen[1] if seen is not None and seen[0] == step else None
+        todo = wanted & {ATTENTION} if acts is not None else wanted
+        if todo == {ATTENTION} and self.attention is False:
+            todo = frozenset()  # a model without attention calls: nothing to run
+        if not todo:
+            return acts if acts is not None else Activations()
+        with torch.random.fork_rng(devices=devices):
+            fresh = record(self.fn, None, batch, self.layout(), outputs=ACTIVATIONS in todo,
+                           final=FINAL_INPUT in todo, attention=ATTENTION in todo and self.attention is not False)
+        if ATTENTION in todo and self.attention is None:
+            self.attention = bool(fresh.attention or fresh.attention_like)
+        if acts is None:
+            return fresh
+        acts.attention, acts.attention_like = fresh.attention, fresh.attention_like
+        return acts
