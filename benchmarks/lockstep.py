@@ -21,6 +21,10 @@ Fairness:
   one step measured 0.99). So the first step of every turn is not timed: every timed step
   follows a step of its own loop, as in a run alone. ``turn`` is coprime with the log
   cadence (10) and the instruments' (16), so that every kind of step is timed.
+- Statistic: the ratio of the time summed over a block of rounds (a mean cost: steps that
+  log every 10 or measure every 16 count with their weight), its median over blocks and
+  a bootstrap interval over blocks; the median ratio per round is printed too (it leaves
+  those periodic steps out).
 - Order: in a round, the setup that runs just after another sees the cache that one left.
   The order of the setups in a round rotates every ``block`` rounds, so each setup runs
   first equally often (for two setups: A B for a block, then B A).
@@ -192,6 +196,21 @@ def paired_extra(a: list[float], b: list[float], skip: int, turn: int) -> list[f
     return out
 
 
+def block_sums(a: list[float], b: list[float], skip: int, turn: int, block: int) -> list[float]:
+    """Per block of ``block`` rounds from step ``skip`` on: the sum of a's timed steps over
+    b's. Its median over blocks is the mean cost per step: a step that comes every 10 or 16
+    steps (logging, the instruments) counts with its weight, which a median per round would
+    pass over."""
+    n = min(len(a), len(b))
+    first = skip - skip % turn
+    out = []
+    for start in range(first, n, turn * block):
+        ks = [k for k in range(max(start, skip), min(start + turn * block, n)) if k % turn]
+        if len(ks) >= (turn - 1) * block // 2:
+            out.append(sum(a[k] for k in ks) / sum(b[k] for k in ks))
+    return out
+
+
 def block_medians(ratios: list[float], block: int) -> list[float]:
     """The median ratio of each whole block of ``block`` rounds (a last partial block of at
     least half a block is kept)."""
@@ -244,6 +263,7 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
         for kind in ("wall", "cpu"):
             pooled: list[float] = []
             extra: list[float] = []
+            mean_extra: list[float] = []
             blocks: list[float] = []
             procs: list[float] = []
             lead: dict[bool, list[float]] = {True: [], False: []}
@@ -252,18 +272,23 @@ def describe(results: list[dict], pairs: list[tuple[str, str]], skip: int) -> li
                 pooled += ratios
                 copies = g["copies"][a]
                 extra += [1e3 * x / copies for x in paired_extra(g[kind][a], g[kind][b], skip, turn)]
-                blocks += block_medians(ratios, r["block"])
-                procs.append(statistics.median(ratios))
+                sums = block_sums(g[kind][a], g[kind][b], skip, turn, r["block"])
+                blocks += sums
+                procs.append(statistics.median(sums))
+                ta, tb = g[kind][a], g[kind][b]
+                diffs = [ta[k] - tb[k] for k in range(skip, min(len(ta), len(tb))) if k % turn]
+                mean_extra.append(1e3 * statistics.fmean(diffs) / copies)
                 first = r["first"][r["labels"].index(a)][skip - skip % turn + turn - 1::turn]  # each round's last step
                 for x, lead_a in zip(ratios, first, strict=False):
                     lead[lead_a].append(x)
             lo, hi = bootstrap_median(blocks)
             side = {f"{a} first" if w else f"{b} first": statistics.median(v) for w, v in lead.items() if v}
             lines.append(
-                f"  {a}/{b} ({kind}): median per round {statistics.median(pooled):.4f}; blocks "
-                f"{statistics.median(blocks):.4f} ({min(blocks):.4f}-{max(blocks):.4f}, {len(blocks)} blocks of "
-                f"{results[0]['block']} rounds of {turn} steps), 95% CI {lo:.4f}-{hi:.4f}; per process "
-                + ", ".join(f"{p:.4f}" for p in procs) + f"; extra {statistics.median(extra):+.4f} ms a step "
-                f"(median per round); by order: "
+                f"  {a}/{b} ({kind}): {statistics.median(blocks):.4f} (95% CI {lo:.4f}-{hi:.4f}; blocks "
+                f"{min(blocks):.4f}-{max(blocks):.4f}; {len(blocks)} blocks of {results[0]['block']} rounds of "
+                f"{turn} steps: time summed per block), extra {statistics.median(mean_extra):+.4f} ms a step "
+                f"(mean; per process " + ", ".join(f"{x:+.4f}" for x in mean_extra) + "); ratio per process "
+                + ", ".join(f"{p:.4f}" for p in procs) + f"; median per round {statistics.median(pooled):.4f} "
+                f"({statistics.median(extra):+.4f} ms: leaves out the steps that log or measure); by order: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in side.items()))
     return lines

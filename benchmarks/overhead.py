@@ -27,6 +27,14 @@ Evaluation runs only after the last step (train.eval_every=0): the plain loop ha
     PYTHONPATH=src python benchmarks/overhead.py                  # probe, mlp, gpt; 5 runs
     PYTHONPATH=src python benchmarks/overhead.py --quick --workloads probe
 
+Process against process, this shared machine drifts by 10-20% between runs, more than the
+1-3% the goals are about. ``--lockstep`` runs the setups in ONE process instead, one thread
+each, taking turns of a few steps (benchmarks/lockstep.py): the paired ratio per round
+resolves about 0.5% (an A/A run, the same setup twice, is the check; RESULTS.md gives it):
+
+    PYTHONPATH=src python benchmarks/overhead.py --lockstep --workloads mlp --setups trainwell,trainwell
+    PYTHONPATH=src python benchmarks/overhead.py --lockstep --workloads mlp,probe --setups trainwell,noguards
+
 One thread per process by default: on a shared 2-core machine, two OpenMP threads per
 process against other jobs make tiny steps 10x slower and far noisier (measured while
 writing this); recorded results and their commands are in benchmarks/RESULTS.md.
