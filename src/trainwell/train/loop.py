@@ -36,11 +36,12 @@ from trainwell.train.ema import build_ema
 from trainwell.train.evaluate import evaluate_all
 from trainwell.train.metrics import Rate, final_metrics, logged_eval, train_metrics
 from trainwell.train.precision import resolve_precision
+from trainwell.train.probe import FinalActivationProbe
 from trainwell.train.rng import seed_everything
 from trainwell.train.rundir import environment, make_run_dir, write_json
 from trainwell.train.signals import Interrupted, StopRequest
 from trainwell.train.state import TrainState, unwrap
-from trainwell.train.step import FinalActivationProbe, apply_update, compute_update, skip_update
+from trainwell.train.step import apply_update, compute_update, skip_update
 
 _APPLY = Action.APPLY
 """Read once: ``Action.APPLY`` goes through the Enum class (0.2 us a read in Python 3.11)."""
