@@ -72,9 +72,8 @@ class InputGuard:
     def update(self, record: StepRecord) -> None:
         x = record.input_rms
         if x > 0 and x != math.inf:  # NaN fails the first test
-            w = self.window
-            w.push(math.log(x))
-            self._ref = (w.mean, max(w.std, MIN_LOG_STD)) if len(w.values) >= self.warmup else None
+            self.window.push(math.log(x))
+            self._ref = self._stats() if len(self.window.values) >= self.warmup else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"window": self.window.tolist(), "sums": self.window.sums()}

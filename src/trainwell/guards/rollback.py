@@ -178,12 +178,9 @@ class RollbackPolicy:
             return False
         if self.loss_ref is None:
             self.loss_ref = loss
-        # _next_ema and _threshold written out: this runs every step
-        ema = self.ema = loss if self.ema is None else self.ema_beta * self.ema + (1 - self.ema_beta) * loss
-        best = self.best = ema if self.best is None or ema < self.best else self.best
-        floor = self.divergence_floor * abs(self.loss_ref)
-        threshold = best + max((self.divergence_factor - 1.0) * abs(best), floor)
-        self.above = self.above + 1 if ema > threshold else 0
+        ema = self.ema = self._next_ema(loss)
+        self.best = ema if self.best is None or ema < self.best else self.best
+        self.above = self.above + 1 if ema > self._threshold() else 0
         if self.since_recovery == 0:
             return False
         self.healthy_streak += 1

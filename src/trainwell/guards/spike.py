@@ -92,8 +92,7 @@ class SpikeGuard:
             return APPLY
         loss_c, loss_s, log_c, log_s = ref
         z_loss = (record.loss - loss_c) / loss_s
-        grad = record.grad_norm  # finite here: log of a norm, a zero norm as a tiny one
-        z_grad = (math.log(grad if grad > 1e-30 else 1e-30) - log_c) / log_s
+        z_grad = (_log(record.grad_norm) - log_c) / log_s  # finite here
         if z_loss <= self.sigma and z_grad <= self.sigma:
             return APPLY
         grad_c = math.exp(log_c)  # the window's geometric mean
@@ -125,11 +124,11 @@ class SpikeGuard:
 
     def update(self, record: StepRecord) -> None:
         if record.finite:
-            loss, grad = record.loss, record.grad_norm
+            loss = record.loss
             if self.loss_ref is None:
                 self.loss_ref = loss
             self.loss_window.push(loss)
-            self.grad_window.push(math.log(grad if grad > 1e-30 else 1e-30))  # the same log as the check's
+            self.grad_window.push(_log(record.grad_norm))
             self._refresh()
 
     def state_dict(self) -> dict[str, Any]:
@@ -147,3 +146,7 @@ class SpikeGuard:
         self.loss_ref = state.get("loss_ref")
         self._refresh()
 
+
+def _log(x: float) -> float:
+    """log of a finite gradient norm; a zero norm (nothing to learn from) as a very small one."""
+    return math.log(x if x > 1e-30 else 1e-30)

@@ -74,20 +74,14 @@ class RollingWindow:
         if srt is not None:
             bisect.insort(srt, x)
         values.append(x)
-        shift = self._shift
-        d = x - shift
-        total = self._sum = self._sum + d
-        sumsq = self._sumsq = self._sumsq + d * d
+        d = x - self._shift
+        self._sum += d
+        self._sumsq += d * d
         self._pushes += 1
         if self._pushes >= self.size:
             self._recompute()  # sets the statistics too
-            return
-        # the statistics here rather than in a call per read: the guards read them every step
-        n = len(values)
-        m = total / n
-        var = sumsq / n - m * m
-        self.mean = shift + m
-        self.std = math.sqrt(var) if var > 0.0 else 0.0
+        else:  # at every change rather than at every read: the guards read them every step
+            self._set_stats()
 
     def __len__(self) -> int:
         return len(self.values)
