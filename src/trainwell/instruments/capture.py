@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainwell.instruments.persample import Dense, Outer, PerSampleGrads, Piece, f32
+from trainwell.instruments.persample import PerSampleGrads
+from trainwell.instruments.pieces import Dense, Outer, Piece, f32
 
 AGREEMENT = 1e-3
 """Largest relative difference between the captured and the optimizer's gradient (both
@@ -38,6 +39,9 @@ normalised) for the capture to be trusted: float32 sums in another order differ 
 AGREEMENT_LOW = 3e-2
 """The same under bf16/fp16 autocast, whose output gradients carry 8 or 11 significant bits
 (a missed layer or a reused weight is off by far more: tens of percent)."""
+
+
+NO_PER_SAMPLE = "the task gives no per-sample losses (LossOutput.per_sample)"
 
 
 class CaptureError(RuntimeError):
@@ -171,7 +175,7 @@ class BackwardCapture(LayerHooks):
         if self.failure is not None:
             return
         if per_sample is None:
-            self.failure = "the task gives no per-sample losses (LossOutput.per_sample)"
+            self.failure = NO_PER_SAMPLE
             return
         scale, losses = micro_scale(n, count, grad_factor, per_sample)
         layers: list[tuple[Tensor, Tensor]] = []

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainwell.instruments.capture import LayerHooks, differentiated
-from trainwell.instruments.persample import f32
+from trainwell.instruments.pieces import f32
 
 if TYPE_CHECKING:
     from trainwell.instruments.capture import _Layer

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from trainwell.instruments.activations import Activations, Layout, Recorder, record
 from trainwell.instruments.base import ACTIVATIONS, ATTENTION, FINAL_INPUT
-from trainwell.instruments.capture import BackwardCapture, Captured, micro_scale
+from trainwell.instruments.capture import NO_PER_SAMPLE, BackwardCapture, Captured, micro_scale
 from trainwell.instruments.functional import FunctionalModel
 from trainwell.instruments.slopes import SlopeCapture
 
@@ -61,7 +61,7 @@ class StepCapture:
             cap.close_micro(n, count, grad_factor, per_sample)
         elif self.slopes.armed:
             if per_sample is None:
-                self.slopes.failure = "the task gives no per-sample losses (LossOutput.per_sample)"
+                self.slopes.failure = NO_PER_SAMPLE
             else:
                 scale, losses = micro_scale(n, count, grad_factor, per_sample)
                 self.slopes.close_micro(n, scale, losses)
