@@ -65,3 +65,35 @@ def test_loader_splits_the_same_ids_whatever_the_accumulation():
         ids[k] = torch.cat([m[0] for m in micro])
         assert torch.equal(torch.cat([m[1] for m in micro]).squeeze(1).long(), ids[k])
     assert torch.equal(ids[1], ids[3])
+
+
+def test_last_span_names_exactly_the_drawn_ids():
+    """last_span = (order, start, stop) with order[start:stop] == the ids; None when the draw
+    crossed an epoch boundary or skipped excluded ids."""
+    s = ResumableSampler(50, seed=3)
+    spans = 0
+    for _ in range(40):
+        ids = s.draw(16)
+        if s.last_span is None:
+            continue
+        order, start, stop = s.last_span
+        assert torch.equal(order[start:stop], ids)
+        spans += 1
+    assert 20 <= spans < 40  # most draws are one slice; every third or so crosses an epoch
+    s.exclude = frozenset({1, 2, 3})
+    s.draw(16)
+    assert s.last_span is None
+
+
+def test_input_norms_by_span_equal_the_lookup_by_id():
+    import numpy as np
+
+    from trainwell.data.loader import InputNorms
+
+    rng = np.random.default_rng(0)
+    table = InputNorms(rng.random(50).astype(np.float32) * 10, 4)
+    s = ResumableSampler(50, seed=1)
+    for _ in range(30):
+        ids = s.draw(7)
+        assert table.largest_rms(ids, s.last_span) == table.largest_rms(ids)
+        assert table.largest_rms(ids) == float(table.norms[ids.numpy()].max().astype(np.float64) / 2.0)

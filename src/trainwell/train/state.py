@@ -41,6 +41,9 @@ class TrainState:
     params: list[torch.Tensor] = field(default_factory=list)
     dist: Any = None
     """The DistContext (trainwell.dist) when several processes train together; None alone."""
+    one_kind: bool | None = None
+    """Whether ``params`` are plain Parameters of one dtype and device (train/probe.py's
+    clip_and_norms); found at the first step, not saved."""
 
     def __post_init__(self) -> None:
         if not self.params:

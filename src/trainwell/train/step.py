@@ -17,7 +17,7 @@ from torch import Tensor
 from trainwell.data.loader import InputNorms, MicroBatch
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.tasks.base import Task
-from trainwell.train.probe import FinalActivationProbe
+from trainwell.train.probe import FinalActivationProbe, clip_and_norms, l2, one_kind
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState, unwrap
 
@@ -199,8 +199,10 @@ def compute_update(
     local: list[Tensor] = [*sums]
     if not host_counts:
         local += [torch.as_tensor(c, device=st.device) for c in counts]
-    act = probe.value if probe is not None and probe.value is not None else None
-    if act is not None:
+    act_x = probe.take() if probe is not None else None  # the first micro-batch's last-layer input
+    act: Tensor | None = None
+    if act_x is not None and dist is not None:  # gathered with the rank's scalars
+        act = l2(act_x)
         local.append(act)
     if input_norms and dist is not None:  # across ranks: each micro-batch's largest norm, gathered
         local += [n.max() for _, n, _ in input_norms]
@@ -225,17 +227,18 @@ def compute_update(
         grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
         prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
-    if clip > 0:
-        grad_norm: Tensor | None = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-    elif grads := _grads(params):
-        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-    else:
-        grad_norm = None
+    uniform = st.one_kind
+    if uniform is None:
+        uniform = st.one_kind = one_kind(params)
+    # clipping; in one process the probe's norm rides in the gradients' _foreach_norm call
+    grad_norm, act_norm = clip_and_norms(params, clip, act_x if act is None else None, uniform)
 
     # --- the single host sync of the step: every scalar the guards and sinks need
     if dist is not None and grad_norm is not None:
         grad_norm = dist_plain(grad_norm)  # FSDP2: a DTensor holding the global norm
     tail = [grad_norm if grad_norm is not None else torch.zeros((), device=st.device)]
+    if act_norm is not None:
+        tail.append(act_norm)
     scale = prec.scale_tensor()
     if scale is not None:
         tail.append(scale.reshape(()))
@@ -269,11 +272,13 @@ def compute_update(
         loss_v = sum(sum(r[:k]) for r in rows) / total_v
     pos = k if host_counts else 2 * k
     act_v = 0.0
-    if act is not None:  # across ranks: the RMS over every rank's first micro-batch
+    if act_norm is not None:  # one process: after the grad norm in the tail
+        act_v = probe.rms(values[end - n_tail + 1])
+    elif act is not None:  # across ranks: the RMS over every rank's first micro-batch
         norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
         act_v, pos = probe.rms(norm), pos + 1
     if known is not None:
-        input_v = known[1].largest_rms(known[0])
+        input_v = known[1].largest_rms(known[0], micro.input_span)
     elif dist is None:
         input_v = largest_rms(values, end, input_norms, per_sample_norms)
     else:  # the same Python expression over the same rows on every rank: the same value everywhere
