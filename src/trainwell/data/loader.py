@@ -16,7 +16,6 @@ a quarantine list shared by all ranks excludes the same ids everywhere.
 from __future__ import annotations
 
 import array
-
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
