@@ -74,3 +74,17 @@ def test_cross_field_checks_name_both_keys():
     text = str(e.value)
     assert "schedule.warmup_steps (20) must be < train.steps (10)" in text
     assert "train.accumulate (64) must be <= train.batch_size (8)" in text
+
+
+def test_advice_for_valid_but_unlikely_settings(capsys):
+    from trainwell.cli.main import main
+
+    assert load_config(None, []).advice() == []  # the defaults draw no advice
+    sf = load_config(None, ["optim.name=schedulefree_adamw"]).advice()
+    assert len(sf) == 1 and "schedule.name = 'constant'" in sf[0] and "'warmup_cosine'" in sf[0]
+    assert load_config(None, ["optim.name=schedulefree_adamw", "schedule.name=constant"]).advice() == []
+    lion = load_config(None, ["optim.name=lion"]).advice()
+    assert len(lion) == 1 and "3-10x smaller lr" in lion[0]
+    assert load_config(None, ["optim.name=lion", "optim.lr=3e-4"]).advice() == []
+    assert main(["config", "show", "--set", "optim.name=lion"]) == 0
+    assert "# advice: optim.name = 'lion'" in capsys.readouterr().out

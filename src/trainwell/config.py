@@ -72,6 +72,13 @@ class RunConfig(Section):
             raise ValueError("; ".join(problems))
         return self
 
+    def advice(self) -> list[str]:
+        """Valid settings that are probably a mistake, each with its reason and fix (logged
+        when a run starts, listed by ``trainwell config show``)."""
+        from trainwell.optim.config import advice
+
+        return advice(self.optim, self.schedule)
+
     def to_toml(self) -> str:
         return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
 

@@ -82,6 +82,20 @@ def test_resume_under_ddp_is_exact(ddp: Path, tmp_path: Path) -> None:
     assert losses(run) == losses(ddp)  # bit for bit: the same ranks, the same order of sums
 
 
+def test_trainwell_resume_uses_the_runs_own_process_count(ddp: Path, tmp_path: Path) -> None:
+    """`trainwell resume RUN` on a two-process run continues with two processes (env.json),
+    as exactly as `train --resume --nproc 2`."""
+    run = tmp_path / "run"
+    train(run, "train.accumulate=2", "faults.kill_at=25", nproc=2, expect=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "trainwell", "resume", str(run)], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "resuming with 2 through torchrun" in out.stdout
+    assert losses(run) == losses(ddp)
+    assert json.loads((run / "env.json").read_text())["dist"]["world_size"] == 2
+
+
 def test_a_killed_rank_brings_the_group_back(ddp: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(run, "train.accumulate=2", "faults.kill_at=25", "faults.rank=1", nproc=2, extra=("--max-restarts", "1"))

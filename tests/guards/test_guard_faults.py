@@ -105,3 +105,17 @@ def test_faults_section_is_strict():
         FaultsConfig(lr_burst_factor=-1)
     with pytest.raises(Exception, match="nan_batch"):
         FaultsConfig(nan_batchs_at=[1])  # type: ignore[call-arg]
+
+
+def test_a_kill_fault_does_not_fire_again_after_a_resume(monkeypatch):
+    """A run directory keeps its config, faults included: a resumed run (or an elastic
+    restart) must not die at kill_at again. Were it to fire here, it would SIGKILL pytest."""
+    from trainwell.guards import faults as faults_mod
+    from trainwell.guards.faults import FaultsConfig
+
+    cfg = FaultsConfig(kill_at=3)
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    faults_mod.kill_if_due(cfg, 3, resumed=True)
+    faults_mod.kill_if_due(cfg, 2)  # not yet due
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    faults_mod.kill_if_due(cfg, 3)

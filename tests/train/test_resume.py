@@ -195,3 +195,21 @@ def test_resuming_a_finished_run_changes_nothing(reference, tmp_path):
     assert main(["resume", str(run_dir), "--progress", "off"]) == 0
     assert (run_dir / "metrics.jsonl").read_text() == before
     assert json.loads((run_dir / "summary.json").read_text())["final"]["eval/accuracy"] > 0
+
+
+def test_resume_reads_the_process_count_from_env_json(tmp_path):
+    from trainwell.cli.resume_cmd import world_size
+
+    assert world_size(tmp_path) == 1  # no env.json
+    (tmp_path / "env.json").write_text('{"torch": "2.13.0"}')
+    assert world_size(tmp_path) == 1  # a one-process run
+    (tmp_path / "env.json").write_text('{"dist": {"parallel": "ddp", "world_size": 4, "backend": "gloo"}}')
+    assert world_size(tmp_path) == 4
+    (tmp_path / "env.json").write_text('{"dist": ')
+    assert world_size(tmp_path) == 1  # unreadable: one process, as before
+
+
+def test_resume_refuses_a_bad_process_count(tmp_path, capsys):
+    (tmp_path / "config.toml").write_text("")
+    assert main(["resume", str(tmp_path), "--nproc", "0"]) != 0
+    assert "--nproc must be >= 1, got 0" in capsys.readouterr().err

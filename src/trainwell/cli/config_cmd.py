@@ -23,4 +23,6 @@ def handle_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     print(describe(cfg), end="")
     print(f"\n# optim.name choices: {', '.join(OPTIMIZERS.names())}")
+    for line in cfg.advice():
+        print(f"# advice: {line}")
     return 0

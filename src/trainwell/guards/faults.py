@@ -46,7 +46,7 @@ class FaultsConfig(Section):
     rank: int | None = Field(None, ge=0)
     """Under torchrun: the one rank whose data the batch faults hit (nan_batch_at, scale_batch_at, corrupt_labels, nan_loss_at), to prove that all ranks act in unison; unset = every rank."""
     kill_at: int | None = Field(None, ge=1)
-    """Iteration at which the process (under torchrun: the process of ``rank``, or rank 0) kills itself with SIGKILL, as a crash or the out-of-memory killer would; only on the first attempt (TORCHELASTIC_RESTART_COUNT unset or 0), so that an elastic restart can finish the run."""
+    """Iteration at which the process (under torchrun: the process of ``rank``, or rank 0) kills itself with SIGKILL, as a crash or the out-of-memory killer would; only on the first attempt (not after a resume from a checkpoint, nor with TORCHELASTIC_RESTART_COUNT > 0), so that a resume or an elastic restart can finish the run."""
 
     @property
     def any(self) -> bool:
@@ -76,9 +76,12 @@ def nan_loss(cfg: FaultsConfig, iteration: int, rank: int = 0) -> bool:
     return iteration in cfg.nan_loss_at and _hits(cfg, rank)
 
 
-def kill_if_due(cfg: FaultsConfig, iteration: int, rank: int = 0) -> None:
-    """SIGKILL this process at ``kill_at`` on the first attempt (no chance to clean up)."""
-    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
+def kill_if_due(cfg: FaultsConfig, iteration: int, rank: int = 0, resumed: bool = False) -> None:
+    """SIGKILL this process at ``kill_at`` on the first attempt (no chance to clean up): not
+    in a run that resumed from a checkpoint (``resumed``; the run directory's config keeps
+    the fault, and ``trainwell resume`` would otherwise die at the same place again) nor
+    after an elastic restart."""
+    first_attempt = not resumed and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
     if cfg.kill_at == iteration and rank == (cfg.rank or 0) and first_attempt:
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -41,3 +41,23 @@ class ScheduleConfig(Section):
     """step: multiply the LR by step_gamma every this many steps."""
     step_gamma: float = Field(0.1, gt=0.0, le=1.0)
     """step: the factor applied every step_every steps."""
+
+
+def advice(optim: OptimConfig, schedule: ScheduleConfig) -> list[str]:
+    """Settings that are valid but probably not meant: one line each, with the reason and
+    the fix. The run starts anyway (and logs them); ``trainwell config show`` lists them."""
+    out = []
+    if optim.name == "schedulefree_adamw" and schedule.name != "constant":
+        out.append(
+            f"optim.name = 'schedulefree_adamw' replaces the learning-rate decay by averaging the "
+            f"iterates (Defazio et al. 2024), but schedule.name = {schedule.name!r} decays the rate "
+            "as well: set schedule.name = 'constant' (its warmup stays)"
+        )
+    if optim.name == "lion" and optim.lr >= 1e-3:
+        out.append(
+            f"optim.name = 'lion' with optim.lr = {optim.lr:g}, a rate sized for AdamW: Lion's sign "
+            "update moves every coordinate by the full lr, so Chen et al. 2023 use a 3-10x smaller "
+            f"lr than AdamW's and a 3-10x larger weight decay (try optim.lr = {optim.lr / 10:.2g} to "
+            f"{optim.lr / 3:.2g})"
+        )
+    return out

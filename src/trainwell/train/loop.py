@@ -145,6 +145,8 @@ def run(
     sinks = build_sinks(cfg.log, out_dir, cfg.to_dict()) if main else []  # metrics.jsonl always, TensorBoard...
     bar.log(f"trainwell: task {cfg.task.name}, {_count_params(st.model):,} parameters, "
             f"{cfg.train.steps} steps on {device} ({st.precision.name}); run dir {out_dir}")
+    for line in cfg.advice():
+        bar.log(f"advice: {line}")
 
     history: list[dict[str, Any]] = []
     last_eval: dict[str, float] = {}
@@ -171,7 +173,7 @@ def run(
                 data_time = time.perf_counter() - t0
                 it = st.iteration + 1
                 if faulty:
-                    faults.kill_if_due(cfg.faults, it, rank)
+                    faults.kill_if_due(cfg.faults, it, rank, resumed=resumed_from is not None)
                     micro = [(idx, faults.apply_to_batch(cfg.faults, it, b, idx, rank)) for idx, b in micro]
                     st.extra_lr_factor = faults.lr_factor(cfg.faults, it)
                 record, out = compute_update(
