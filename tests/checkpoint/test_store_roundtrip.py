@@ -103,3 +103,30 @@ def test_missing_store_lists_nothing(tmp_path):
     assert store.latest_valid() == (None, [])
     assert store.latest_healthy() is None
     assert not store.root.exists()  # looking never creates folders
+
+
+def test_loading_the_newest_valid_checkpoint_hashes_its_files_once(tmp_path, monkeypatch):
+    """latest_valid verifies every hash; load of that info hashes only files that changed
+    since (size, mtime, inode), so a resume reads a large checkpoint once, not twice."""
+    from trainwell.checkpoint import manifest as manifest_mod
+
+    store = new_store(tmp_path)
+    store.save(5, make_parts(5))
+    hashed: list[str] = []
+    real = manifest_mod.sha256_file
+    monkeypatch.setattr(manifest_mod, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    info, _ = store.latest_valid()
+    files = len(info.parts)
+    assert info.verified and len(hashed) == files and len(info.fingerprints) == files
+    store.load(info)
+    assert len(hashed) == files  # trusted: nothing hashed again
+    store.load(info.path)  # by path: no trust carried, hashed again
+    assert len(hashed) == 2 * files
+    victim = info.path / next(iter(info.fingerprints))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.unlink()  # a new file in its place (a new inode), as a copy or an edit would make
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        store.load(info)
+    assert hashed[-1] == victim.name

@@ -37,7 +37,13 @@ import torch
 
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.checkpoint.fsio import fsync_dir, pid_alive, write_atomic
-from trainwell.checkpoint.manifest import MANIFEST, is_plain_name, verify, write_manifest
+from trainwell.checkpoint.manifest import (
+    MANIFEST,
+    Fingerprint,
+    is_plain_name,
+    verify,
+    write_manifest,
+)
 from trainwell.checkpoint.plain_data import check_plain_data
 from trainwell.checkpoint.retention import Candidate, effective_health, plan_deletions
 from trainwell.checkpoint.safe_load import safe_torch_load
@@ -71,6 +77,9 @@ class CheckpointInfo:
     verified: bool = False
     """Every sha256 was recomputed and matched (``list()`` only checks sizes)."""
     parts: list[str] = field(default_factory=list)
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    """Each verified file's (size, mtime, inode): ``load`` of this info hashes only files
+    that changed since."""
 
 
 class CheckpointStore:
@@ -165,7 +174,8 @@ class CheckpointStore:
         """Check one checkpoint directory against its manifest."""
         path = Path(path)
         m_step = STEP_DIR.match(path.name)
-        manifest, problems = verify(path, deep=deep, expect_step=int(m_step[1]) if m_step else None)
+        seen: dict[str, Fingerprint] = {}
+        manifest, problems = verify(path, deep=deep, expect_step=int(m_step[1]) if m_step else None, seen=seen)
         step = int(m_step[1]) if m_step else (manifest["step"] if manifest else -1)
         return CheckpointInfo(
             path=path,
@@ -176,6 +186,7 @@ class CheckpointStore:
             meta=dict(manifest.get("meta", {})) if manifest else {},
             verified=deep and not problems,
             parts=list(manifest["parts"]) if manifest else [],
+            fingerprints=seen if deep and not problems else {},
         )
 
     def latest_valid(self) -> tuple[CheckpointInfo | None, list[str]]:
@@ -215,8 +226,8 @@ class CheckpointStore:
         """Load a checkpoint (an info, a directory, or a step number): verify the manifest
         first, then ``torch.load(weights_only=True)`` each part. ``parts`` picks a subset."""
         if isinstance(target, CheckpointInfo):
-            path = target.path
-        elif isinstance(target, int) and not isinstance(target, bool):
+            return load_checkpoint_dir(target.path, parts, trusted=target.fingerprints)
+        if isinstance(target, int) and not isinstance(target, bool):
             path = self.path_for(target)
         else:
             path = Path(target)
@@ -321,10 +332,13 @@ class CheckpointStore:
         )
 
 
-def load_checkpoint_dir(path: str | Path, parts: Iterable[str] | None = None) -> dict[str, Any]:
+def load_checkpoint_dir(path: str | Path, parts: Iterable[str] | None = None,
+                        trusted: Mapping[str, Fingerprint] | None = None) -> dict[str, Any]:
     """Load the checkpoint directory at ``path``: every file it loads is checked against the
     manifest (size and sha256) before anything is unpickled, and only tensors and plain data
-    are unpickled. Raises CheckpointError naming the file and the problem."""
+    are unpickled. Raises CheckpointError naming the file and the problem. ``trusted``: the
+    fingerprints of a verification moments before (CheckpointInfo.fingerprints); those
+    files are hashed again only if they changed since."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(
@@ -333,7 +347,7 @@ def load_checkpoint_dir(path: str | Path, parts: Iterable[str] | None = None) ->
     m_step = STEP_DIR.match(path.name)
     wanted = None if parts is None else list(parts)
     manifest, problems = verify(
-        path, deep=True, expect_step=int(m_step[1]) if m_step else None, only_parts=wanted
+        path, deep=True, expect_step=int(m_step[1]) if m_step else None, only_parts=wanted, trusted=trusted
     )
     if problems or manifest is None:
         raise CheckpointError(
