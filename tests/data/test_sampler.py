@@ -97,3 +97,13 @@ def test_input_norms_by_span_equal_the_lookup_by_id():
         ids = s.draw(7)
         assert table.largest_rms(ids, s.last_span) == table.largest_rms(ids)
         assert table.largest_rms(ids) == float(table.norms[ids.numpy()].max().astype(np.float64) / 2.0)
+
+
+def test_window_max_is_the_max_of_every_window():
+    import numpy as np
+
+    from trainwell.data.loader import window_max
+
+    x = np.random.default_rng(2).random(37)
+    for width in (1, 2, 3, 5, 8, 16, 37):
+        assert window_max(x, width) == [float(x[i:i + width].max()) for i in range(len(x) - width + 1)]
