@@ -42,10 +42,11 @@ def test_the_same_bits_as_clip_grad_norm(scale, max_norm, with_act):
         assert act_norm is None
 
 
-def test_an_activation_of_another_dtype_is_measured_apart():
+@pytest.mark.parametrize("kind", ["bf16", "strided"])
+def test_an_activation_of_another_dtype_or_layout_is_measured_apart(kind):
     m = model_with_grads(1, 1.0)
     params = list(m.parameters())
-    act = torch.randn(8, 16).to(torch.bfloat16)
+    act = torch.randn(8, 16).to(torch.bfloat16) if kind == "bf16" else torch.randn(16, 8).t()
     total, act_norm = clip_and_norms(params, 1.0, act, one_kind(params))
     assert act_norm.dtype == torch.float32
     assert float(act_norm) == pytest.approx(float(act.float().norm()), rel=1e-6)

@@ -100,7 +100,7 @@ def clip_and_norms(params: list[Tensor], max_norm: float, act: Tensor | None,
     The gradients' numbers are those of ``torch.nn.utils.clip_grad_norm_(foreach=True)`` bit
     for bit (the same ops: one ``_foreach_norm``, the norm of their stack, the clamped
     coefficient, one ``_foreach_mul_``). ``act`` (the probe's tensor) rides in the same
-    ``_foreach_norm`` call when it has the gradients' dtype and device: a reduction
+    ``_foreach_norm`` call when it has the gradients' dtype and device and is contiguous: a reduction
     dispatched on its own right after the backward took 24-30 us on the digits MLP on this
     CPU, measured in a run, against ~8 us when it follows another (cold caches). Otherwise,
     and for plain tensors other than parameters (a DTensor under FSDP2 goes through
@@ -113,7 +113,8 @@ def clip_and_norms(params: list[Tensor], max_norm: float, act: Tensor | None,
                  else torch.nn.utils.get_total_norm(grads, foreach=True))
         return total, None if act is None else l2(act)
     g0 = grads[0]
-    folded = act is not None and act.dtype is g0.dtype and act.device == g0.device
+    # a non-contiguous tensor would send the whole list down the per-tensor path on a GPU
+    folded = act is not None and act.dtype is g0.dtype and act.device == g0.device and act.is_contiguous()
     norms = torch._foreach_norm([*grads, act] if folded else grads, 2.0)
     total = torch.linalg.vector_norm(torch.stack(norms[:-1] if folded else norms), 2.0)
     if max_norm > 0:
