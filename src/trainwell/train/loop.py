@@ -190,6 +190,9 @@ def run(
                 applied = action is _APPLY and record.applied
                 measured: dict[str, float] = {}
                 if applied:
+                    # the guards learn from the step now, right after deciding, while their code
+                    # and windows are still in the CPU caches (the optimizer step evicts them)
+                    pilot.after(record, verdict)
                     step_before = st.step
                     if out.runner_due:  # asked once, in compute_update
                         runner.before_update(step_before, micro[0][1], record.loss, record.lr)
@@ -203,7 +206,8 @@ def run(
                 else:
                     skip_update(st)  # nothing advances: schedule, EMA, guard windows
                 st.extra_lr_factor = 1.0
-                pilot.after(record, verdict)
+                if not applied:
+                    pilot.after(record, verdict)
                 if action is not _APPLY:  # an intervention
                     if action is Action.SKIP:
                         _quarantine(st, pilot, out, record, verdict.reason)
