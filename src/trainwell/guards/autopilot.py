@@ -4,8 +4,10 @@ the logbook behind one decision point of the loop.
 How the loop uses it (only the loop changes training state)::
 
     verdict = autopilot.decide(record)          # after backward, before optimizer.step
+    autopilot.after(record, verdict)            # learn, count, write the logbook (for an
+                                                # applied update the loop calls it before the
+                                                # optimizer step: it reads only the record)
     ...apply / skip / roll back / stop as the verdict says...
-    autopilot.after(record, verdict)            # learn, count, write the logbook
     if verdict is SKIP and autopilot.cfg.quarantine:
         autopilot.on_quarantine(autopilot.bad_samples(per_sample, idx), step=..., ...)
     if verdict is ROLLBACK:
