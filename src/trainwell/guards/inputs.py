@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
-from trainwell.guards.base import APPLY, Action, Verdict
+from trainwell.guards.base import APPLY, INSIDE, Action, Verdict
 from trainwell.guards.window import RollingWindow
 from trainwell.train.record import StepRecord
 
@@ -32,6 +32,9 @@ class InputGuard:
         self.sigma = sigma
         self.warmup = max(2, window // 2)
         self.window = RollingWindow(window)
+        self.limit = math.inf
+        """The input RMS below which a batch is surely no outlier (``check``'s threshold as a
+        raw value, a relative 1e-9 inside it; the autopilot's quiet-step test)."""
         self._ref: tuple[float, float] | None = None
         """(mean, std) of the window for the next check, None during the warmup; computed
         when the window changes, not at every check."""
@@ -73,11 +76,15 @@ class InputGuard:
         x = record.input_rms
         if x > 0 and x != math.inf:  # NaN fails the first test
             self.window.push(math.log(x))
-            self._ref = self._stats() if len(self.window.values) >= self.warmup else None
+            self._set_ref()
+
+    def _set_ref(self) -> None:
+        self._ref = ref = self._stats() if len(self.window.values) >= self.warmup else None
+        self.limit = math.inf if ref is None else math.exp(ref[0] + self.sigma * ref[1]) * (1.0 - INSIDE)
 
     def state_dict(self) -> dict[str, Any]:
         return {"window": self.window.tolist(), "sums": self.window.sums()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.window.load(state["window"], state.get("sums"))
-        self._ref = self._stats() if len(self.window.values) >= self.warmup else None
+        self._set_ref()
