@@ -82,6 +82,11 @@ class FinalActivationProbe:
             self._handle.remove()
 
 
+def grads_of(params: list[Tensor]) -> list[Tensor]:
+    """The gradients of ``params`` that exist."""
+    return [p.grad for p in params if p.grad is not None]
+
+
 def l2(x: Tensor) -> Tensor:
     """A tensor's L2 norm as a float32 scalar."""
     return torch.linalg.vector_norm(x) if x.dtype is torch.float32 else torch.linalg.vector_norm(x, dtype=torch.float32)
@@ -105,7 +110,7 @@ def clip_and_norms(params: list[Tensor], max_norm: float, act: Tensor | None,
     CPU, measured in a run, against ~8 us when it follows another (cold caches). Otherwise,
     and for plain tensors other than parameters (a DTensor under FSDP2 goes through
     clip_grad_norm_), the two are measured apart. ``uniform``: :func:`one_kind` of ``params``."""
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = grads_of(params)
     if not grads:
         return None, None if act is None else l2(act)
     if not uniform:

@@ -12,6 +12,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from trainwell.data.loader import BatchLoader, IterableLoader
 from trainwell.train.precision import Precision
+from trainwell.train.probe import one_kind
 from trainwell.train.rng import rng_state, set_rng_state
 
 
@@ -41,13 +42,14 @@ class TrainState:
     params: list[torch.Tensor] = field(default_factory=list)
     dist: Any = None
     """The DistContext (trainwell.dist) when several processes train together; None alone."""
-    one_kind: bool | None = None
+    one_kind: bool = field(init=False, default=False)
     """Whether ``params`` are plain Parameters of one dtype and device (train/probe.py's
-    clip_and_norms); found at the first step, not saved."""
+    clip_and_norms); derived from them, not saved."""
 
     def __post_init__(self) -> None:
         if not self.params:
             self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.one_kind = one_kind(self.params)
 
     def lr_factor(self) -> float:
         return self.schedule(self.step) * self.lr_mult * self.extra_lr_factor

@@ -17,7 +17,7 @@ from torch import Tensor
 from trainwell.data.loader import InputNorms, MicroBatch
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.tasks.base import Task
-from trainwell.train.probe import FinalActivationProbe, clip_and_norms, l2, one_kind
+from trainwell.train.probe import FinalActivationProbe, clip_and_norms, grads_of, l2
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState, unwrap
 
@@ -216,22 +216,19 @@ def compute_update(
     if dist is None:
         total: Tensor | float = sum(counts) if host_counts else sum(local[k:2 * k])
         # now exactly sum / total count; with equal host counts the factor is exactly 1: no pass
-        if k > 1 and (not host_counts or norm_ref != total) and (grads := _grads(params)):
+        if k > 1 and (not host_counts or norm_ref != total) and (grads := grads_of(params)):
             torch._foreach_mul_(grads, norm_ref / total)
     else:  # one all_gather: every rank's scalars, so that every rank reaches the same verdict
         table = dist.gather_scalars(local)  # (world, len(local) + 1)
         total = table[:, k:2 * k].sum()
-        if grads := _grads(params):
+        if grads := grads_of(params):
             torch._foreach_mul_(grads, dist.grad_correction(norm_ref, total))  # sum / global count
-    if force_overflow and (grads := _grads(params)):
+    if force_overflow and (grads := grads_of(params)):
         grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
     if prec.scaler is not None:
         prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
-    uniform = st.one_kind
-    if uniform is None:
-        uniform = st.one_kind = one_kind(params)
     # clipping; in one process the probe's norm rides in the gradients' _foreach_norm call
-    grad_norm, act_norm = clip_and_norms(params, clip, act_x if act is None else None, uniform)
+    grad_norm, act_norm = clip_and_norms(params, clip, act_x if act is None else None, st.one_kind)
 
     # --- the single host sync of the step: every scalar the guards and sinks need
     if dist is not None and grad_norm is not None:
@@ -310,10 +307,6 @@ def compute_update(
     )
     return record, StepOutput(per_sample=per_sample, input_norms=input_norms, lr_factor=factor,
                               runner_due=runner_due, input_table=known)
-
-
-def _grads(params: list[Tensor]) -> list[Tensor]:
-    return [p.grad for p in params if p.grad is not None]
 
 
 def dist_plain(t: Tensor) -> Tensor:
