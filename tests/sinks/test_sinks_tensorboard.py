@@ -93,3 +93,25 @@ def test_wide_write_reads_back_with_the_same_keys_twice(tmp_path: Path) -> None:
     assert [(e.step, round(e.value, 5)) for e in acc.Scalars("inst/m299")] == [(16, round(299 / 7, 5)),
                                                                               (32, round(598 / 7, 5))]
     assert acc.Scalars("train/loss")[0].value == 0.5
+
+
+def test_alternating_key_sets_keep_their_own_layouts(tmp_path: Path, monkeypatch) -> None:
+    """A run alternates the log steps' keys with a measurement's: each set is laid out
+    once, and every write reads back with its own values."""
+    from trainwell.sinks import tensorboard
+
+    made = []
+    layout = tensorboard.SummaryLayout
+    monkeypatch.setattr(tensorboard, "SummaryLayout", lambda keys: made.append(keys) or layout(keys))
+    sink = TensorBoardSink(tmp_path / "tb")
+    log = {"train/loss": 0.0, "train/lr": 0.0}
+    wide = {**log, **{f"inst/m{i:03d}": 0.0 for i in range(50)}}
+    for step in range(1, 13):
+        keys = wide if step % 4 == 0 else log
+        sink.write(step, {k: step + i / 8 for i, k in enumerate(keys)})
+    sink.close()
+    assert made == [tuple(log), tuple(wide)]
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/lr")] == [(s, s + 0.125) for s in range(1, 13)]
+    assert [(e.step, e.value) for e in acc.Scalars("inst/m049")] == [(s, s + 51 / 8) for s in (4, 8, 12)]

@@ -28,6 +28,9 @@ FLUSH_SECS = 10
 close): a crash loses at most this much of the TensorBoard view (the JSONL file loses
 nothing). torch's default is 120 s, long enough to miss the whole end of a short run."""
 
+MAX_LAYOUTS = 16
+"""Key sequences whose layouts are kept (a run that keeps changing its keys starts over)."""
+
 _files = itertools.count()
 """Distinguishes two event files opened by one process in the same second."""
 
@@ -39,8 +42,10 @@ class TensorBoardSink:
         # Imported here: tensorboard takes a while to import and is off for some runs.
         from tensorboard.compat.proto.event_pb2 import Event
 
-        self._keys: tuple[str, ...] = ()
-        self._layout: SummaryLayout | None = None
+        self._layouts: dict[tuple[str, ...], SummaryLayout] = {}
+        """One layout per key sequence seen: a run alternates a few (the log steps', the
+        measurement steps' with their ~300 instrument keys), and laying out 300 keys costs
+        about a millisecond."""
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}"
@@ -54,9 +59,12 @@ class TensorBoardSink:
         if self._file.closed or not metrics:
             return
         keys = tuple(metrics)
-        if keys != self._keys:  # a new set of keys: lay its Summary out once
-            self._keys, self._layout = keys, SummaryLayout(keys)
-        summary = self._layout.fill(list(metrics.values()))
+        layout = self._layouts.get(keys)
+        if layout is None:  # a new set of keys: lay its Summary out once
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[keys] = SummaryLayout(keys)
+        summary = layout.fill(list(metrics.values()))
         self._record(event_bytes(time.time(), int(step), summary))
         if time.monotonic() - self._last_flush >= FLUSH_SECS:
             self.flush()
