@@ -115,3 +115,32 @@ def test_alternating_key_sets_keep_their_own_layouts(tmp_path: Path, monkeypatch
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("train/lr")] == [(s, s + 0.125) for s in range(1, 13)]
     assert [(e.step, e.value) for e in acc.Scalars("inst/m049")] == [(s, s + 51 / 8) for s in (4, 8, 12)]
+
+
+def test_writes_reach_the_file_at_flush_and_bad_values_are_refused_at_write(tmp_path: Path, monkeypatch) -> None:
+    """A write keeps its values and a flush encodes them (the file then holds every one,
+    in order); MAX_PENDING writes are encoded without a flush; a value that is no number is
+    refused by the write that passed it."""
+    import pytest
+
+    from trainwell.sinks import tensorboard
+
+    sink = TensorBoardSink(tmp_path / "tb")
+    size = sink.path.stat().st_size  # the file-version record
+    for step in range(1, 4):
+        sink.write(step, {"train/loss": 1.0 / step})
+    assert sink.path.stat().st_size == size
+    sink.flush()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+    with pytest.raises((TypeError, ValueError)):
+        sink.write(4, {"train/loss": "high"})  # type: ignore[dict-item]
+    monkeypatch.setattr(tensorboard, "MAX_PENDING", 5)
+    for step in range(5, 10):
+        sink.write(step, {"train/loss": float(step)})
+    sink._file.flush()  # the Python buffer only: the sink encoded the five without a flush of its own
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 5, 6, 7, 8, 9]
+    sink.close()
+    sink.write(10, {"train/loss": 1.0})  # after close: ignored, as before
