@@ -15,6 +15,7 @@ def test_diagnose_healthy_digits_then_report(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "no problems found" in out and "overfitting one batch" in out
     assert json.loads((tmp_path / "findings.json").read_text()) == []
+    assert (tmp_path / "metrics.jsonl").exists() and not list(tmp_path.rglob("checkpoints/*"))  # read, not resumed
     assert main(["report", str(tmp_path)]) == 0
     assert "Diagnosis found nothing wrong" in (tmp_path / "report.html").read_text()
 

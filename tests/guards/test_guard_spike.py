@@ -129,3 +129,29 @@ def test_a_blow_up_near_zero_loss_is_still_a_spike():
     values[400] = {"loss": 7.3, "grad_norm": 9.8}  # an LR x100 burst, as measured on digits
     skipped = [i for i, v in enumerate(run(SpikeGuard(), values)) if v.action is Action.SKIP]
     assert skipped == [400]
+
+
+def steady_values(n: int = 300, seed: int = 0) -> list[dict[str, float]]:
+    """A gradient norm that barely moves (a log-scale spread of 0.05): an ordinary 2.5x
+    jump is then ~18 sigma on the log scale."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    return [{"loss": 3.0 + rng.gauss(0, 0.05), "grad_norm": 0.7 * math.exp(rng.gauss(0, 0.05))} for _ in range(n)]
+
+
+def test_a_jump_under_the_grad_floor_is_no_spike_above_it_is():
+    values = steady_values()
+    values[200] = {**values[200], "grad_norm": values[200]["grad_norm"] * 2.5}
+    values[250] = {**values[250], "grad_norm": values[250]["grad_norm"] * 4.0}
+    skipped = [i for i, v in enumerate(run(SpikeGuard(), values)) if v.action is Action.SKIP]
+    assert skipped == [250]
+    # the plain 6-sigma test (floor 1) calls the 2.5x jump a spike too
+    plain = [i for i, v in enumerate(run(SpikeGuard(grad_floor=1.0), values)) if v.action is Action.SKIP]
+    assert plain == [200, 250]
+    g = SpikeGuard()
+    run(g, values[:200])
+    assert g.limits[1] >= 3.0 * 0.7 * 0.9  # the quiet-step limit obeys the floor too
+    with pytest.raises(ValueError, match="spike_grad_floor"):
+        SpikeGuard(grad_floor=0.5)

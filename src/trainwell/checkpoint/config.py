@@ -10,8 +10,8 @@ from trainwell.section import Section
 
 
 class CheckpointConfig(Section):
-    """Checkpoint cadence and retention. The loop always saves at the end of training,
-    whatever the cadence says."""
+    """Checkpoint cadence and retention. The loop saves at the end of training whatever
+    the cadence says (unless ``final`` is off)."""
 
     every_steps: int = Field(500, ge=0)
     """Save every this many applied steps; 0 = off. 500 bounds what a crash or a rollback loses to 500 updates and gives the default 1000-step run a mid-run rollback target, while a save (about a second per GB of state) stays a negligible share of the run."""
@@ -21,6 +21,8 @@ class CheckpointConfig(Section):
     """Keep the newest this many checkpoints. Three survive one damaged save and one rollback with a checkpoint to spare."""
     keep_healthy: int = Field(2, ge=0)
     """Also keep the newest this many checkpoints marked healthy (the newest healthy one is never deleted, even at 0). Two, so that a rollback still has a target if the newest healthy one turns out bad."""
+    final: bool = True
+    """Save when the run ends (after the final evaluation), whatever the cadence: what `trainwell resume`, evaluation and export start from. Off only for throwaway runs whose files are read and not continued (trainwell diagnose's short probe runs turn it off: a model's worth of disk for nothing)."""
     async_save: bool = False
     """Snapshot the state to CPU memory and write it in a background thread, so training waits only for the copy. Off by default: a synchronous save is simpler and its failure surfaces at the step that saved; turn it on when saves take long next to steps (see benchmarks/checkpoint_async.py)."""
     on_error: Literal["continue", "stop"] = "continue"

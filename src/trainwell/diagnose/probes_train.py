@@ -173,7 +173,7 @@ def probe_config(cfg: RunConfig, steps: int) -> RunConfig:
         "log": {"every": 1, "tensorboard": False, "mlflow": False, "wandb": False,
                 "sample_chars": 0, "progress": "off"},
         "guards": {"enabled": False},
-        "checkpoint": {"every_steps": 0, "every_minutes": 0.0},
+        "checkpoint": {"every_steps": 0, "every_minutes": 0.0, "final": False},  # read, never resumed
         "instruments": {"preset": "economy", "every": every, "include": include,
                         # 20 power iterations: the sharpness to ~1e-2 on small models
                         "hess_iters": 20},

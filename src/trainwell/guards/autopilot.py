@@ -56,7 +56,8 @@ class Autopilot:
         self._enabled = cfg.enabled  # read every step: a plain attribute
         # Disabled still refuses a NaN update: applying it would silently destroy the weights.
         self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
-        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor)
+        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor,
+                                grad_floor=cfg.spike_grad_floor)
         self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma)
         self.rollback = RollbackPolicy(
             max_skips=cfg.max_skips,

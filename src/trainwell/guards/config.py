@@ -20,6 +20,8 @@ class GuardsConfig(Section):
     """An update whose loss or grad norm is more than this many standard deviations above the window's mean is skipped. 6 as OLMo-core: a clean run essentially never reaches it."""
     spike_loss_floor: float = Field(0.02, ge=0.0)
     """The spike test's loss spread is never taken below this fraction of the loss at initialisation: a model trained close to zero loss has a window so quiet that one hard batch looks like a 10-sigma spike (a digits MLP at 4x its default length did this). 0.02 x ln 10 x 6 sigma: a jump under 0.28 in a ten-class loss is never a spike; an LR x100 burst still measured 126 sigma."""
+    spike_grad_floor: float = Field(3.0, ge=1.0)
+    """A gradient norm under this multiple of the window's geometric mean is never a spike, however steady the window (the test reads the norm on a log scale, where a steady norm has a small spread). A small GPT on bytes-lm (batch 8 x 64 tokens, 400 steps, clean) had its norm at 2.1x and 1.9x the window's at 6.1 and 6.0 sigma; real blow-ups jump by 10-1000x (an LR x100 burst, inputs x1e4). 1 = the plain 6-sigma test."""
     spike_robust: bool = False
     """Use the window's median and MAD x 1.4826 instead of mean and std: robust to earlier spikes in the window, O(window) per step instead of O(1)."""
     quarantine: bool = True

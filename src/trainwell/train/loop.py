@@ -245,7 +245,7 @@ def run(
         else:
             if eval_data is not None:
                 last_eval = evaluate_all(cfg, task, st, eval_data, sinks, bar, history)
-            failure = ckpt.save(st, pilot)  # always at the end
+            failure = ckpt.save(st, pilot) if cfg.checkpoint.final else None  # at the end
             if failure is not None:
                 bar.log(f"warning: the final checkpoint failed: {failure}")
         status = "completed"
