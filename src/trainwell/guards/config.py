@@ -11,7 +11,7 @@ from trainwell.section import Section
 
 class GuardsConfig(Section):
     enabled: bool = True
-    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and costs a fixed 0.05-0.11 ms a step on a 2-core CPU (1.4-2% of a 5 ms digits-MLP step, benchmarks/RESULTS.md section 6). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
+    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and costs a fixed 0.05-0.11 ms a step on a 2-core CPU (2% of a 3.9 ms digits-MLP step, ~0.1% of a 60 ms small-GPT step; benchmarks/RESULTS.md section 6). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
     nonfinite: Literal["skip", "stop"] = "skip"
     """A NaN/Inf loss or grad norm: 'skip' the update and count it (repeated skips lead to a rollback), or 'stop' with a diagnosis. Maintainers disagree (torchtitan #916 vs OLMo-core), so it is your choice; 'skip' keeps long runs alive."""
     spike_window: int = Field(128, ge=8)
