@@ -66,3 +66,28 @@ def test_default_folder_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("TRAINWELL_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "trainwell"
+
+
+def test_a_write_keeps_the_most_recently_used_entries_of_its_name(tmp_path, monkeypatch):
+    """Entries of one name beyond KEEP are deleted at the next write, least recently used
+    first (a read counts as a use); other names and other files are left alone."""
+    import os
+
+    from trainwell.data import cache
+
+    monkeypatch.setenv("TRAINWELL_CACHE_DIR", str(tmp_path))
+    for i in range(5):  # older entries of "t", used at t = 1000, 2000, ...
+        path = tmp_path / f"t-old{i}.npz"
+        np.savez(path, a=np.arange(3))
+        os.utime(path, (1000.0 * (i + 1), 1000.0 * (i + 1)))
+    for other in ("tx-k.npz", "t-x-k.npz", "t-old9.txt"):  # another name, a longer name, not an entry
+        (tmp_path / other).write_bytes(b"x")
+        os.utime(tmp_path / other, (1.0, 1.0))
+    calls: list[int] = []
+    cached_arrays("t", "old0", _builder(calls))  # a read: now the most recently used
+    assert calls == []
+    cached_arrays("t", "new", _builder(calls))  # a write: prunes "t" to KEEP entries
+    left = sorted(p.name for p in tmp_path.glob("t-*"))
+    assert len(calls) == 1 and cache.KEEP == 4
+    assert left == ["t-new.npz", "t-old0.npz", "t-old3.npz", "t-old4.npz", "t-old9.txt", "t-x-k.npz"]
+    assert (tmp_path / "tx-k.npz").exists()

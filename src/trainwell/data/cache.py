@@ -6,6 +6,11 @@ temporary file in the same folder, then ``os.replace``), so an interrupted run o
 at once never leave a half-written entry. The cache is an optimisation only: when the folder
 cannot be written (read-only home, sandbox) or an entry cannot be read, the arrays are
 rebuilt and everything still works.
+
+The cache stays bounded: a write keeps the ``KEEP`` most recently used entries of its name
+(a read marks an entry used) and deletes older ones, which no longer match the data they
+were built from or have not been asked for since (an edited text folder would otherwise
+leave a full copy of the corpus behind at every change).
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ import numpy as np
 
 CACHE_ENV = "TRAINWELL_CACHE_DIR"
 """Environment variable that overrides the cache folder; set it to an empty string to turn the cache off."""
+
+
+KEEP = 4
+"""Entries kept per name: the newest by last use (a few data sets, or Python versions, in turn)."""
 
 
 def cache_dir() -> Path | None:
@@ -51,10 +60,35 @@ def cached_arrays(
     path = folder / f"{name}-{key}.npz"
     arrays = _read(path)
     if arrays is not None:
+        _touch(path)
         return arrays
     arrays = build()
-    _write(path, arrays)
+    if _write(path, arrays):
+        _prune(folder, name, path)
     return arrays
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry as used now (its modification time orders the pruning)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _prune(folder: Path, name: str, written: Path, keep: int = KEEP) -> None:
+    """Delete the entries of ``name`` beyond the ``keep`` most recently used (``written``,
+    the entry just stored, first whatever the clock's resolution says)."""
+    try:
+        entries = [p for p in folder.glob("*.npz") if p.stem.rpartition("-")[0] == name]
+        entries.sort(key=lambda p: (p == written, p.stat().st_mtime_ns), reverse=True)
+    except OSError:
+        return
+    for old in entries[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass  # in use elsewhere, or not ours to delete: it stays
 
 
 def _read(path: Path) -> dict[str, np.ndarray] | None:
@@ -67,7 +101,8 @@ def _read(path: Path) -> dict[str, np.ndarray] | None:
         return None  # unreadable or corrupt: rebuild (and overwrite) it
 
 
-def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Store the entry atomically; False when the folder cannot be written."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +111,9 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)  # uncompressed: loading is a plain read
         os.replace(tmp, path)
         tmp = None
+        return True
     except OSError:
-        pass  # not writable: the cache is only an optimisation
+        return False  # not writable: the cache is only an optimisation
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
