@@ -352,11 +352,16 @@ def child(args: argparse.Namespace, workload: str, spec: str, plan: tuple[int, i
     return json.loads(lines[-1][len(MARK):])
 
 
+def plan(args: argparse.Namespace, wl: Workload) -> tuple[int, int, int]:
+    """(steps, warmup, ckpt_every) of a workload's runs: its own, --quick's, and --steps."""
+    steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
+    # longer runs resolve more blocks (the GPT's 120 steps give 8)
+    return (args.steps or steps), warmup, ckpt_every
+
+
 def bench(args: argparse.Namespace, name: str) -> dict:
     wl = WORKLOADS[name]
-    steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
-    if args.steps:  # longer runs resolve more blocks (the GPT's 120 steps give 8)
-        steps = args.steps
+    steps, warmup, ckpt_every = plan(args, wl)
     setups = list(wl.setups) if args.setups is None else args.setups.split(",")
     load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()
     runs: dict[str, list[dict]] = {s: [] for s in setups}
@@ -375,9 +380,7 @@ def bench_lockstep(args: argparse.Namespace, name: str) -> dict:
     import lockstep
 
     wl = WORKLOADS[name]
-    steps, warmup, ckpt_every = wl.quick if args.quick else (wl.steps, wl.warmup, wl.ckpt_every)
-    if args.steps:  # longer runs resolve more blocks (the GPT's 120 steps give 8)
-        steps = args.steps
+    steps, warmup, ckpt_every = plan(args, wl)
     specs = args.setups.split(",") if args.setups else ["plain", "trainwell"]
     labels = [s if specs[:i].count(s) == 0 else f"{s}.{specs[:i].count(s) + 1}" for i, s in enumerate(specs)]
     load_before = wait_for_load(args.max_load, args.wait) if not args.quick else load()

@@ -132,22 +132,24 @@ def _file_problems(path: Path, rec: Mapping[str, Any], deep: bool,
     if size != rec["bytes"]:
         what = "truncated" if size < rec["bytes"] else "grew"
         return [f"{path.name}: {size} bytes but the manifest says {rec['bytes']} ({what})"]
-    if deep and trusted is not None and trusted.get(path.name) == fingerprint(st):
-        if seen is not None:
-            seen[path.name] = fingerprint(st)
+    if not deep:
         return []
-    if deep:
-        try:
-            digest = sha256_file(path)
-        except OSError as e:
-            return [f"{path.name}: unreadable ({e.strerror or e})"]
-        if digest != rec["sha256"]:
-            return [
-                f"{path.name}: sha256 does not match the manifest (the bytes changed after "
-                "the save: disk corruption or an edit)"
-            ]
+    fp = fingerprint(st)
+    if trusted is not None and trusted.get(path.name) == fp:
         if seen is not None:
-            seen[path.name] = fingerprint(st)
+            seen[path.name] = fp
+        return []
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        return [f"{path.name}: unreadable ({e.strerror or e})"]
+    if digest != rec["sha256"]:
+        return [
+            f"{path.name}: sha256 does not match the manifest (the bytes changed after "
+            "the save: disk corruption or an edit)"
+        ]
+    if seen is not None:
+        seen[path.name] = fp
     return []
 
 
