@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         resume_cmd,
         tasks_cmd,
         train_cmd,
+        tune_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in (
         train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd,
-        diagnose_cmd, lrfind_cmd,
+        diagnose_cmd, lrfind_cmd, tune_cmd,
     ):
         module.register(sub)
     return parser

@@ -8,6 +8,7 @@ components return numbers (instruments), verdicts (the autopilot) or write (sink
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from trainwell.instruments.presets import instrument_names
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.optim import build_optimizer, build_schedule
 from trainwell.sinks import ConsoleProgress, build_sinks, progress_enabled
+from trainwell.sinks.base import Sink
 from trainwell.tasks import Task, build_task
 from trainwell.train import throughput
 from trainwell.train.checkpointing import Checkpointer, truncate_metrics
@@ -112,9 +114,11 @@ def run(
     run_dir: str | Path | None = None,
     progress: bool | None = None,
     resume: bool = False,
+    extra_sinks: Sequence[Sink] = (),
 ) -> RunResult:
     """Train according to ``cfg``; everything the run produces goes to its run directory.
-    ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one."""
+    ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one.
+    ``extra_sinks``: more sinks for the writing process (a study's pruning reads evaluations)."""
     t_begin = time.perf_counter()
     dist = setup_distributed(cfg)  # None: a single process (no collective anywhere)
     main = dist is None or dist.main  # rank 0 writes the run dir; other ranks only their failures
@@ -142,7 +146,7 @@ def run(
         (out_dir / "config.toml").write_text(cfg.to_toml())
         env = environment(cfg.seed, device, st.precision.name)
         write_json(out_dir / "env.json", env if dist is None else {**env, "dist": _dist().describe(dist)})
-    sinks = build_sinks(cfg.log, out_dir, cfg.to_dict()) if main else []  # metrics.jsonl always, TensorBoard...
+    sinks = [*build_sinks(cfg.log, out_dir, cfg.to_dict()), *extra_sinks] if main else []  # metrics.jsonl, TensorBoard...
     bar.log(f"trainwell: task {cfg.task.name}, {_count_params(st.model):,} parameters, "
             f"{cfg.train.steps} steps on {device} ({st.precision.name}); run dir {out_dir}")
     for line in cfg.advice():
