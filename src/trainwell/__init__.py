@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": "trainwell.api",
     "train": "trainwell.api",
+    "tune": "trainwell.tune",
     "FunctionTask": "trainwell.api",
     "RunConfig": "trainwell.config",
     "load_config": "trainwell.config",
@@ -47,6 +48,7 @@ __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "fit",
     "load_config",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     )
     from trainwell.tasks.base import LossOutput, Task
     from trainwell.train.loop import RunResult
+    from trainwell.tune import tune
 
 
 def __getattr__(name: str) -> Any:

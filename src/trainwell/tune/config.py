@@ -94,7 +94,8 @@ def load_study(
         table = {**table, "trials": trials}
     tune = _tune_table(table, problems)
     run = _run_config(raw, problems)
-    dims = parse_space(tune, raw, run, problems) if tune is not None and run is not None else []
+    checked = tune if tune is not None else _space_only(table)  # the space's problems too, at once
+    dims = parse_space(checked, raw, run, problems) if checked is not None and run is not None else []
     if problems:
         raise ConfigError(problems, source=name)
     assert tune is not None and run is not None
@@ -121,6 +122,16 @@ def _tune_table(table: Any, problems: list[str]) -> TuneConfig | None:
                         f"{BUDGETS[tune.budget]} trials) disagree: set one of them")
         return None
     return tune
+
+
+def _space_only(table: Any) -> TuneConfig | None:
+    """The table's space and scientific keys alone, when the rest of the table is wrong."""
+    if not isinstance(table, Mapping):
+        return None
+    try:
+        return TuneConfig.model_validate({k: table[k] for k in ("space", "scientific") if k in table})
+    except ValidationError:
+        return None
 
 
 def _run_config(raw: dict[str, Any], problems: list[str]) -> RunConfig | None:

@@ -82,7 +82,8 @@ def open_study(study: Study, study_dir: Path, storage_url: str | None) -> Handle
     metric, higher = _objective_metric(study)
     direction = "maximize" if higher else "minimize"
     study_obj = optuna.create_study(storage=storage_for(study_dir, url), study_name=study.tune.name,
-                                    direction=direction, load_if_exists=True, sampler=_sampler(study))
+                                    direction=direction, load_if_exists=True, sampler=_sampler(study),
+                                    pruner=_pruner(study))
     if study_obj.direction.name.lower() != direction:
         raise ConfigError(f"the study {study.tune.name!r} in the storage is a {study_obj.direction.name.lower()} "
                           f"study, but {metric} is to be {direction}d: use another tune.name")
@@ -106,7 +107,8 @@ def load_handle(study_dir: str | Path, storage_url: str | None = None) -> Handle
     if url is None and not (d / JOURNAL_FILE).is_file():
         raise ConfigError(f"{d}: the study has no storage yet ({JOURNAL_FILE} is missing)")
     try:
-        study_obj = optuna.load_study(study_name=study.tune.name, storage=storage_for(d, url), sampler=_sampler(study))
+        study_obj = optuna.load_study(study_name=study.tune.name, storage=storage_for(d, url), sampler=_sampler(study),
+                                       pruner=_pruner(study))
     except KeyError:
         raise ConfigError(f"{d}: the storage holds no study named {study.tune.name!r}") from None
     attrs = study_obj.user_attrs
@@ -305,6 +307,18 @@ def _sampler(study: Study) -> optuna.samplers.BaseSampler:
     if study.tune.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, study.tune.planned // 3)))
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _pruner(study: Study) -> optuna.pruners.BasePruner:
+    """median: stop a trial whose evaluation is worse than the median of the trials before
+    it at the same step, once a fifth of the study (at least 3 trials) has finished, and
+    never at the first evaluation; halving: Optuna's asynchronous successive halving."""
+    if study.tune.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=max(3, study.tune.planned // 5),
+                                           n_warmup_steps=study.run.train.eval_every + 1)
+    if study.tune.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
 
 
 def _check_same_study(study: Study, study_dir: Path) -> None:
