@@ -60,6 +60,11 @@ class Study:
     def __init__(self, base: dict[str, Any], run: RunConfig, tune: TuneConfig, dims: list[Dimension]) -> None:
         self.base, self.run, self.tune, self.dims = base, run, tune, dims
 
+    @property
+    def searched(self) -> list[Dimension]:
+        """The dimensions trials draw from: none for a one-shot study (the config as it is)."""
+        return [] if self.tune.budget == "oneshot" else self.dims
+
     def to_dict(self) -> dict[str, Any]:
         return {**copy.deepcopy(self.base), "tune": self.tune.model_dump(mode="json", exclude_none=True)}
 

@@ -253,7 +253,7 @@ def read_view(h: Handle) -> StudyView:
     records.sort(key=lambda r: (r.rerun_of is not None, r.number))
     return StudyView(
         name=h.name, study_dir=h.study_dir, metric=h.metric, higher_is_better=h.higher_is_better,
-        objective=h.study.tune.objective, dims=list(h.study.dims), scientific=list(h.study.tune.scientific),
+        objective=h.study.tune.objective, dims=list(h.study.searched), scientific=list(h.study.tune.scientific),
         trials=records, planned=int(h.optuna.user_attrs.get("planned", planned_trials(h.study))),
         sampler=h.study.tune.sampler,
     )

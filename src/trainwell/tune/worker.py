@@ -77,7 +77,7 @@ def _run_one(h: Handle, trial: optuna.Trial) -> None:
     t0 = time.perf_counter()
     beat = _Heartbeat(h, trial)
     try:
-        params = suggest(trial, h.study.dims)
+        params = suggest(trial, h.study.searched)
         cfg = trial_config(h.study, params, int(attrs.get("seed", h.study.run.seed)))
         print(f"--- trial {slot}: {params} -> {run_dir}", flush=True)
         outcome = run_trial(h.study, trial, cfg, run_dir, h.metric, h.higher_is_better)
