@@ -63,13 +63,28 @@ def storage_for(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage
     directory: needs no server, and appends under a file lock, where SQLite's writers lock
     each other out under parallel workers (optuna #820, #4994)."""
     if url:
-        try:
-            return optuna.storages.RDBStorage(url)
-        except Exception as e:  # a bad URL, a missing driver, a server that does not answer
-            raise ConfigError(f"--storage {_redact(url)}: cannot open the storage: {e}") from None
+        return _rdb(url)
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+
+
+def _rdb(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage. Two processes that open an empty database at the same moment
+    both create its tables and one fails on a duplicate key (seen in 6 of 8 tries with
+    PostgreSQL): the loser tries again and finds the tables made."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as e:  # a bad URL, a missing driver, a server that does not answer
+            raise ConfigError(f"--storage {_redact(url)}: cannot open the storage: {e}") from None
+    raise AssertionError("unreachable")
 
 
 def open_study(study: Study, study_dir: Path, storage_url: str | None) -> Handle:
