@@ -87,7 +87,7 @@ def bytes_lm(workers: int, root: Path) -> None:
     default = [t["value"] for t in show(base)["trials"] if t["state"] == "complete"]
     print(f"bytes-lm study: {len(study['trials'])} trials in {wall:.0f} s; default runs in {wall2:.0f} s")
     print(f"  tuned   (trial {best['number']}, {best['params']}): " + _spread(tuned))
-    print(f"  default (optim.lr 4e-3, weight_decay 0.1, warmup 50):  " + _spread(default))
+    print("  default (optim.lr 4e-3, weight_decay 0.1, warmup 50):  " + _spread(default))
     gap = statistics.mean(default) - statistics.mean(tuned)
     noise = max(statistics.stdev(tuned), statistics.stdev(default))
     verdict = "tuned is better" if gap > noise else ("default is better" if -gap > noise else "a tie")

@@ -47,6 +47,17 @@ def test_boundary_warning_silent_in_the_middle_of_a_log_range() -> None:
     assert boundary(analyse(view(trials)).warnings) == []
 
 
+def test_boundary_warning_silent_when_one_good_trial_of_many_sits_at_an_edge() -> None:
+    # even coverage puts some points at the edges: 1 of the top 5 there is no evidence
+    lrs = [9.9e-2, 3e-3, 2e-3, 1e-3, 5e-3, 4e-4, 3e-4, 6e-4, 2e-4, 8e-3, 7e-3, 1.5e-3, 2.5e-3, 3.5e-3, 4.5e-3,
+           5.5e-3, 6.5e-3, 7.5e-3, 8.5e-3, 9.5e-3, 1.2e-3, 1.7e-3, 2.2e-3, 2.7e-3]
+    trials = [done(i, 0.99 - i / 100, lr) for i, lr in enumerate(lrs)]
+    assert boundary(analyse(view(trials)).warnings) == []
+    trials[1] = done(1, 0.98, 9.8e-2)
+    trials[2] = done(2, 0.97, 9.7e-2)  # now 3 of the top 5: a real edge
+    assert len(boundary(analyse(view(trials)).warnings)) == 1
+
+
 def test_boundary_warning_lower_edge_and_one_minus_log() -> None:
     beta = Dimension("optim.betas[0]", "one_minus_log", 0.01, 0.5)  # 1 - beta1 in [0.01, 0.5]
     trials = [TrialRecord(i, "complete", {"optim.betas[0]": b}, value=v)

@@ -181,3 +181,25 @@ def test_the_cli_reports_every_problem_of_a_study_file_with_exit_2(tmp_path):
     out = subprocess.run(_tune_cli("show", str(tmp_path / "nowhere")), env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "not a study directory" in out.stderr
+
+
+def test_the_python_api_and_the_show_and_report_commands(tmp_path, capsys):
+    import trainwell
+    from trainwell.cli.main import main
+
+    res = trainwell.tune(study(steps=30, trials=3), study_dir=tmp_path / "s", out=io.StringIO())
+    assert [t.number for t in res.trials] == [0, 1, 2] and res.best is not None
+    assert res.best.value == max(t.value for t in res.trials)
+    assert main(["tune", "show", str(tmp_path / "s"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert set(shown) >= {"trials", "best", "warnings"}
+    first = shown["trials"][0]
+    assert set(first) >= {"number", "state", "params", "value", "run_dir", "interventions", "reason"}
+    assert {t["state"] for t in shown["trials"]} == {"complete"}
+    assert shown["best"]["number"] == res.best.number
+    assert set(first["params"]) == {"optim.lr", "optim.weight_decay"}
+    assert main(["tune", "report", str(tmp_path / "s")]) == 0
+    page = (tmp_path / "s" / "study.html").read_text()
+    assert "<svg" in page and "optim.weight_decay" in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert main(["tune", "show", str(tmp_path / "s")]) == 0
+    assert "optim.lr" in capsys.readouterr().out
