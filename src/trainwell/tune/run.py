@@ -4,10 +4,11 @@ continues: finished trials are kept, interrupted ones resume from their checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,14 +105,26 @@ def _run_all(h: Handle, workers: int, out: TextIO) -> None:
     if reclaimed:
         print(f"trainwell tune: {len(reclaimed)} interrupted trial(s) will resume from their checkpoints", file=out)
     for _ in range(3):
-        with LiveView(h, workers, out):
-            if workers == 1:
-                work(h, h.study_dir / "workers" / "worker-0.log")
-            else:
-                for p in start_workers(h.study_dir, h.storage_url, workers):
-                    p.join()
+        with LiveView(h, workers, out), _threads(threads_per_worker(workers)):
+            # this process is worker 0 (torch is loaded here already); the others start beside it
+            others = start_workers(h.study_dir, h.storage_url, workers - 1, first=1, threads=threads_per_worker(workers))
+            work(h, h.study_dir / "workers" / "worker-0.log")
+            for p in others:
+                p.join()
         if not reclaim_stale(h):
             return
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LiveView:

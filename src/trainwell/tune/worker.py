@@ -143,16 +143,17 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def start_workers(study_dir: Path, storage_url: str | None, n: int) -> list[Any]:
-    """Start ``n`` worker processes on the study (spawned: a clean interpreter each)."""
+def start_workers(study_dir: Path, storage_url: str | None, n: int, *, first: int = 0,
+                  threads: int = 1) -> list[Any]:
+    """Start ``n`` worker processes on the study, numbered from ``first``, with ``threads``
+    CPU threads each (spawned: a clean interpreter each, whatever the caller has loaded)."""
     ctx = mp.get_context("spawn")
-    threads = threads_per_worker(n)
     procs = []
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the children read them before torch loads
     try:
-        for i in range(n):
+        for i in range(first, first + n):
             p = ctx.Process(target=worker_main, args=(str(study_dir), storage_url, i, threads),
                             name=f"trainwell-tune-worker-{i}", daemon=False)
             p.start()
