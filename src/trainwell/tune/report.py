@@ -336,9 +336,11 @@ def render_study(view: StudyView, analysis: Analysis) -> str:
              "<h2>Hyperparameter axes</h2><div class='grid2'>" + "".join(
                  _panel(a.dim.key, axis_svg(view, a.dim, a.points, best), "crosses: trials with no value "
                         "(infeasible, failed), in the band on the worse side") for a in analysis.axes) + "</div>",
-             "<h2>Isolation</h2><div class='grid2'>" + "".join(
+             "<h2>Isolation</h2>" + (("<div class='grid2'>" + "".join(
                  _panel(i.key, isolation_svg(view, i), "best trial per value, the other parameters "
-                        "optimised away") for i in analysis.isolation) + "</div>",
+                        "optimised away") for i in analysis.isolation) + "</div>") if analysis.isolation else
+                 '<p class="muted">No scientific keys: name the keys whose effect the study measures in '
+                 "tune.scientific (the rest are nuisance parameters, optimised away per value).</p>"),
              "<h2>Importances</h2>" + _importances(analysis),
              "<h2>Seed reruns</h2>" + _seeds(analysis),
              "<h2>All trials</h2>" + _trials_table(view, ordered(view) + view.reruns, analysis.best),
