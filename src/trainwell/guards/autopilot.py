@@ -51,14 +51,21 @@ WINDOW_PARTS = ("nonfinite", "spike", "inputs", "health")
 class Autopilot:
     """Composes the guards from a GuardsConfig. ``run_dir`` None: no logbook (ranks > 0)."""
 
-    def __init__(self, cfg: GuardsConfig | None = None, run_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: GuardsConfig | None = None,
+        run_dir: str | Path | None = None,
+        input_prior: tuple[float, float] | None = None,
+    ) -> None:
+        """``input_prior``: the training data's log input scale (guards/prior.py), which arms
+        the input guard from the first step."""
         self.cfg = cfg = cfg or GuardsConfig()
         self._enabled = cfg.enabled  # read every step: a plain attribute
         # Disabled still refuses a NaN update: applying it would silently destroy the weights.
         self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
         self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor,
                                 grad_floor=cfg.spike_grad_floor)
-        self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma)
+        self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma, prior=input_prior)
         self.rollback = RollbackPolicy(
             max_skips=cfg.max_skips,
             skip_window=cfg.skip_window,
@@ -216,9 +223,11 @@ class Autopilot:
             if data_skip is not None and iteration is not None
             else ""
         )
+        # step 0 is the state before the first update, which the loop keeps (checkpointing.py)
+        target = f"the healthy checkpoint at step {to_step}" if to_step else "the initial state (step 0)"
         self._write(
             "restart",
-            f"Rolled back from step {from_step} to the healthy checkpoint at step {to_step}: "
+            f"Rolled back from step {from_step} to {target}: "
             f"lr x{lr_mult_before:g} -> x{lr_mult_after:g}, clip x{clip_mult_before:g} -> "
             f"x{clip_mult_after:g}{data}.",
             step=to_step,

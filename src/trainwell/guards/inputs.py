@@ -5,8 +5,23 @@ not show at all (a LayerNorm'd or confidently right model barely reacts to input
 yet the optimizer state and the BatchNorm statistics still absorb them). The step measures
 the root-mean-square of each sample's floating-point input on the device and reads the
 batch maximum in its one host sync; this guard compares log(max RMS) with a rolling window
-of previous applied steps, like the spike guard (6 sigma, silent for half a window). Token
-ids (integer inputs) are not measured (record.input_rms = 0).
+of previous applied steps, like the spike guard (6 sigma). Token ids (integer inputs) are
+not measured (record.input_rms = 0).
+
+Bad data does not wait for the window to fill (a Dataset with three samples x1e4 drew them
+in its first 64 steps, all applied, and the run diverged). Until the window holds half its
+length, the guard judges against a reference it already has, with a wide margin:
+
+- the training data's own scale (``prior``: median and MAD of the log per-sample input RMS
+  of a few hundred samples read before the first step, ``guards/prior.py``), for map-style
+  data;
+- otherwise the batches applied so far, from the second step on.
+
+Either way the warm-up's spread is floored so that a batch is an outlier only when its
+largest input RMS is more than ``WARMUP_FACTOR`` (10) x the reference: a prior's per-sample
+spread and a handful of batch maxima say little about the spread of batch maxima, and a
+false alarm would quarantine good data. The samples quarantined are those beyond the same
+threshold.
 """
 
 from __future__ import annotations
@@ -24,20 +39,33 @@ MIN_LOG_STD = 0.05
 """Floor of the window's spread in log space (5%): a batch whose largest sample is a few
 percent larger than usual is never an outlier."""
 
+WARMUP_FACTOR = 10.0
+"""In the warm-up the spread is floored at ln(10) / sigma: a batch is an outlier only when its
+largest input RMS is more than 10x the reference (more where the prior's spread is wider).
+Clean batch maxima stay within a few times the data's median (docs/autopilot.md has the
+figures); a sample x1e4 is 9.2 in log scale, 24 sigma."""
+
 
 class InputGuard:
     name = "inputs"
 
-    def __init__(self, window: int = 128, sigma: float = 6.0) -> None:
+    def __init__(self, window: int = 128, sigma: float = 6.0, prior: tuple[float, float] | None = None) -> None:
         self.sigma = sigma
         self.warmup = max(2, window // 2)
         self.window = RollingWindow(window)
+        self.prior = prior
+        """(center, spread) of the log per-sample input RMS of the training data, measured
+        before the first step (guards/prior.py), or None: the reference of the warm-up.
+        Not part of the state: it is derived from the data, the same on every (re)start."""
+        self._warmup_floor = math.log(WARMUP_FACTOR) / sigma
         self.limit = math.inf
         """The input RMS below which a batch is surely no outlier (``check``'s threshold as a
         raw value, a relative 1e-9 inside it; the autopilot's quiet-step test)."""
         self._ref: tuple[float, float] | None = None
-        """(mean, std) of the window for the next check, None during the warmup; computed
-        when the window changes, not at every check."""
+        """(mean, std) in log scale that the next check compares with: the window's once it
+        holds ``warmup`` values, a warm-up reference before (None: nothing to compare with
+        yet); computed when the window changes, not at every check."""
+        self._set_ref()
 
     def _stats(self) -> tuple[float, float]:
         mean, std = self.window.mean_std()
@@ -56,19 +84,26 @@ class InputGuard:
         if z <= self.sigma:
             return APPLY
         typical = math.exp(mean)
+        n = len(self.window)
         evidence: dict[str, float | int | str] = {"z_input": z, "input_rms": x, "typical_input_rms": typical,
-                                                  "window_n": len(self.window), "sigma": self.sigma}
+                                                  "window_n": n, "sigma": self.sigma}
+        if n >= self.warmup:
+            basis = f"over the last {n} applied steps"
+        else:
+            evidence["warmup"] = "data prior" if self.prior is not None else "first batches"
+            basis = ("against the training data's own scale, measured before the first step" if self.prior is not None
+                     else f"against the first {n} applied step(s)") + f"; more than {WARMUP_FACTOR:g}x is needed in the warm-up"
         message = (f"input outlier at step {record.step} (iteration {record.iteration}): the largest "
                    f"per-sample input RMS {x:.4g} is {x / typical:.3g}x the usual {typical:.4g} "
-                   f"({z:.1f} sigma in log scale over the last {len(self.window)} applied steps).")
+                   f"({z:.1f} sigma in log scale {basis}).")
         return Verdict(Action.SKIP, "input_outlier", self.name, evidence, message)
 
     def outliers(self, per_sample_rms: Tensor) -> Tensor:
         """(B,) bool: the samples whose own input RMS is an outlier (or non-finite)."""
         rms = per_sample_rms.float()
         bad = ~rms.isfinite()
-        if len(self.window) >= self.warmup:
-            mean, std = self._stats()
+        if self._ref is not None:  # the reference of the check, warm-up included
+            mean, std = self._ref
             bad |= (rms.clamp_min(1e-30).log() - mean) / std > self.sigma
         return bad
 
@@ -79,7 +114,17 @@ class InputGuard:
             self._set_ref()
 
     def _set_ref(self) -> None:
-        self._ref = ref = self._stats() if len(self.window.values) >= self.warmup else None
+        n = len(self.window.values)
+        if n >= self.warmup:
+            ref: tuple[float, float] | None = self._stats()
+        elif self.prior is not None:  # the data's scale: armed from the first step
+            ref = (self.prior[0], max(self.prior[1], self._warmup_floor))
+        elif n:  # no prior (a stream): the batches applied so far, only an extreme jump counts
+            mean, std = self.window.mean_std()
+            ref = (mean, max(std, self._warmup_floor))
+        else:
+            ref = None
+        self._ref = ref
         self.limit = math.inf if ref is None else math.exp(ref[0] + self.sigma * ref[1]) * (1.0 - INSIDE)
 
     def state_dict(self) -> dict[str, Any]:

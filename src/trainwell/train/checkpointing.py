@@ -3,7 +3,8 @@
 The store (checkpoint/) knows nothing about training; this module decides when to save,
 assembles the TrainState parts, marks each checkpoint healthy or not with the autopilot's
 evidence, and restores state for resume (everything) or rollback (weights, optimizer,
-schedule position, guards' windows; the data moves on).
+schedule position, guards' windows; the data moves on). The state before the first update
+is kept in host memory as the rollback target of last resort.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map_only
 
 from trainwell.checkpoint import AsyncSaver, CheckpointConfig, CheckpointInfo, CheckpointStore
 from trainwell.errors import CheckpointError, ConfigError
@@ -54,6 +58,8 @@ class Checkpointer:
         """Whether the last save was marked healthy."""
         self.runner: Any = None
         """The instrument runner, whose state (initial weights, noise-scale averages) is saved too."""
+        self.initial: dict[str, Any] | None = None
+        """A host copy of the state before the first update (``keep_initial``), or None."""
 
     def due(self, step: int) -> bool:
         if self.cfg.every_steps and step % self.cfg.every_steps == 0:
@@ -130,6 +136,23 @@ class Checkpointer:
             self._pending_mark = None
             self.store.mark_healthy(step, healthy, evidence)
 
+    def keep_initial(self, st: TrainState, pilot: Autopilot) -> None:
+        """Keep the state before the first update as a rollback target of last resort: bad
+        data does not wait for the first checkpoint (a user's Dataset with three samples
+        x1e4 diverged at step 56, 444 steps before the first save, and the run halted with
+        nothing to roll back to).
+
+        In host memory rather than on disk: no file appears and no retention rule changes,
+        a run with checkpoints off keeps it too, and it costs one host copy of the weights
+        (and the EMA): the optimizer holds no state before its first step. Not under FSDP2
+        (``sharded``): the weights are shards that only the sharded store saves; such a run
+        rolls back to checkpoints only, as before."""
+        if self.sharded is not None:
+            return
+        parts = st.state_dict()
+        parts["train"]["autopilot"] = pilot.state_dict()
+        self.initial = _host_copy(parts)
+
     # ------------------------------------------------------------ restoring
 
     def resume(self, st: TrainState, pilot: Autopilot) -> tuple[CheckpointInfo | None, list[str]]:
@@ -148,14 +171,13 @@ class Checkpointer:
             self.runner.load_state_dict(parts["train"]["instruments"])
         return info, skipped
 
-    def rollback(
-        self, st: TrainState, pilot: Autopilot, data_skip: int, before: int
-    ) -> CheckpointInfo | None:
-        """Restore the newest healthy checkpoint older than step ``before``; the data position
-        stays where it is (then moves ``data_skip`` batches further), so the batches that led
-        here are not replayed. Checkpoints from ``before`` on are marked unhealthy: they may
-        hold the update that started the trouble (OPT picked restart points well before a
-        divergence)."""
+    def rollback(self, st: TrainState, pilot: Autopilot, data_skip: int, before: int) -> int | None:
+        """Restore the newest healthy checkpoint older than step ``before``, else the initial
+        state (``keep_initial``) when ``before`` > 0; returns the restored step (None: no
+        target). The data position stays where it is (then moves ``data_skip`` batches
+        further), so the batches that led here are not replayed. Checkpoints from ``before``
+        on are marked unhealthy: they may hold the update that started the trouble (OPT
+        picked restart points well before a divergence)."""
         if self.dist is not None and self.saver is not None:
             self.saver.wait()  # other ranks are about to read the store: no save in flight
             self._apply_pending_mark()
@@ -167,19 +189,24 @@ class Checkpointer:
             self.dist.barrier()  # the marks are written before any rank chooses
         target = self._agree(self.store.latest_healthy())
         if target is None or target.step >= before:
-            return None
-        parts = self.store.load(target)
+            target = None
+            if self.initial is None or before <= 0:
+                return None
+        # the initial state when no checkpoint qualifies (every rank kept the same one); a
+        # copy of it: loading may alias its tensors, and a later rollback may need it again
+        parts = self.store.load(target) if target is not None else _host_copy(self.initial)
         loader_now, iteration_now = st.loader.state_dict(), st.iteration
         samples, targets = st.samples_seen, st.targets_seen
         st.load_state_dict(parts)
-        self._load_sharded(target)
+        if target is not None:
+            self._load_sharded(target)
         pilot.load_state_dict(parts["train"]["autopilot"], rollback=True)
         st.loader.load_state_dict(loader_now)
         st.iteration, st.samples_seen, st.targets_seen = iteration_now, samples, targets
         if data_skip:
             st.loader.skip(data_skip)
             st.iteration += data_skip
-        return target
+        return target.step if target is not None else 0
 
     def _agree(self, info: CheckpointInfo | None) -> CheckpointInfo | None:
         """Rank 0's choice of checkpoint, on every rank (each rank reads it itself)."""
@@ -214,6 +241,11 @@ class Checkpointer:
                 f"cannot resume from {info.path}: the config changed since it was saved: {shown}. "
                 "Resume with the run's own config.toml, or start a new run"
             )
+
+
+def _host_copy(parts: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of checkpoint parts with every tensor copied to host memory."""
+    return tree_map_only(torch.Tensor, lambda t: t.detach().to("cpu", copy=True), parts)
 
 
 def truncate_metrics(path: Path, step: int) -> int:

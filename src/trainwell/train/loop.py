@@ -15,17 +15,16 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import IterableDataset
 
 from trainwell.config import RunConfig
-from trainwell.data.loader import BatchLoader, IterableLoader
-from trainwell.data.sampler import ResumableSampler
+from trainwell.data.source import build_loader
 from trainwell.dist import DistContext
 from trainwell.dist import setup as setup_distributed
 from trainwell.errors import ConfigError, TrainingHalted
 from trainwell.guards import faults
 from trainwell.guards.autopilot import Autopilot
 from trainwell.guards.base import Action
+from trainwell.guards.prior import input_prior
 from trainwell.instruments.presets import instrument_names
 from trainwell.instruments.runner import InstrumentRunner
 from trainwell.optim import build_optimizer, build_schedule
@@ -85,15 +84,10 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistCont
     optimizer = build_optimizer(cfg.optim, plain)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
-    data = task.train_data()
     shard = (dist.rank, dist.world) if dist is not None else (0, 1)  # this rank's slice of each batch
-    if isinstance(data, IterableDataset):
-        loader: BatchLoader | IterableLoader = IterableLoader(
-            data, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard
-        )
-    else:
-        sampler = ResumableSampler(len(data), seed=cfg.seed)
-        loader = BatchLoader(data, sampler, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard)
+    # a Dataset, in-memory data (batched fast path), a stream, or a DataLoader / batches (data/source.py)
+    loader = build_loader(task.train_data(), task.collate, device, batch_size=cfg.train.batch_size,
+                          accumulate=cfg.train.accumulate, seed=cfg.seed, shard=shard)
     return TrainState(
         model=torch.compile(model) if cfg.train.compile else model,
         optimizer=optimizer,
@@ -136,12 +130,16 @@ def run(
     runner = InstrumentRunner(unwrap(st.model), task, cfg.instruments) if instrument_names(cfg.instruments) and main else None
 
     out_dir = make_run_dir(run_dir, cfg.task.name) if dist is None else _dist().shared_run_dir(dist, run_dir, cfg.task.name)
-    pilot = Autopilot(cfg.guards, out_dir if main else None)
+    # the data's input scale arms the input guard from the first step (bad data does not wait)
+    pilot = Autopilot(cfg.guards, out_dir if main else None,
+                      input_prior(st.loader, cfg.seed) if cfg.guards.enabled else None)
     ckpt = Checkpointer(cfg.checkpoint, out_dir, cfg.to_dict(), dist, _dist().sharded(st, out_dir) if dist else None)
     ckpt.runner = runner
     show = progress if progress is not None else progress_enabled(cfg.log.progress)
     bar = ConsoleProgress(cfg.train.steps, enabled=show, unit=task.unit) if main else _dist().SilentProgress(cfg.train.steps)
     resumed_from = _resume(st, pilot, ckpt, out_dir, bar) if resume else None
+    if resumed_from is None and cfg.guards.enabled and cfg.guards.rollback:
+        ckpt.keep_initial(st, pilot)  # a rollback target before the first checkpoint
     if main:
         (out_dir / "config.toml").write_text(cfg.to_toml())
         env = environment(cfg.seed, device, st.precision.name)
@@ -340,28 +338,26 @@ def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> N
         else:
             bad = pilot.bad_samples(losses, ids)
     if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration, reason=why):
-        if isinstance(st.loader, BatchLoader):
-            st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
+        st.loader.exclude(frozenset(pilot.quarantine.ids()))  # a no-op where ids are stream positions
 
 
 def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: ANN001
     """Restore the newest healthy checkpoint older than ``before`` with a lower LR and
     clipping (OPT's recipe). Returns the target's step (the next rollback goes further back)."""
     from_step, lr_before, clip_before = st.step, st.lr_mult, st.clip_mult
-    target = ckpt.rollback(st, pilot, cfg.guards.data_skip, before)
+    target = ckpt.rollback(st, pilot, cfg.guards.data_skip, before)  # the restored step
     if target is None:
         ckpt.save(st, pilot, healthy=False)
         raise TrainingHalted(f"{verdict.message or verdict.reason} A rollback was due, but there is no "
                              "healthy checkpoint to roll back to: save more often (checkpoint.every_steps) "
                              "or lower optim.lr.")
     st.lr_mult, st.clip_mult = pilot.rollback_multipliers(lr_before, clip_before)
-    if isinstance(st.loader, BatchLoader):
-        st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
-    pilot.on_rollback(from_step, target.step, lr_before, st.lr_mult, clip_before, st.clip_mult,
+    st.loader.exclude(frozenset(pilot.quarantine.ids()))
+    pilot.on_rollback(from_step, target, lr_before, st.lr_mult, clip_before, st.clip_mult,
                       iteration=st.iteration, data_skip=cfg.guards.data_skip, reason=verdict.reason)
-    bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target.step}, "
+    bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target}, "
             f"lr x{st.lr_mult:g}, clip x{st.clip_mult:g}")
-    return target.step
+    return target
 
 
 # ---------------------------------------------------------------- helpers
