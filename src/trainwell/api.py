@@ -1,5 +1,7 @@
-"""The Python API: ``trainwell.fit(model, data, loss_fn, config)`` for any nn.Module and
-any map-style or iterable dataset, and ``trainwell.train(config)`` for a RunConfig/TOML."""
+"""The Python API: ``trainwell.fit(model, data, loss_fn, config)`` for any nn.Module and the
+data where the user has it (a Dataset, a DataLoader, any iterable of batches, tensors or
+numpy arrays, an HF dataset: data/source.py), and ``trainwell.train(config)`` for a
+RunConfig/TOML."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from trainwell.config import RunConfig, load_config
 from trainwell.tasks.base import LossOutput, MetricSums, Task
 from trainwell.train.loop import RunResult, run
 
 MetricFn = Callable[[Any, Any], Tensor]
+Data = Any
+"""A Dataset, a DataLoader (or torchdata's StatefulDataLoader), any iterable of batches, a
+tensor or numpy array, a tuple or dict of them, or an HF ``datasets.Dataset``."""
 
 
 class FunctionTask(Task):
@@ -32,9 +36,9 @@ class FunctionTask(Task):
     def __init__(
         self,
         model: nn.Module,
-        train_data: Dataset,
+        train_data: Data,
         loss_fn: Callable[..., Tensor],
-        eval_data: Dataset | None = None,
+        eval_data: Data | None = None,
         metrics: Mapping[str, MetricFn] | None = None,
         higher_is_better: bool = False,
     ) -> None:
@@ -46,10 +50,10 @@ class FunctionTask(Task):
     def build_model(self) -> nn.Module:
         return self.model
 
-    def train_data(self) -> Dataset:
+    def train_data(self) -> Data:
         return self.data
 
-    def eval_data(self) -> Dataset | None:
+    def eval_data(self) -> Data | None:
         return self._eval
 
     def _outputs(self, model: nn.Module, batch: Any) -> tuple[Any, Any, int] | None:
@@ -83,11 +87,11 @@ class FunctionTask(Task):
 
 def fit(
     model: nn.Module,
-    train_data: Dataset,
+    train_data: Data,
     loss_fn: Callable[..., Tensor],
     config: RunConfig | Mapping[str, Any] | str | Path | None = None,
     *,
-    eval_data: Dataset | None = None,
+    eval_data: Data | None = None,
     metrics: Mapping[str, MetricFn] | None = None,
     higher_is_better: bool = False,
     run_dir: str | Path | None = None,
@@ -95,6 +99,10 @@ def fit(
 ) -> RunResult:
     """Train ``model`` on ``train_data`` with ``loss_fn`` and trainwell's defaults.
 
+    ``train_data`` / ``eval_data``: a Dataset; in-memory data (TensorDataset, StackDataset, a
+    tensor or numpy array, a tuple or dict of them, an HF dataset in torch format), indexed a
+    batch of ``train.batch_size`` at a time; a DataLoader or any iterable of batches, used as
+    its batches come (docs/training.md says how each resumes).
     ``config``: a RunConfig, a nested dict such as ``{"train": {"steps": 200}}``, or a TOML
     path. Returns a RunResult with the final metrics and the run directory; the model is
     trained in place."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.dist.config import DistConfig
@@ -54,6 +54,33 @@ class RunConfig(Section):
     instruments: InstrumentsConfig = Field(default_factory=InstrumentsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     dist: DistConfig = Field(default_factory=DistConfig)
+    _fitted: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Step-count defaults scaled to a short run: dotted key -> what and why (run_length.py)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fit_to_run(cls, data: Any, handler: Any) -> RunConfig:
+        """Unset step-count defaults sized for a longer run are scaled to train.steps first."""
+        from trainwell.run_length import fit_defaults
+
+        sections = {k: f.annotation for k, f in cls.model_fields.items() if isinstance(f.annotation, type)}
+        data, notes = fit_defaults(data, sections)
+        cfg = handler(data)
+        if notes:
+            cfg._fitted = notes
+        return cfg
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every value is (whether a value was fitted or written does not count:
+        a run directory's config.toml, loaded again, equals the config that wrote it)."""
+        if not isinstance(other, RunConfig):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    @property
+    def fitted(self) -> dict[str, str]:
+        """Step-count defaults scaled to this (short) run: dotted key -> what and why."""
+        return dict(self._fitted)
 
     @model_validator(mode="after")
     def _cross_field(self) -> RunConfig:
@@ -211,6 +238,8 @@ def describe(cfg: RunConfig) -> str:
             if info.description:
                 for chunk in _wrap(info.description):
                     lines.append(f"# {chunk}")
+            if f"{prefix}{name}" in cfg.fitted:
+                lines.extend(f"# {chunk}" for chunk in _wrap(cfg.fitted[f"{prefix}{name}"]))
             if value is None:
                 lines.append(f"# {name} = (unset)")
             else:

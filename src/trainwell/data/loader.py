@@ -141,9 +141,15 @@ def split_sizes(total: int, parts: int) -> list[int]:
 
 
 def fetch(dataset: Dataset, idx: Tensor, collate: Callable[[list[Any]], Any]) -> Any:
+    """The batch of samples ``idx`` (B,): the dataset's vectorised ``get_batch`` when it has
+    one; else its ``__getitems__`` (torch's batched-fetch protocol, as DataLoader calls it)
+    or one ``dataset[i]`` per sample, then ``collate``."""
     get_batch = getattr(dataset, "get_batch", None)
     if get_batch is not None:
         return get_batch(idx)
+    get_items = getattr(dataset, "__getitems__", None)
+    if get_items is not None:
+        return collate(get_items(idx.tolist()))
     return collate([dataset[int(i)] for i in idx])
 
 
@@ -213,6 +219,10 @@ class BatchLoader:
     def skip(self, batches: int) -> None:
         self.sampler.skip(batches * self.batch_size)
 
+    def exclude(self, ids: frozenset[int]) -> None:
+        """Never serve these sample ids again (the quarantine list)."""
+        self.sampler.exclude = ids
+
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict()}
 
@@ -271,6 +281,9 @@ class IterableLoader:
         for _ in range(batches * self.batch_size):
             self._next_sample()
             self.consumed += 1
+
+    def exclude(self, ids: frozenset[int]) -> None:
+        """A stream cannot leave samples out: its ids are positions (the quarantine is logged)."""
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed}

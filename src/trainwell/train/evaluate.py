@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from trainwell.data.loader import fetch, to_device
+from trainwell.data.loader import to_device
+from trainwell.data.source import eval_batches
 from trainwell.tasks.base import Task
 from trainwell.train.precision import Precision
 
@@ -34,13 +35,8 @@ def evaluate(
         optimizer.eval()  # schedule-free optimizers evaluate at their averaged point
     sums: dict[str, list[torch.Tensor]] = {}
     try:
-        n = len(dataset)  # type: ignore[arg-type]
-        batches = (n + batch_size - 1) // batch_size
-        if max_batches:
-            batches = min(batches, max_batches)
-        for b in range(batches):
-            idx = torch.arange(b * batch_size, min(n, (b + 1) * batch_size))
-            batch = to_device(fetch(dataset, idx, task.collate), device)
+        for batch in eval_batches(dataset, task.collate, batch_size=batch_size, max_batches=max_batches):
+            batch = to_device(batch, device)
             with precision.autocast():
                 metrics = task.metrics(model, batch)
             for name, (total, count) in metrics.items():

@@ -15,11 +15,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import IterableDataset
 
 from trainwell.config import RunConfig
-from trainwell.data.loader import BatchLoader, IterableLoader
-from trainwell.data.sampler import ResumableSampler
+from trainwell.data.source import build_loader
 from trainwell.dist import DistContext
 from trainwell.dist import setup as setup_distributed
 from trainwell.errors import ConfigError, TrainingHalted
@@ -86,15 +84,10 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistCont
     optimizer = build_optimizer(cfg.optim, plain)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
-    data = task.train_data()
     shard = (dist.rank, dist.world) if dist is not None else (0, 1)  # this rank's slice of each batch
-    if isinstance(data, IterableDataset):
-        loader: BatchLoader | IterableLoader = IterableLoader(
-            data, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard
-        )
-    else:
-        sampler = ResumableSampler(len(data), seed=cfg.seed)
-        loader = BatchLoader(data, sampler, task.collate, device, cfg.train.batch_size, cfg.train.accumulate, shard)
+    # a Dataset, in-memory data (batched fast path), a stream, or a DataLoader / batches (data/source.py)
+    loader = build_loader(task.train_data(), task.collate, device, batch_size=cfg.train.batch_size,
+                          accumulate=cfg.train.accumulate, seed=cfg.seed, shard=shard)
     return TrainState(
         model=torch.compile(model) if cfg.train.compile else model,
         optimizer=optimizer,
@@ -345,8 +338,7 @@ def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> N
         else:
             bad = pilot.bad_samples(losses, ids)
     if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration, reason=why):
-        if isinstance(st.loader, BatchLoader):
-            st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
+        st.loader.exclude(frozenset(pilot.quarantine.ids()))  # a no-op where ids are stream positions
 
 
 def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: ANN001
@@ -360,8 +352,7 @@ def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: 
                              "healthy checkpoint to roll back to: save more often (checkpoint.every_steps) "
                              "or lower optim.lr.")
     st.lr_mult, st.clip_mult = pilot.rollback_multipliers(lr_before, clip_before)
-    if isinstance(st.loader, BatchLoader):
-        st.loader.sampler.exclude = frozenset(pilot.quarantine.ids())
+    st.loader.exclude(frozenset(pilot.quarantine.ids()))
     pilot.on_rollback(from_step, target, lr_before, st.lr_mult, clip_before, st.clip_mult,
                       iteration=st.iteration, data_skip=cfg.guards.data_skip, reason=verdict.reason)
     bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target}, "

@@ -27,8 +27,8 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.data import IterableDataset
 
+from trainwell.data.source import first_sample
 from trainwell.train.state import unwrap
 
 TFLOPS = 1e12
@@ -179,7 +179,7 @@ def for_run(model: nn.Module, task: object, device: torch.device, dtype: torch.d
     first training sample sizes conv layers; ``peak_tflops`` > 0 overrides the table (a
     CPU). Either is None when it cannot be known."""
     data = task.train_data()  # type: ignore[attr-defined]
-    sample = data[0] if not isinstance(data, IterableDataset) and len(data) else None
+    sample = first_sample(data)  # None for a stream or ready-made batches
     x = sample[0] if isinstance(sample, (tuple, list)) and sample else sample
     shape = tuple(x.shape) if isinstance(x, torch.Tensor) and x.is_floating_point() else None
     try:
