@@ -79,11 +79,14 @@ def tune(
     out = out or sys.stdout
     s = load_study(study, overrides, trials=trials)
     d = Path(study_dir) if study_dir is not None else default_dir(s.tune.name)
+    d.mkdir(parents=True, exist_ok=True)
+    # the other workers start now and load torch while this process makes the study
+    early = start_workers(d, storage, workers - 1, first=1, threads=threads_per_worker(workers))
     h = open_study(s, d, storage)
     print(f"trainwell tune: study {s.tune.name!r} in {d} ({h.metric}, "
           f"{'higher' if h.higher_is_better else 'lower'} is better; sampler {s.tune.sampler}, "
           f"{workers} worker{'s' if workers > 1 else ''} x {threads_per_worker(workers)} thread(s))", file=out)
-    _run_all(h, workers, out)
+    _run_all(h, workers, out, early)
     if rerun_best:
         added = enqueue_reruns(h, rerun_best, seeds)
         print(f"trainwell tune: {added} seed reruns of the {rerun_best} best trials", file=out)
@@ -98,16 +101,20 @@ def result(h: Handle) -> StudyResult:
     return StudyResult(h.study_dir, view, analyse(view))
 
 
-def _run_all(h: Handle, workers: int, out: TextIO) -> None:
+def _run_all(h: Handle, workers: int, out: TextIO, started: list[Any] | None = None) -> None:
     """Run the waiting slots; a worker that died leaves its trial running: reclaim it and
-    go again (at most three rounds, so that a trial that kills its process cannot loop)."""
+    go again (at most three rounds, so that a trial that kills its process cannot loop).
+    ``started``: worker processes already started for the first round."""
     reclaimed = reclaim_stale(h)
     if reclaimed:
         print(f"trainwell tune: {len(reclaimed)} interrupted trial(s) will resume from their checkpoints", file=out)
+    threads = threads_per_worker(workers)
     for _ in range(3):
-        with LiveView(h, workers, out), _threads(threads_per_worker(workers)):
-            # this process is worker 0 (torch is loaded here already); the others start beside it
-            others = start_workers(h.study_dir, h.storage_url, workers - 1, first=1, threads=threads_per_worker(workers))
+        with LiveView(h, workers, out), _threads(threads):
+            # this process is worker 0 (torch is loaded here already); the others run beside it
+            others = started if started is not None else start_workers(
+                h.study_dir, h.storage_url, workers - 1, first=1, threads=threads)
+            started = None
             work(h, h.study_dir / "workers" / "worker-0.log")
             for p in others:
                 p.join()

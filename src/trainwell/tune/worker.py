@@ -181,8 +181,24 @@ def worker_main(study_dir: str, storage_url: str | None, index: int, threads: in
         os.dup2(f.fileno(), 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    h = load_handle(study_dir, storage_url)
-    work(h)
+    work(_wait_for_study(Path(study_dir), storage_url))
+
+
+def _wait_for_study(study_dir: Path, storage_url: str | None, timeout_s: float = 300.0) -> Handle:
+    """Workers start while the study's own process is still making the study (their
+    imports overlap its own): wait until the study holds its slots."""
+    from trainwell.errors import ConfigError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            h = load_handle(study_dir, storage_url)
+            if "planned" in h.optuna.user_attrs:
+                return h
+        except ConfigError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def _die_with_parent() -> None:
