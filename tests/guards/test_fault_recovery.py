@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 from trainwell.config import load_config
 from trainwell.train.loop import run
@@ -160,3 +163,90 @@ def test_ten_clean_digits_seeds_make_no_intervention(seed, tmp_path):
 def test_ten_clean_lm_seeds_make_no_intervention(seed, tmp_path):
     r = train(tmp_path, f"s{seed}", [*LM, f"seed={seed}", "train.steps=200"])
     assert not [e for e in events(r) if e["kind"] in INTERVENTIONS]
+
+
+# ---------------------------------------------------------------- poison in the first 64 steps
+# The spike test is silent for its first half window (64 steps): bad data that comes up
+# earlier once went through, diverged the run at step 56 and halted it with no healthy
+# checkpoint to roll back to. The input guard is armed from the first step now (the data's
+# prior), and the state before the first update is a rollback target.
+
+
+class PoisonedPoints(Dataset):
+    """A user's Dataset as they would write it: 4096 points of a 4-class problem, with the
+    samples ``poison`` scaled x1e4."""
+
+    def __init__(self, poison: list[int]):
+        g = torch.Generator().manual_seed(1234)
+        self.x = torch.randn(4096, 16, generator=g)
+        self.y = (self.x @ torch.randn(16, 4, generator=g)).argmax(1)
+        self.clean_x = self.x.clone()
+        self.x[poison] *= 1e4
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def first_steps_poison() -> list[int]:
+    """Three sample ids that seed 0's sampler draws at iterations 6, 21 and 41 (batch 32)."""
+    order = torch.randperm(4096, generator=torch.Generator().manual_seed(0))  # data/sampler.py, epoch 0
+    return [int(order[5 * 32 + 3]), int(order[20 * 32 + 7]), int(order[40 * 32 + 11])]
+
+
+def fit_points(tmp_path: Path, name: str, poison: list[int]):
+    """trainwell.fit with the defaults and 400 steps; returns (result, loss on all 4096 clean samples)."""
+    import trainwell
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    data = PoisonedPoints(poison)
+    r = trainwell.fit(model, data, nn.functional.cross_entropy, {"train": {"steps": 400}},
+                      run_dir=tmp_path / name, progress=False)
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(r.model(data.clean_x), data.y).item()
+    return r, loss
+
+
+@pytest.fixture(scope="module")
+def points_clean(tmp_path_factory):
+    return fit_points(tmp_path_factory.mktemp("clean"), "points", [])
+
+
+def test_a_user_dataset_poisoned_in_its_first_steps_is_skipped_and_quarantined(points_clean, tmp_path):
+    clean, clean_loss = points_clean
+    assert not [e for e in events(clean) if e["kind"] in INTERVENTIONS]
+    poison = first_steps_poison()
+    r, loss = fit_points(tmp_path, "poison", poison)
+    ev = events(r)
+    skips = [e for e in ev if e["kind"] == "skip"]
+    assert [(e["iteration"], e["reason"]) for e in skips] == [(6, "input_outlier"), (21, "input_outlier"),
+                                                               (41, "input_outlier")]
+    assert sorted(i for e in ev if e["kind"] == "quarantine" for i in e["sample_ids"]) == sorted(poison)
+    assert not [e for e in ev if e["kind"] in ("rollback", "restart", "stop")]
+    assert abs(loss - clean_loss) <= 0.05 * clean_loss, f"loss {loss} vs clean {clean_loss}"
+
+
+def test_digits_rows_scaled_in_the_first_steps_are_skipped_and_quarantined(digits_clean, tmp_path):
+    r = train(tmp_path, "early", [*DIGITS, "faults.scale_batch_at=[3,20,45]", "faults.poison_rows=[7]"])
+    # judged by accuracy as the other digits cases: its eval/loss moves by more than 5% between
+    # equally good runs (the clean run's own evaluations: 0.102, 0.128, 0.113)
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    assert [(e["iteration"], e["reason"]) for e in ev if e["kind"] == "skip"] == [
+        (3, "input_outlier"), (20, "input_outlier"), (45, "input_outlier")]
+    quarantined = [e for e in ev if e["kind"] == "quarantine"]
+    assert [len(e["sample_ids"]) for e in quarantined] == [1, 1, 1]  # exactly the scaled row each time
+
+
+def test_a_divergence_before_the_first_checkpoint_rolls_back_to_the_initial_state(digits_clean, tmp_path):
+    # LR x1000 for 5 iterations at 20: the run diverges before its first checkpoint (step 50)
+    r = train(tmp_path, "burst0", [*DIGITS, "faults.lr_burst_at=20", "faults.lr_burst_steps=5",
+                                   "faults.lr_burst_factor=1000"])
+    within_5_percent(r, digits_clean, "eval/accuracy")
+    ev = events(r)
+    restart = next(e for e in ev if e["kind"] == "restart")
+    assert restart["from_step"] < 50 and restart["to_step"] == 0 and "initial state" in restart["message"]
+    assert any(e["kind"] == "recovered" for e in ev)
