@@ -283,7 +283,7 @@ def _task_defaults(task_name: Any, problems: list[str]) -> dict[str, Any]:
 def _registry_problems(raw: Mapping[str, Any]) -> list[str]:
     problems = []
     name = raw.get("optim", {}).get("name") if isinstance(raw.get("optim"), Mapping) else None
-    if isinstance(name, str):
+    if isinstance(name, str) and ":" not in name:  # 'pkg.mod:make_submission': a user's optimizer
         from trainwell.optim import OPTIMIZERS
 
         if name not in OPTIMIZERS:

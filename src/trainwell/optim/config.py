@@ -11,7 +11,7 @@ from trainwell.section import Section
 
 class OptimConfig(Section):
     name: str = "adamw"
-    """Optimizer (see `trainwell config show` for the list). AdamW is the default of the Tuning Playbook and of LLM training (OPT, LLaMA)."""
+    """Optimizer (see `trainwell config show` for the list), or a user submission "my_pkg.my_mod:make_submission" returning a torch Optimizer. AdamW is the default of the Tuning Playbook and of LLM training (OPT, LLaMA)."""
     lr: float = Field(1e-3, gt=0.0)
     """Peak learning rate (after warmup)."""
     weight_decay: float = Field(0.1, ge=0.0)

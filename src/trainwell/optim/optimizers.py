@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainwell.errors import ConfigError
 from trainwell.optim.config import OptimConfig
 from trainwell.optim.groups import output_head_parameter_ids, param_groups
 from trainwell.registry import Registry
@@ -34,7 +35,7 @@ OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", "optim.name")
 """name -> builder(cfg, groups, model). Importing ``trainwell.optim`` registers every name."""
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, model: nn.Module, steps: int | None = None) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` over ``model``'s trainable parameters, weight decay on
     matrices only (see ``groups.py``), with ``initial_lr`` set on every group.
 
@@ -43,10 +44,35 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer
     after, whenever the optimizer has them.
     """
     groups = param_groups(model, cfg.weight_decay)
-    optimizer = OPTIMIZERS.get(cfg.name)(cfg, groups, model)
+    if ":" in cfg.name:
+        optimizer = submission_optimizer(cfg, groups, steps)
+    else:
+        optimizer = OPTIMIZERS.get(cfg.name)(cfg, groups, model)
     for group in optimizer.param_groups:
         # setdefault: a builder (e.g. muP) may already have given a group its own peak lr.
         group.setdefault("initial_lr", group["lr"])
+    return optimizer
+
+
+def submission_optimizer(cfg: OptimConfig, groups: Groups, steps: int | None) -> torch.optim.Optimizer:
+    """A user's training algorithm, ``optim.name = "my_pkg.my_mod:make_submission"``: called
+    as ``make_submission(param_groups, hyperparameters, steps)`` with the ``[optim]`` values as
+    a dict and the run's step budget, it returns a torch Optimizer. If the optimizer has
+    ``eval()`` and ``train()`` methods, the loop calls them around every evaluation and
+    checkpoint (the weights swap AlgoPerf's ``prepare_for_eval`` allows, as schedule-free
+    optimizers do). The learning-rate schedule stays ``[schedule]``'s."""
+    from trainwell.errors import TaskError
+    from trainwell.tasks.user import resolve_entry_point
+
+    try:
+        make = resolve_entry_point(cfg.name)
+    except TaskError as e:
+        raise ConfigError(f"optim.name = {cfg.name!r}: {str(e).split(': ', 1)[-1]}") from None
+    optimizer = make(groups, cfg.model_dump(mode="python"), steps)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"optim.name = {cfg.name!r} returned {type(optimizer).__name__}, not a "
+                          "torch.optim.Optimizer: make_submission(param_groups, hyperparameters, steps) "
+                          "must return one")
     return optimizer
 
 

@@ -81,7 +81,7 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistCont
         from trainwell.dist.wrap import wrap_model
 
         model = wrap_model(plain, dist, cfg.dist, precision.name)
-    optimizer = build_optimizer(cfg.optim, plain)
+    optimizer = build_optimizer(cfg.optim, plain, steps=cfg.train.steps)
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
     shard = (dist.rank, dist.world) if dist is not None else (0, 1)  # this rank's slice of each batch
