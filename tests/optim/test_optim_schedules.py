@@ -9,7 +9,7 @@ from trainwell.errors import ConfigError
 from trainwell.optim import build_schedule
 from trainwell.optim.config import ScheduleConfig
 
-NAMES = ["constant", "warmup_cosine", "warmup_linear", "wsd", "trapezoidal", "step"]
+NAMES = ["constant", "warmup_cosine", "warmup_linear", "wsd", "trapezoidal", "cosine_restarts", "step"]
 T = 100
 
 
@@ -117,3 +117,16 @@ def test_tiny_run_still_ends_at_floor() -> None:
 def test_negative_step_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="step must be >= 0"):
         _sched("constant")(-1)
+
+
+def test_cosine_restarts_cycles_double_and_restart_at_the_peak() -> None:
+    s = build_schedule(ScheduleConfig(name="cosine_restarts", warmup_steps=2, min_lr_ratio=0.0), 72)
+    first = (72 - 2) // 7  # 10: cycles of 10, 20 and 40 steps after the warmup
+    assert first == 10
+    starts = [2, 12, 32]
+    for a, b in zip(starts, [*starts[1:], 72], strict=True):
+        assert s(a) == pytest.approx(1.0)  # each cycle starts at the peak
+        assert all(s(i) > s(i + 1) for i in range(a, b - 1))  # and only decays within it
+        mid = (a + b) // 2
+        assert s(mid) == pytest.approx(0.5, abs=0.08)  # half way down at half the cycle
+    assert s(71) < 0.01  # the third cycle ends near min_lr_ratio at the last step

@@ -27,14 +27,14 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "warmup_cosine", "warmup_linear", "wsd", "trapezoidal", "step"] = (
+    name: Literal["constant", "warmup_cosine", "warmup_linear", "wsd", "trapezoidal", "cosine_restarts", "step"] = (
         "warmup_cosine"
     )
-    """Learning-rate schedule. Warmup then decay is the playbook default; warmup_linear decays to 10% like OPT; wsd = warmup-stable-decay."""
+    """Learning-rate schedule. Warmup then decay is the playbook default; warmup_linear decays to 10% like OPT; wsd = warmup-stable-decay; cosine_restarts = SGDR, three cycles each twice as long."""
     warmup_steps: int = Field(100, ge=0)
     """Linear warmup from 0 to the peak LR over this many steps (crucial for transformers; Dieleman, MLSS 2023)."""
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    """Floor of the decay as a fraction of the peak LR (warmup_cosine, wsd, trapezoidal). warmup_linear always ends at 0.1 (OPT)."""
+    """Floor of the decay as a fraction of the peak LR (warmup_cosine, wsd, trapezoidal, cosine_restarts). warmup_linear always ends at 0.1 (OPT)."""
     decay_fraction: float = Field(0.2, gt=0.0, le=1.0)
     """wsd and trapezoidal: fraction of training spent in the final decay."""
     step_every: int = Field(1000, ge=1)

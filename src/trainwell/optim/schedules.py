@@ -60,6 +60,22 @@ class WarmupCosine(Schedule):
 
 
 @dataclass(frozen=True)
+class CosineRestarts(Schedule):
+    """SGDR (Loshchilov & Hutter 2017): cosine from 1 to ``min_ratio`` over a cycle, then a
+    restart at 1; each cycle twice as long as the one before (T_mult = 2), the first of
+    ``first`` steps, so that ``cycles`` cycles fill the run after warmup."""
+
+    first: int
+    min_ratio: float
+
+    def after_warmup(self, step: int) -> float:
+        t, length = step - self.warmup_steps, self.first
+        while t >= length:
+            t, length = t - length, length * 2
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t / length))
+
+
+@dataclass(frozen=True)
 class WarmupLinear(Schedule):
     """Linear from 1 at the end of warmup to ``final`` at ``total_steps``; flat after."""
 
@@ -132,6 +148,12 @@ def _constant(cfg: ScheduleConfig, total_steps: int) -> Schedule:
 @SCHEDULES.register("warmup_cosine", "warmup, then cosine down to min_lr_ratio at the end")
 def _warmup_cosine(cfg: ScheduleConfig, total_steps: int) -> Schedule:
     return WarmupCosine(cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
+
+
+@SCHEDULES.register("cosine_restarts", "warmup, then cosine cycles with restarts, each twice as long (SGDR)")
+def _cosine_restarts(cfg: ScheduleConfig, total_steps: int) -> Schedule:
+    # three cycles of 1, 2 and 4 parts fill the run: the last ends at the last step
+    return CosineRestarts(cfg.warmup_steps, max(1, (total_steps - cfg.warmup_steps) // 7), cfg.min_lr_ratio)
 
 
 @SCHEDULES.register("warmup_linear", "warmup, then linear down to 10% at the end (OPT)")
