@@ -23,6 +23,7 @@ EXIT_USER_ERROR = 2
 
 def build_parser() -> argparse.ArgumentParser:
     from trainwell.cli import (
+        bench_cmd,
         config_cmd,
         diagnose_cmd,
         export_cmd,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in (
         train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd,
-        diagnose_cmd, lrfind_cmd, tune_cmd,
+        diagnose_cmd, lrfind_cmd, tune_cmd, bench_cmd,
     ):
         module.register(sub)
     return parser

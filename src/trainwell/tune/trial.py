@@ -49,7 +49,8 @@ def suggest(trial: optuna.Trial, dims: list[Dimension]) -> dict[str, Any]:
 
 def trial_config(study: Study, params: dict[str, Any], seed: int) -> Any:
     raw = with_params(study.base, params)
-    raw["seed"] = seed
+    if "seed" not in params:  # a study may search the seed itself (a benchmark's seeds)
+        raw["seed"] = seed
     raw.setdefault("log", {})["progress"] = "off"
     return resolve(raw)
 

@@ -1,0 +1,163 @@
+"""A benchmark's results: one JSON per run and a table per protocol in ``results/``, read
+from the studies' trials; the verdicts are noise-aware (bootstrap intervals over seeds,
+overlapping intervals are a tie)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from trainwell.bench.config import BenchConfig, StudyPlan
+from trainwell.bench.scoring import bootstrap_ci, verdict
+
+RESULTS = "results"
+
+
+def collect(root: Path, cfg: BenchConfig, plans: list[StudyPlan]) -> list[dict[str, Any]]:
+    """Every run of every study as a row: the final runs (``role`` final: the seeds of the
+    defaults, or of the selected setting) and the search that selected them (``search``)."""
+    from trainwell.tune import load_handle
+    from trainwell.tune.study import read_view
+
+    rows = []
+    for p in plans:
+        d = root / "studies" / p.path
+        if not (d / "study.toml").is_file():
+            continue
+        view = read_view(load_handle(d))
+        final = _final_numbers(view, cfg.protocol)
+        for t in view.trials:
+            rows.append({
+                "problem": p.problem.name, "algorithm": p.algorithm, "protocol": cfg.protocol,
+                "schedule": p.schedule, "seed": int(t.params.get("seed", t.seed)), "metric": view.metric,
+                "higher_is_better": view.higher_is_better, "value": _finite(t.value), "state": t.state,
+                "reason": t.reason, "interventions": t.interventions, "params": t.params,
+                "run_dir": t.run_dir, "role": "final" if t.number in final else "search",
+                "trial": t.number, "rerun_of": t.rerun_of, "time_to_target_s": None, "reached": None, "duration_s": t.duration_s,
+            })
+    return rows
+
+
+def _final_numbers(view: Any, protocol: str) -> set[int]:
+    if protocol == "oneshot":
+        return {t.number for t in view.trials}
+    ranked = view.ranked()
+    if not ranked:
+        return set()
+    best = ranked[0].number
+    return {best} | {t.number for t in view.reruns if t.rerun_of == best}
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+# ---------------------------------------------------------------- tables and verdicts
+
+
+def table(rows: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
+    """One line per problem and algorithm (and schedule for budget): the final runs' mean,
+    spread and 95% bootstrap interval, infeasible counts, interventions, and for the lr
+    grid the fraction of it that trained stably."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["problem"], r["algorithm"], r["schedule"])].append(r)
+    out = []
+    for (problem, algorithm, schedule), rs in groups.items():
+        final = [r for r in rs if r["role"] == "final"]
+        values = [r["value"] for r in final if r["state"] == "complete" and r["value"] is not None]
+        line = {
+            "problem": problem, "algorithm": algorithm, "schedule": schedule, "metric": rs[0]["metric"],
+            "higher_is_better": rs[0]["higher_is_better"], "n": len(values), "runs": len(final),
+            "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "ci": list(bootstrap_ci(values)) if len(values) > 1 else None,
+            "infeasible": sum(r["state"] == "infeasible" for r in rs),
+            "interventions": sum(sum(v for k, v in r["interventions"].items() if k != "fp16_overflows")
+                                 for r in rs),
+            "values": values,
+        }
+        if protocol == "deepobs":
+            grid = [r for r in rs if r["rerun_of"] is None]  # the learning-rate grid itself
+            stable = [r for r in grid if r["state"] == "complete" and not r["interventions"].get("rollbacks")
+                      and not r["interventions"].get("skips")]
+            line["stable_lr_fraction"] = len(stable) / len(grid) if grid else None
+            chosen = [r for r in final if r["rerun_of"] is None]
+            line["lr"] = chosen[0]["params"].get("optim.lr") if chosen else None
+        out.append(line)
+    return out
+
+
+def verdicts(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per problem, the best algorithm by mean and each other's verdict against it: 'tie'
+    when the 95% bootstrap intervals overlap (so also with fewer than 2 seeds, which cannot
+    show a difference), else 'worse'. Per algorithm, how many problems it won or tied."""
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in lines:
+        by_problem[line["problem"]].append(_best_schedule(line, lines))
+    problems: dict[str, Any] = {}
+    wins: dict[str, int] = defaultdict(int)
+    for problem, ls in by_problem.items():
+        ls = list({(x["algorithm"]): x for x in ls}.values())
+        scored = [x for x in ls if x["mean"] is not None]
+        if not scored:
+            continue
+        higher = scored[0]["higher_is_better"]
+        best = max(scored, key=lambda x: x["mean"] if higher else -x["mean"])
+        entry = {}
+        for x in ls:
+            v = _verdict(x, best, higher)
+            entry[x["algorithm"]] = {"verdict": v, "mean": x["mean"], "schedule": x["schedule"]}
+            if v in ("best", "tie"):
+                wins[x["algorithm"]] += 1
+        problems[problem] = {"best": best["algorithm"], "algorithms": entry}
+    return {"problems": problems, "wins": dict(wins)}
+
+
+def _verdict(x: dict[str, Any], best: dict[str, Any], higher: bool) -> str:
+    if x is best:
+        return "best"
+    if x["mean"] is None:
+        return "no result"
+    if len(x["values"]) < 2 or len(best["values"]) < 2:
+        return "tie" if x["mean"] == best["mean"] else "worse (one seed)"
+    v = verdict(x["values"], best["values"], higher)
+    return "tie" if v == "tie" else "worse"
+
+
+def _best_schedule(line: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """budget: an algorithm is judged with its best schedule on that problem."""
+    mine = [x for x in lines if x["problem"] == line["problem"] and x["algorithm"] == line["algorithm"]
+            and x["mean"] is not None]
+    if not mine:
+        return line
+    higher = line["higher_is_better"]
+    return max(mine, key=lambda x: x["mean"] if higher else -x["mean"])
+
+
+def write_results(root: Path, cfg: BenchConfig, rows: list[dict[str, Any]]) -> None:
+    """results/runs/<problem>/<algorithm>/<schedule>/trial-N.json, results/table.json."""
+    res = root / RESULTS
+    for r in rows:
+        path = res / "runs" / r["problem"] / r["algorithm"].replace(":", "-") / r["schedule"] / f"trial-{r['trial']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r, indent=1, allow_nan=False))
+    lines = table(rows, cfg.protocol)
+    scores = {cfg.protocol: verdicts(lines)}
+    (res / "table.json").write_text(json.dumps({"protocol": cfg.protocol, "lines": lines, "scores": scores},
+                                               indent=1, allow_nan=False))
+
+
+def read_results(root: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The runs and the table of a benchmark folder (what show and report read)."""
+    from trainwell.errors import ConfigError
+
+    res = root / RESULTS
+    if not (res / "table.json").is_file():
+        raise ConfigError(f"{root}: no benchmark results ({RESULTS}/table.json); run trainwell bench --out {root}")
+    runs = [json.loads(p.read_text()) for p in sorted(res.glob("runs/**/trial-*.json"))]
+    return runs, json.loads((res / "table.json").read_text())

@@ -1,0 +1,49 @@
+"""``bench show``: the benchmark's table and verdicts in the terminal, or as one JSON object
+``{"runs": [{problem, algorithm, protocol, seed, metric, value, time_to_target_s, reached,
+state, ...}], "scores": {protocol: {...}}, "table": [...]}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def to_json(runs: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
+    return {"protocol": table["protocol"], "runs": runs, "scores": table["scores"],
+            "table": [{k: v for k, v in line.items() if k != "values"} for line in table["lines"]]}
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
+    protocol = table["protocol"]
+    scores = table["scores"][protocol]
+    lines = [f"protocol {protocol}: {len(runs)} runs"]
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for line in table["lines"]:
+        by_problem.setdefault(line["problem"], []).append(line)
+    for problem, ls in by_problem.items():
+        verdicts = scores["problems"].get(problem, {}).get("algorithms", {})
+        head = ls[0]
+        lines += ["", f"{problem}: final {head['metric']} ({'higher' if head['higher_is_better'] else 'lower'} "
+                      "is better), mean over seeds [95% bootstrap interval]"]
+        rows = [["algorithm", "schedule", "mean", "std", "interval", "seeds", "infeasible", "interventions",
+                 "verdict"] + (["lr", "stable lr"] if protocol == "deepobs" else [])]
+        ls = sorted(ls, key=lambda x: (x["mean"] is None, -(x["mean"] or 0) if head["higher_is_better"]
+                                       else (x["mean"] or 0)))
+        for x in ls:
+            ci = x["ci"]
+            v = verdicts.get(x["algorithm"], {})
+            rows.append([x["algorithm"], x["schedule"], _num(x["mean"]), _num(x["std"]),
+                         f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}",
+                         str(x["infeasible"]), str(x["interventions"]),
+                         v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"]
+                        + ([_num(x.get("lr")), _num(x.get("stable_lr_fraction"))] if protocol == "deepobs" else []))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    wins = scores.get("wins", {})
+    if wins:
+        lines += ["", "problems won or tied (overlapping intervals are ties): "
+                  + ", ".join(f"{a} {n}" for a, n in sorted(wins.items(), key=lambda kv: -kv[1]))]
+    return "\n".join(lines)
