@@ -202,3 +202,14 @@ def test_lower_is_better_ranks_and_warns_the_right_way() -> None:
     a = analyse(view(trials, higher=False))
     assert [t.number for t in a.top] == [0, 1, 2, 3]
     assert any("upper edge of optim.lr (3 of the top 3" in w for w in a.warnings)
+
+
+def test_rescued_trials_are_named() -> None:
+    trials = [done(i, 0.9 - i / 100, 10 ** (-4 + i / 2)) for i in range(6)]
+    trials[2].interventions = {"rollbacks": 1, "skips": 0}
+    w = [x for x in analyse(view(trials)).warnings if "rolled back" in x]
+    assert w == ["1 complete trial (2) finished only after the autopilot rolled back and lowered the learning "
+                 "rate: their values belong to a lower rate than sampled, and their points sit near the edge of "
+                 "stability"]
+    trials[2].interventions = {"rollbacks": 0, "skips": 3}
+    assert not [x for x in analyse(view(trials)).warnings if "rolled back" in x]

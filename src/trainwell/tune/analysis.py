@@ -132,7 +132,8 @@ def analyse(view: StudyView) -> Analysis:
     ranked = view.ranked()
     importances, note = importances_of(view)
     groups = seed_groups(view)
-    found = [*too_few_warning(view, ranked), *boundary_warnings(view, ranked), *infeasible_warnings(view)]
+    found = [*too_few_warning(view, ranked), *boundary_warnings(view, ranked), *infeasible_warnings(view),
+             *rescued_warning(ranked)]
     if view.objective == "best":  # with the final value, best_step is only the last evaluation
         found += best_step_warnings(ranked[:TOP_K])
     return Analysis(
@@ -161,6 +162,18 @@ def counts_of(view: StudyView) -> dict[str, int]:
     out["planned"] = view.planned
     out["reruns"] = len(view.reruns)
     return out
+
+
+def rescued_warning(ranked: list[TrialRecord]) -> list[str]:
+    """Complete trials the autopilot rolled back: it lowered their learning rate, so their
+    value is not quite that of the point they sampled (the edge of stability is near)."""
+    rescued = [t for t in ranked if t.interventions.get("rollbacks")]
+    if not rescued:
+        return []
+    names = ", ".join(str(t.number) for t in rescued[:8]) + (", ..." if len(rescued) > 8 else "")
+    return [f"{_plural(len(rescued), 'complete trial')} ({names}) finished only after the autopilot rolled "
+            "back and lowered the learning rate: their values belong to a lower rate than sampled, and "
+            "their points sit near the edge of stability"]
 
 
 def too_few_warning(view: StudyView, ranked: list[TrialRecord]) -> list[str]:
