@@ -92,6 +92,11 @@ def test_oneshot_runs_seeds_and_writes_results_that_regenerate(tiny, tmp_path):
     for problem in tiny:
         verdicts = {a: v["verdict"] for a, v in scores[problem]["algorithms"].items()}
         assert sorted(verdicts.values())[0] in ("best", "tie") and "best" in verdicts.values()
+    from trainwell.bench.report import write_bench_report
+
+    page = write_bench_report(root).read_text()
+    assert page.count("<svg") == 2 and "tiny_quadratic" in page and "data-curve=\"eval/accuracy\"" in page
+    assert "<td>best</td>" in page
     # running again on the same folder runs nothing
     again = io.StringIO()
     bench({"bench": {"problems": tiny, "algorithms": ["sgd", "adam"], "seeds": 2}}, out_dir=root, out=again)
@@ -111,6 +116,10 @@ def test_deepobs_grid_then_ten_seeds_of_the_best(tiny, tmp_path):
     assert len(final) == 10 and len({r["seed"] for r in final}) == 10
     chosen = min((r for r in grid if r["value"] is not None), key=lambda r: r["value"])
     assert all(r["params"]["optim.lr"] == chosen["params"]["optim.lr"] for r in final)
+    from trainwell.bench.report import write_bench_report
+
+    page = write_bench_report(root).read_text()
+    assert "learning-rate sensitivity" in page and page.count("<svg") == 2
     line = table["lines"][0]
     assert line["n"] == 10 and 0.0 < line["stable_lr_fraction"] <= 1.0 and line["lr"] == chosen["params"]["optim.lr"]
 

@@ -1,5 +1,5 @@
 """``trainwell bench [BENCH.toml] [--set KEY=VALUE ...] [--out DIR] [--workers N] [--storage URL]``,
-``trainwell bench show DIR [--json]``, ``trainwell bench problems``."""
+``trainwell bench show DIR [--json]``, ``trainwell bench report DIR``, ``trainwell bench problems``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "algorithms, one-shot). Read one: trainwell bench show DIR [--json]. List the "
                     "problems and algorithms: trainwell bench problems.",
     )
-    p.add_argument("target", nargs="?", metavar="BENCH.toml|show|problems", help="a benchmark file, show or problems")
-    p.add_argument("dir_arg", nargs="?", metavar="DIR", help="show: the benchmark's folder")
+    p.add_argument("target", nargs="?", metavar="BENCH.toml|show|report|problems",
+                   help="a benchmark file, or show / report / problems")
+    p.add_argument("dir_arg", nargs="?", metavar="DIR", help="show, report: the benchmark's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [bench] key, e.g. --set bench.seeds=5 (repeatable)")
-    p.add_argument("--out", help="the benchmark's folder (default benchmarks/<bench.name>-<timestamp>/); "
+    p.add_argument("--out", help="report: the page (default DIR/bench.html); a run: the benchmark's folder (default benchmarks/<bench.name>-<timestamp>/); "
                                  "run again with the same folder to continue it")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="runs at once on this machine")
     p.add_argument("--storage", metavar="URL", help="a shared Optuna RDB storage for the studies (many machines)")
@@ -37,6 +38,13 @@ def handle(args: argparse.Namespace) -> int:
         return _show(Path(args.dir_arg), args.json)
     if args.target == "problems":
         return _problems()
+    if args.target == "report":
+        if not args.dir_arg:
+            raise ConfigError("trainwell bench report needs the benchmark's folder: trainwell bench report DIR")
+        from trainwell.bench.report import write_bench_report
+
+        print(f"wrote {write_bench_report(Path(args.dir_arg), Path(args.out) if args.out else None)}")
+        return 0
     if args.dir_arg:
         raise ConfigError(f"unexpected argument {args.dir_arg!r}: the folder is --out DIR")
     from trainwell.bench import bench

@@ -235,11 +235,13 @@ def read_curves(view: StudyView, trials: list[TrialRecord], keys: list[str]) -> 
     return curves, notes
 
 
-def curves_svg(key: str, curves: list[tuple[int, list[float], list[float]]]) -> str:
+def curves_svg(key: str, curves: list[tuple[int | str, list[float], list[float]]], xlabel: str = "step",
+               log_x: bool = False) -> str:
+    """Lines of ``key`` against ``xlabel``, one per (label, xs, ys); an int label is a trial."""
     xs = [x for _, cx, _ in curves for x in cx]
     ys = [y for _, _, cy in curves for y in cy if math.isfinite(y)]
-    x, y = Scale(*_range(xs, 0.0), L, W - R), Scale(*_range(ys), H - B, T)
-    out = _frame(x, y, "step", key, f'data-curve="{escape(key)}"')
+    x, y = Scale(*_range(xs, 0.0, log=log_x), L, W - R, log=log_x), Scale(*_range(ys), H - B, T)
+    out = _frame(x, y, xlabel, key, f'data-curve="{escape(key)}"')
     for i, (number, cx, cy) in enumerate(curves):
         color = PALETTE[i % len(PALETTE)]
         runs: list[list[str]] = [[]]
@@ -249,10 +251,14 @@ def curves_svg(key: str, curves: list[tuple[int, list[float], list[float]]]) -> 
             elif runs[-1]:
                 runs.append([])
         out += [f'<polyline points="{" ".join(r)}" fill="none" stroke="{color}" stroke-width="1.5">'
-                f"<title>trial {number}</title></polyline>" for r in runs if len(r) > 1]
+                f"<title>{escape(_label(number))}</title></polyline>" for r in runs if len(r) > 1]
     legend = "".join(f'<span class="item"><span class="swatch" style="border-color:{PALETTE[i % len(PALETTE)]}">'
-                     f"</span>trial {number}</span>" for i, (number, _, _) in enumerate(curves))
+                     f"</span>{escape(_label(number))}</span>" for i, (number, _, _) in enumerate(curves))
     return f'<div class="legend">{legend}</div>' + "\n".join(out + ["</svg>"])
+
+
+def _label(name: int | str) -> str:
+    return f"trial {name}" if isinstance(name, int) else name
 
 
 # --- page -----------------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""``bench.html``: one self-contained page for a benchmark, regenerated from its results
+folder: per problem the table with intervals and verdicts, DeepOBS's performance plot (the
+final runs' metric over training, mean over seeds) and, for the deepobs protocol, the
+learning-rate sensitivity plot (final metric against the learning rate of each grid point).
+The charts are the study report's inline SVG."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from trainwell.report.style import STYLE
+from trainwell.sinks import METRICS_FILE, read_jsonl
+from trainwell.tune.report import EXTRA_STYLE, _panel, curves_svg
+
+REPORT_FILE = "bench.html"
+
+
+def write_bench_report(root: Path, out: Path | None = None) -> Path:
+    from trainwell.bench.results import read_results
+
+    runs, table = read_results(root)
+    path = out or root / REPORT_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render(root, runs, table))
+    tmp.replace(path)
+    return path
+
+
+def render(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
+    protocol = table["protocol"]
+    scores = table["scores"][protocol]
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by_problem[r["problem"]].append(r)
+    parts = [f"<h1>trainwell bench: {escape(protocol)}</h1>",
+             f'<p class="muted">{len(runs)} runs in {escape(str(root))}</p>', _wins(scores)]
+    for problem, rs in by_problem.items():
+        lines = [x for x in table["lines"] if x["problem"] == problem]
+        panels = [_panel("performance", curves_svg(rs[0]["metric"], _mean_curves(rs)),
+                         "final runs, mean over seeds at each evaluation")]
+        if protocol == "deepobs":
+            panels.append(_panel("learning-rate sensitivity", curves_svg(rs[0]["metric"], _lr_curves(rs),
+                                                                          "optim.lr", log_x=True),
+                                 "final metric of each grid point; gaps are runs without a value"))
+        parts += [f"<h2>{escape(problem)}</h2>", _table(lines, scores["problems"].get(problem, {})),
+                  f'<div class="grid2">{"".join(panels)}</div>']
+    parts.append(f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
+                 "<code>trainwell bench report</code>.</footer>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainwell bench</title>'
+            f"<style>{STYLE}{EXTRA_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _wins(scores: dict[str, Any]) -> str:
+    wins = scores.get("wins", {})
+    if not wins:
+        return ""
+    items = ", ".join(f"{escape(a)} {n}" for a, n in sorted(wins.items(), key=lambda kv: -kv[1]))
+    return f"<p>Problems won or tied (overlapping 95% intervals are ties): {items}</p>"
+
+
+def _table(lines: list[dict[str, Any]], verdicts: dict[str, Any]) -> str:
+    head = ["algorithm", "schedule", "mean", "std", "95% interval", "seeds", "infeasible", "interventions",
+            "verdict"]
+    rows = []
+    for x in lines:
+        v = verdicts.get("algorithms", {}).get(x["algorithm"], {})
+        ci = x.get("ci")
+        cells = [x["algorithm"], x["schedule"], _fmt(x["mean"]), _fmt(x["std"]),
+                 f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}", str(x["infeasible"]),
+                 str(x["interventions"]), v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return ('<table class="tbl"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+            + "".join(rows) + "</table>")
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _mean_curves(rs: list[dict[str, Any]]) -> list[tuple[int | str, list[float], list[float]]]:
+    """Per algorithm (and schedule), the mean over its final runs of the metric at each step."""
+    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rs:
+        if r["role"] != "final" or not r.get("run_dir"):
+            continue
+        label = r["algorithm"] + ("" if r["schedule"] == "constant" else f" ({r['schedule']})")
+        for row in read_jsonl(Path(r["run_dir"]) / METRICS_FILE):
+            value = row.get(r["metric"])
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                by[label][int(row["step"])].append(float(value))
+    return [(label, sorted(steps), [statistics.fmean(steps[s]) for s in sorted(steps)])
+            for label, steps in by.items()]
+
+
+def _lr_curves(rs: list[dict[str, Any]]) -> list[tuple[int | str, list[float], list[float]]]:
+    by: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in rs:
+        lr = r["params"].get("optim.lr")
+        if r.get("rerun_of") is None and lr is not None:
+            by[r["algorithm"]].append((lr, r["value"] if r["value"] is not None else math.nan))
+    return [(a, [p[0] for p in sorted(pts)], [p[1] for p in sorted(pts)]) for a, pts in by.items()]
