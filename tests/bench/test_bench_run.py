@@ -29,7 +29,8 @@ def tiny():
         Problem("tiny_quadratic", "quadratic, 60 steps", {"task": {"name": "quadratic"},
                 "train": {"steps": 60, "batch_size": 32, "eval_every": 20}}, "eval/loss", False, "quadratic_deep"),
         Problem("tiny_digits", "digits MLP, 40 steps", {"task": {"name": "digits"},
-                "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/accuracy", True, "-"),
+                "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/accuracy", True, "-",
+                target=0.5, max_runtime_s=60.0),
     ]
     for p in added:
         PROBLEMS.add(p.name, p, p.help)
@@ -177,3 +178,36 @@ def test_kill_9_then_the_same_command_finishes_the_benchmark(tmp_path):
     for key in ("problem", "algorithm", "protocol", "seed", "metric", "value", "time_to_target_s", "reached", "state"):
         assert key in shown["runs"][0]
     assert set(shown["scores"]) == {"oneshot"}
+
+
+def test_algoperf_times_runs_to_the_target_and_scores_them(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="'tiny_quadratic' has no validation target"):
+        load_bench({"bench": {"problems": tiny, "protocol": "algoperf"}})
+    cfg = {"bench": {"problems": ["tiny_digits"], "algorithms": ["sgd", "adam"], "protocol": "algoperf",
+                     "studies": 2, "study_trials": 2, "reference": "adam"}}
+    studies = plan(load_bench(cfg))
+    assert [(s.algorithm, s.study_index) for s in studies] == [("sgd", 0), ("sgd", 1), ("adam", 0), ("adam", 1)]
+    assert studies[1].study["tune"]["seed"] == 1 and studies[1].study["seed"] == 1
+    assert studies[1].study["log"]["every"] == 1 and studies[1].study["schedule"]["name"] == "warmup_cosine"
+    root = bench(cfg, out_dir=tmp_path / "b", out=io.StringIO())
+    runs, table = read_results(root)
+    assert len(runs) == 8
+    for r in runs:
+        if r["reached"]:
+            # the time is the sum of the steps' times up to the first evaluation at the target
+            rows = [json.loads(x) for x in (Path(r["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+            first = next(x["step"] for x in rows if x.get("eval/accuracy", 0) >= 0.5)
+            spent = sum(x.get("sys/step_time_s", 0.0) for x in rows if x["step"] <= first)
+            assert r["time_to_target_s"] == pytest.approx(spent)
+        else:
+            assert r["time_to_target_s"] is None and r["missed"]
+    adam = [r for r in runs if r["algorithm"] == "adam"]
+    assert all(r["reached"] for r in adam)  # adam at its defaults passes 50% on the digits in 40 steps
+    scores = table["scores"]["algoperf"]
+    assert scores["score"]["adam"] > 0 and set(scores["score"]) == {"sgd", "adam"}
+    assert scores["speedup"]["adam"] == pytest.approx(1.0)
+    from trainwell.bench.report import write_bench_report
+    from trainwell.bench.show import render_text
+
+    assert "performance profiles" in write_bench_report(root).read_text()
+    assert "time to target" in render_text(runs, table)

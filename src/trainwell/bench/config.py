@@ -8,6 +8,9 @@ Protocols, each a way of running those studies:
   by the final validation metric rerun with 10 seeds (DeepOBS's suggested protocol).
 - ``budget``: random search of the algorithm's space with 25 / 50 / 75 trials, per schedule,
   the best rerun with 10 seeds (Crowded Valley).
+- ``algoperf``: time to the problem's validation target. External tuning: 3 studies of 5
+  quasi-random trials of the algorithm's space; self-tuning: 3 runs at the defaults. Scored
+  with performance profiles (r_max = 4) and the speed-up over a reference (``algoperf.py``).
 """
 
 from __future__ import annotations
@@ -46,8 +49,16 @@ class BenchConfig(Section):
     """Test problems (trainwell bench problems lists them); the default is the CPU suite."""
     algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
     """Optimizer names, or user submissions 'my_pkg.my_mod:make_submission'."""
-    protocol: Literal["oneshot", "deepobs", "budget"] = "oneshot"
-    """oneshot: defaults with several seeds; deepobs: an lr grid, the best with 10 seeds; budget: random search per schedule, the best with 10 seeds."""
+    protocol: Literal["oneshot", "deepobs", "budget", "algoperf"] = "oneshot"
+    """oneshot: defaults with several seeds; deepobs: an lr grid, the best with 10 seeds; budget: random search per schedule, the best with 10 seeds; algoperf: time to the validation target."""
+    ruleset: Literal["external", "self"] = "external"
+    """algoperf: external tuning (studies of quasi-random trials of the algorithm's space) or self-tuning (the defaults, no search)."""
+    studies: int = Field(3, ge=1)
+    """algoperf: independent studies; an algorithm's time is the median over them (AlgoPerf v0.6: 3)."""
+    study_trials: int = Field(5, ge=1)
+    """algoperf, external tuning: trials per study; each study counts its fastest (AlgoPerf: 5)."""
+    reference: str = "nadam"
+    """algoperf: the algorithm the speed-up is measured against (AlgoPerf's baseline is NAdamW)."""
     budget: Literal["small", "medium", "large"] = "small"
     """budget protocol: 25, 50 or 75 trials of random search (Crowded Valley)."""
     schedules: list[Literal["constant", "warmup_cosine", "cosine_restarts", "trapezoidal"]] = Field(
@@ -72,6 +83,8 @@ class StudyPlan:
     """Seeds to add to the best trial once the search is done (0: none)."""
     path: Path
     """Relative to the benchmark's folder."""
+    study_index: int = 0
+    """algoperf: which of the independent studies."""
 
 
 def load_bench(source: str | Path | Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> BenchConfig:
@@ -110,6 +123,10 @@ def load_bench(source: str | Path | Mapping[str, Any] | None, overrides: Sequenc
 
 def _names(cfg: BenchConfig) -> list[str]:
     out = [PROBLEMS.unknown(p) for p in cfg.problems if p not in PROBLEMS]
+    if cfg.protocol == "algoperf":
+        out += [f"bench.problems: {p!r} has no validation target yet, so it cannot be timed to one; "
+                "targets are set by benchmarks/bench_targets.py on the machine they are used on"
+                for p in cfg.problems if p in PROBLEMS and PROBLEMS.get(p).target is None]
     out += algorithm_problems(cfg.algorithms)
     if not cfg.problems:
         out.append("bench.problems is empty")
@@ -124,10 +141,30 @@ def plan(cfg: BenchConfig) -> list[StudyPlan]:
     for pname in cfg.problems:
         problem = PROBLEMS.get(pname)
         for aname in cfg.algorithms:
+            if cfg.protocol == "algoperf":
+                out += [_algoperf_study(cfg, problem, aname, k) for k in range(cfg.studies)]
+                continue
             schedules = cfg.schedules if cfg.protocol == "budget" else ["constant"]
             for schedule in schedules:
                 out.append(_study(cfg, problem, aname, schedule))
     return out
+
+
+def _algoperf_study(cfg: BenchConfig, problem: Problem, aname: str, k: int) -> StudyPlan:
+    """Study k: its own seed for the sampler and for the runs; one log row per step, so that
+    the training time to each evaluation can be summed."""
+    algo = resolve_algorithm(aname)
+    schedule = _schedule("warmup_cosine", problem)  # AlgoPerf's baseline: warmup (5%), then cosine
+    base = merged(problem.run_config(), algo.config, {"schedule": schedule, "log": {"every": 1}})
+    safe = aname.replace(":", "-").replace("/", "-")
+    tune: dict[str, Any] = {"name": f"{problem.name}__{safe}__{cfg.ruleset}{k}", "objective": "best"}
+    if cfg.ruleset == "external":
+        base["seed"] = k
+        tune |= {"sampler": "quasirandom", "seed": k, "trials": cfg.study_trials, "space": dict(algo.space)}
+    else:
+        tune |= {"sampler": "grid", "space": {"seed": {"choice": [k]}}}
+    return StudyPlan(problem, aname, "warmup_cosine", {**base, "tune": tune}, 0,
+                     Path(problem.name) / safe / f"{cfg.ruleset}-study{k}", k)
 
 
 def _study(cfg: BenchConfig, problem: Problem, aname: str, schedule: str) -> StudyPlan:

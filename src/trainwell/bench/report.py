@@ -32,8 +32,50 @@ def write_bench_report(root: Path, out: Path | None = None) -> Path:
     return path
 
 
+def _page(parts: list[str]) -> str:
+    parts.append(f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
+                 "<code>trainwell bench report</code>.</footer>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainwell bench</title>'
+            f"<style>{STYLE}{EXTRA_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def render_algoperf(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
+    """The performance profiles (rho(tau) per algorithm, Dolan & More 2002), the scores and
+    speed-ups, and per problem the time to target with the reasons of the misses."""
+    import numpy as np
+
+    from trainwell.bench.scoring import performance_profile, performance_ratios
+
+    scores = table["scores"]["algoperf"]
+    ratios = performance_ratios({a: {p: (t if t is not None else math.inf) for p, t in ps.items()}
+                                 for a, ps in scores["times"].items()})
+    taus = list(np.linspace(1.0, scores["r_max"], 61))
+    curves = [(a, taus, [float(v) for v in performance_profile(r, taus)]) for a, r in ratios.items()]
+    head = ["algorithm", "score", f"speed-up over {scores['reference']}"]
+    rows = [[a, f"{v:.4f}", _fmt(scores["speedup"].get(a))] for a, v in
+            sorted(scores["score"].items(), key=lambda kv: -kv[1])]
+    parts = ["<h1>trainwell bench: algoperf</h1>", f'<p class="muted">{len(runs)} runs in {escape(str(root))}</p>',
+             _html_table(head, rows),
+             f'<div class="grid2">{_panel("performance profiles", curves_svg("fraction of problems", curves, "tau"))}</div>']
+    for problem in sorted({x["problem"] for x in table["lines"]}):
+        ls = [x for x in table["lines"] if x["problem"] == problem]
+        prows = [[x["algorithm"], _fmt(x["time_to_target_s"]) if x["time_to_target_s"] is not None else "inf",
+                  f"{x['reached']} of {x['runs']}", ", ".join(f"{k} {v}" for k, v in x["missed"].items()) or "-"]
+                 for x in ls]
+        parts += [f"<h2>{escape(problem)}: target {escape(ls[0]['metric'])} {ls[0]['target']:.4g}</h2>",
+                  _html_table(["algorithm", "time to target (s)", "runs at target", "missed"], prows)]
+    return _page(parts)
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    return ('<table class="tbl"><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
 def render(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
     protocol = table["protocol"]
+    if protocol == "algoperf":
+        return render_algoperf(root, runs, table)
     scores = table["scores"][protocol]
     by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
@@ -50,10 +92,7 @@ def render(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str
                                  "final metric of each grid point; gaps are runs without a value"))
         parts += [f"<h2>{escape(problem)}</h2>", _table(lines, scores["problems"].get(problem, {})),
                   f'<div class="grid2">{"".join(panels)}</div>']
-    parts.append(f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
-                 "<code>trainwell bench report</code>.</footer>")
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainwell bench</title>'
-            f"<style>{STYLE}{EXTRA_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return _page(parts)
 
 
 def _wins(scores: dict[str, Any]) -> str:
@@ -71,12 +110,10 @@ def _table(lines: list[dict[str, Any]], verdicts: dict[str, Any]) -> str:
     for x in lines:
         v = verdicts.get("algorithms", {}).get(x["algorithm"], {})
         ci = x.get("ci")
-        cells = [x["algorithm"], x["schedule"], _fmt(x["mean"]), _fmt(x["std"]),
-                 f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}", str(x["infeasible"]),
-                 str(x["interventions"]), v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"]
-        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-    return ('<table class="tbl"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-            + "".join(rows) + "</table>")
+        rows.append([x["algorithm"], x["schedule"], _fmt(x["mean"]), _fmt(x["std"]),
+                     f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}", str(x["infeasible"]),
+                     str(x["interventions"]), v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"])
+    return _html_table(head, rows)
 
 
 def _fmt(v: Any) -> str:

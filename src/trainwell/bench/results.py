@@ -31,15 +31,33 @@ def collect(root: Path, cfg: BenchConfig, plans: list[StudyPlan]) -> list[dict[s
         view = read_view(load_handle(d))
         final = _final_numbers(view, cfg.protocol)
         for t in view.trials:
-            rows.append({
+            rows.append(_timed(p, t, {
                 "problem": p.problem.name, "algorithm": p.algorithm, "protocol": cfg.protocol,
                 "schedule": p.schedule, "seed": int(t.params.get("seed", t.seed)), "metric": view.metric,
                 "higher_is_better": view.higher_is_better, "value": _finite(t.value), "state": t.state,
                 "reason": t.reason, "interventions": t.interventions, "params": t.params,
                 "run_dir": t.run_dir, "role": "final" if t.number in final else "search",
-                "trial": t.number, "rerun_of": t.rerun_of, "time_to_target_s": None, "reached": None, "duration_s": t.duration_s,
-            })
+                "trial": t.number, "rerun_of": t.rerun_of, "time_to_target_s": None, "reached": None,
+                "duration_s": t.duration_s, "study": p.study_index,
+            }, cfg.protocol))
     return rows
+
+
+def _timed(p: StudyPlan, t: Any, row: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """algoperf: the run's training time to the problem's target (None: not reached)."""
+    if protocol != "algoperf":
+        return row
+    from trainwell.bench.algoperf import time_to_target
+
+    seconds, missed = math.inf, t.reason or t.state
+    if t.run_dir and t.state == "complete":
+        seconds, missed = time_to_target(t.run_dir, row["metric"], p.problem.target, row["higher_is_better"],
+                                         p.problem.max_runtime_s)
+    row["reached"] = math.isfinite(seconds)
+    row["time_to_target_s"] = seconds if math.isfinite(seconds) else None
+    row["missed"] = missed
+    row["target"] = p.problem.target
+    return row
 
 
 def _final_numbers(view: Any, protocol: str) -> set[int]:
@@ -139,15 +157,44 @@ def _best_schedule(line: dict[str, Any], lines: list[dict[str, Any]]) -> dict[st
     return max(mine, key=lambda x: x["mean"] if higher else -x["mean"])
 
 
+def algoperf_table(rows: list[dict[str, Any]], reference: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One line per problem and algorithm (its time: the median over studies of each study's
+    fastest run), and the scores: performance-profile score (r_max = 4), the speed-up over
+    ``reference``, why runs missed."""
+    from trainwell.bench.algoperf import missed_reasons, problem_times
+    from trainwell.bench.scoring import benchmark_scores, speedup_over
+
+    times = problem_times(rows)
+    missed = missed_reasons(rows)
+    lines = []
+    for algorithm, per in times.items():
+        for problem, t in per.items():
+            mine = [r for r in rows if r["algorithm"] == algorithm and r["problem"] == problem]
+            lines.append({"problem": problem, "algorithm": algorithm, "time_to_target_s": _finite(t),
+                          "runs": len(mine), "reached": sum(bool(r["reached"]) for r in mine),
+                          "missed": missed.get(algorithm, {}).get(problem, {}),
+                          "target": mine[0]["target"], "metric": mine[0]["metric"]})
+    scores = {"score": benchmark_scores(times), "r_max": 4.0, "reference": reference,
+              "speedup": {a: _finite(v) for a, v in speedup_over(times, reference).items()}
+              if reference in times else {},
+              "times": {a: {p: _finite(t) for p, t in ps.items()} for a, ps in times.items()}}
+    return lines, scores
+
+
 def write_results(root: Path, cfg: BenchConfig, rows: list[dict[str, Any]]) -> None:
-    """results/runs/<problem>/<algorithm>/<schedule>/trial-N.json, results/table.json."""
+    """results/runs/<problem>/<algorithm>/<schedule>/study<k>/trial-N.json, results/table.json."""
     res = root / RESULTS
     for r in rows:
-        path = res / "runs" / r["problem"] / r["algorithm"].replace(":", "-") / r["schedule"] / f"trial-{r['trial']}.json"
+        path = (res / "runs" / r["problem"] / r["algorithm"].replace(":", "-") / r["schedule"]
+                / f"study{r['study']}" / f"trial-{r['trial']}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r, indent=1, allow_nan=False))
-    lines = table(rows, cfg.protocol)
-    scores = {cfg.protocol: verdicts(lines)}
+    if cfg.protocol == "algoperf":
+        lines, score = algoperf_table(rows, cfg.reference)
+        scores = {"algoperf": score}
+    else:
+        lines = table(rows, cfg.protocol)
+        scores = {cfg.protocol: verdicts(lines)}
     (res / "table.json").write_text(json.dumps({"protocol": cfg.protocol, "lines": lines, "scores": scores},
                                                indent=1, allow_nan=False))
 

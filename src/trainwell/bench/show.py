@@ -16,8 +16,38 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def render_algoperf(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
+    scores = table["scores"]["algoperf"]
+    lines = [f"protocol algoperf: {len(runs)} runs; time = training seconds to the validation target, the "
+             "median over studies of each study's fastest run"]
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for line in table["lines"]:
+        by_problem.setdefault(line["problem"], []).append(line)
+    for problem, ls in by_problem.items():
+        lines += ["", f"{problem}: target {ls[0]['metric']} {ls[0]['target']:.4g}"]
+        rows = [["algorithm", "time to target (s)", "runs at target", "missed"]]
+        for x in sorted(ls, key=lambda x: x["time_to_target_s"] if x["time_to_target_s"] is not None else 1e300):
+            missed = ", ".join(f"{k} {v}" for k, v in sorted(x["missed"].items())) or "-"
+            rows.append([x["algorithm"], _num(x["time_to_target_s"]) if x["time_to_target_s"] is not None
+                         else "inf", f"{x['reached']} of {x['runs']}", missed])
+        lines += _columns(rows)
+    lines += ["", f"score (performance profile, r_max = {scores['r_max']:g}; 1 = fastest everywhere) and "
+                  f"speed-up over {scores['reference']} (geometric mean over problems both reached):"]
+    rows = [["algorithm", "score", "speed-up"]]
+    for a, v in sorted(scores["score"].items(), key=lambda kv: -kv[1]):
+        rows.append([a, f"{v:.4f}", _num(scores["speedup"].get(a))])
+    return "\n".join(lines + _columns(rows))
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
 def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
     protocol = table["protocol"]
+    if protocol == "algoperf":
+        return render_algoperf(runs, table)
     scores = table["scores"][protocol]
     lines = [f"protocol {protocol}: {len(runs)} runs"]
     by_problem: dict[str, list[dict[str, Any]]] = {}
@@ -40,8 +70,7 @@ def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
                          str(x["infeasible"]), str(x["interventions"]),
                          v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"]
                         + ([_num(x.get("lr")), _num(x.get("stable_lr_fraction"))] if protocol == "deepobs" else []))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines += _columns(rows)
     wins = scores.get("wins", {})
     if wins:
         lines += ["", "problems won or tied (overlapping intervals are ties): "
