@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -184,6 +185,7 @@ def algoperf_table(rows: list[dict[str, Any]], reference: str) -> tuple[list[dic
 def write_results(root: Path, cfg: BenchConfig, rows: list[dict[str, Any]]) -> None:
     """results/runs/<problem>/<algorithm>/<schedule>/study<k>/trial-N.json, results/table.json."""
     res = root / RESULTS
+    shutil.rmtree(res / "runs", ignore_errors=True)  # regenerated whole from the studies
     for r in rows:
         path = (res / "runs" / r["problem"] / r["algorithm"].replace(":", "-") / r["schedule"]
                 / f"study{r['study']}" / f"trial-{r['trial']}.json")
