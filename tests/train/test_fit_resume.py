@@ -5,12 +5,11 @@ DataLoader batches equal to the whole batch."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from fit_helpers import cut_back, numbers
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
@@ -55,19 +54,6 @@ def fit_run(make_data, out: Path, *, resume: bool = False, **train):
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
     task = FunctionTask(model, make_data(), nn.functional.cross_entropy, eval_data=TensorDataset(X, Y))
     return run(config(**train), task=task, run_dir=out, progress=False, resume=resume)
-
-
-def numbers(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("sys/")} for r in rows]
-
-
-def cut_back(src: Path, dst: Path, step: int) -> None:
-    """``dst``: ``src`` as if its process had died right after the checkpoint at ``step``."""
-    shutil.copytree(src, dst)
-    for d in (dst / "checkpoints").glob("step-*"):
-        if int(d.name.split("-")[1]) > step:
-            shutil.rmtree(d)
 
 
 def assert_exact_resume(make_data, tmp_path: Path) -> list[dict]:

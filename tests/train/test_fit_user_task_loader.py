@@ -3,10 +3,9 @@ trains, evaluates and resumes exactly through `trainwell resume`."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-from pathlib import Path
+
+from fit_helpers import cut_back, numbers
 
 from trainwell.cli.main import main
 
@@ -69,14 +68,3 @@ def test_a_user_task_returning_a_dataloader_trains_and_resumes_exactly(tmp_path,
     assert numbers(tmp_path / "resumed") == rows
 
 
-def numbers(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("sys/")} for r in rows]
-
-
-def cut_back(src: Path, dst: Path, step: int) -> None:
-    """``dst``: ``src`` as if its process had died right after the checkpoint at ``step``."""
-    shutil.copytree(src, dst)
-    for d in (dst / "checkpoints").glob("step-*"):
-        if int(d.name.split("-")[1]) > step:
-            shutil.rmtree(d)

@@ -199,15 +199,9 @@ def reclaim_stale(h: Handle, *, now: float | None = None) -> list[int]:
 
 
 def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from trainwell.checkpoint.fsio import pid_alive
+
+    return isinstance(pid, int) and pid_alive(pid)
 
 
 # ---------------------------------------------------------------- reading back
