@@ -122,3 +122,24 @@ def test_quarantine_list_state_round_trip():
     r = QuarantineList()
     r.load_state_dict(state)
     assert r.ids() == q.ids() and r.entry(9) == ("nonfinite", 12)
+
+
+def test_a_blow_up_of_the_whole_batch_quarantines_nothing(tmp_path):
+    """SGD at lr 100 on the quadratic: every per-sample loss turns infinite together. That
+    is the model, not the data: no sample is quarantined (blaming every batch emptied the
+    dataset, a RuntimeError), and the autopilot stops the run with its reason."""
+    import json
+
+    import pytest
+
+    from trainwell.api import train
+    from trainwell.errors import TrainingHalted
+
+    with pytest.raises(TrainingHalted):
+        train({"task": {"name": "quadratic"}, "optim": {"name": "sgd", "lr": 100.0, "momentum": 0.0},
+               "schedule": {"name": "constant", "warmup_steps": 0}, "clip": {"max_norm": 0.0},
+               "train": {"steps": 200, "batch_size": 32, "eval_every": 50}, "log": {"tensorboard": False}},
+              run_dir=tmp_path / "r", progress=False)
+    events = [json.loads(x) for x in (tmp_path / "r" / "logbook.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "skip" for e in events)
+    assert not any(e["kind"] == "quarantine" for e in events)

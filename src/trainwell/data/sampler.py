@@ -69,7 +69,11 @@ class ResumableSampler:
                 self._perm = None
                 guard += 1
                 if guard > 2 and len(self.exclude) >= self.n:
-                    raise RuntimeError("every sample of the dataset is quarantined")
+                    from trainwell.errors import TrainingHalted
+
+                    raise TrainingHalted(
+                        "every sample of the dataset is quarantined: nothing is left to train on "
+                        "(see the logbook for why each was quarantined)")
         return torch.cat(out)
 
     def skip(self, count: int) -> None:

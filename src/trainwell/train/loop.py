@@ -334,7 +334,10 @@ def _quarantine(st: TrainState, pilot: Autopilot, out, record, reason: str) -> N
         ids = torch.cat([i for i, _ in out.per_sample])
         losses = torch.cat([loss.float().cpu() for _, loss in out.per_sample])
         if reason == "nonfinite":
-            bad = ids[~torch.isfinite(losses)].tolist()
+            finite = torch.isfinite(losses)
+            # every loss non-finite: the model blew up, not the data (a bad sample leaves the
+            # others finite); blaming the whole batch emptied the dataset at a too-high lr
+            bad = ids[~finite].tolist() if finite.any() else []
         else:
             bad = pilot.bad_samples(losses, ids)
     if bad and pilot.on_quarantine(bad, {"loss": record.loss}, step=st.step, iteration=st.iteration, reason=why):
