@@ -83,7 +83,8 @@ def _run_study(p: StudyPlan, root: Path, workers: int, storage: str | None, tag:
     from trainwell.tune.study import counts
 
     d = root / "studies" / p.path
-    label = f"{tag} {p.problem.name} / {p.algorithm}" + (f" / {p.schedule}" if p.path.name == p.schedule else "")
+    label = (f"{tag} {p.problem.name} / {p.algorithm}" + (f" / {p.schedule}" if p.path.name == p.schedule else "")
+             + (f" / {p.path.name}" if "study" in p.path.name else ""))
     if d.is_dir() and (d / "study.toml").is_file() and _complete(load_handle(d, storage), p, counts):
         print(f"{label}: done before", file=out, flush=True)
         return
