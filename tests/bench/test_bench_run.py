@@ -203,6 +203,10 @@ def test_algoperf_times_runs_to_the_target_and_scores_them(tiny, tmp_path):
             assert r["time_to_target_s"] is None and r["missed"]
     adam = [r for r in runs if r["algorithm"] == "adam"]
     assert all(r["reached"] for r in adam)  # adam at its defaults passes 50% on the digits in 40 steps
+    adam_line = next(x for x in table["lines"] if x["algorithm"] == "adam")
+    assert len(adam_line["study_times_s"]) == 2 and adam_line["ratio_to_fastest_ci"] is not None
+    low, high = adam_line["ratio_to_fastest_ci"]
+    assert 0 < low <= high
     scores = table["scores"]["algoperf"]
     assert scores["score"]["adam"] > 0 and set(scores["score"]) == {"sgd", "adam"}
     assert scores["speedup"]["adam"] == pytest.approx(1.0)

@@ -44,17 +44,33 @@ def time_to_target(run_dir: str | Path, metric: str, target: float, higher_is_be
     return math.inf, f"plateaued: best {metric} {best:.4g}, target {target:.4g}"
 
 
-def problem_times(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """times[algorithm][problem] = median over studies of the fastest run of each study."""
+def study_minima(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """minima[algorithm][problem] = the fastest run's time of each study (inf: none reached)."""
     fastest: dict[tuple[str, str, int], float] = {}
     for r in rows:
         key = (r["algorithm"], r["problem"], r["study"])
         t = r["time_to_target_s"] if r["time_to_target_s"] is not None else math.inf
         fastest[key] = min(fastest.get(key, math.inf), t)
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (algorithm, problem, _), t in fastest.items():
+    for (algorithm, problem, _), t in sorted(fastest.items()):
         per[algorithm][problem].append(t)
-    return {a: {p: statistics.median(ts) for p, ts in ps.items()} for a, ps in per.items()}
+    return {a: dict(ps) for a, ps in per.items()}
+
+
+def problem_times(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """times[algorithm][problem] = median over studies of the fastest run of each study."""
+    return {a: {p: statistics.median(ts) for p, ts in ps.items()} for a, ps in study_minima(rows).items()}
+
+
+def ratio_interval(mine: list[float], best: list[float]) -> list[float] | None:
+    """95% bootstrap interval of (mean of my studies' times) / (the fastest algorithm's), over
+    the studies that reached the target; None with fewer than two such studies on a side."""
+    from trainwell.bench.scoring import ratio_ci
+
+    a, b = [t for t in mine if math.isfinite(t)], [t for t in best if math.isfinite(t)]
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return list(ratio_ci(a, b))
 
 
 def missed_reasons(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:

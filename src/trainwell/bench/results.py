@@ -162,19 +162,23 @@ def algoperf_table(rows: list[dict[str, Any]], reference: str) -> tuple[list[dic
     """One line per problem and algorithm (its time: the median over studies of each study's
     fastest run), and the scores: performance-profile score (r_max = 4), the speed-up over
     ``reference``, why runs missed."""
-    from trainwell.bench.algoperf import missed_reasons, problem_times
+    from trainwell.bench.algoperf import missed_reasons, problem_times, ratio_interval, study_minima
     from trainwell.bench.scoring import benchmark_scores, speedup_over
 
-    times = problem_times(rows)
+    times, minima = problem_times(rows), study_minima(rows)
     missed = missed_reasons(rows)
     lines = []
     for algorithm, per in times.items():
         for problem, t in per.items():
             mine = [r for r in rows if r["algorithm"] == algorithm and r["problem"] == problem]
+            fastest = min(times, key=lambda a: times[a].get(problem, math.inf))
             lines.append({"problem": problem, "algorithm": algorithm, "time_to_target_s": _finite(t),
                           "runs": len(mine), "reached": sum(bool(r["reached"]) for r in mine),
                           "missed": missed.get(algorithm, {}).get(problem, {}),
-                          "target": mine[0]["target"], "metric": mine[0]["metric"]})
+                          "target": mine[0]["target"], "metric": mine[0]["metric"],
+                          "study_times_s": [_finite(x) for x in minima[algorithm][problem]],
+                          "ratio_to_fastest_ci": ratio_interval(minima[algorithm][problem],
+                                                                minima[fastest][problem])})
     scores = {"score": benchmark_scores(times), "r_max": 4.0, "reference": reference,
               "speedup": {a: _finite(v) for a, v in speedup_over(times, reference).items()}
               if reference in times else {},

@@ -25,11 +25,13 @@ def render_algoperf(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
         by_problem.setdefault(line["problem"], []).append(line)
     for problem, ls in by_problem.items():
         lines += ["", f"{problem}: target {ls[0]['metric']} {ls[0]['target']:.4g}"]
-        rows = [["algorithm", "time to target (s)", "runs at target", "missed"]]
+        rows = [["algorithm", "time to target (s)", "x fastest [95%]", "runs at target", "missed"]]
         for x in sorted(ls, key=lambda x: x["time_to_target_s"] if x["time_to_target_s"] is not None else 1e300):
             missed = ", ".join(f"{k} {v}" for k, v in sorted(x["missed"].items())) or "-"
+            ci = x.get("ratio_to_fastest_ci")
             rows.append([x["algorithm"], _num(x["time_to_target_s"]) if x["time_to_target_s"] is not None
-                         else "inf", f"{x['reached']} of {x['runs']}", missed])
+                         else "inf", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-",
+                         f"{x['reached']} of {x['runs']}", missed])
         lines += _columns(rows)
     lines += ["", f"score (performance profile, r_max = {scores['r_max']:g}; 1 = fastest everywhere) and "
                   f"speed-up over {scores['reference']} (geometric mean over problems both reached):"]
