@@ -215,3 +215,50 @@ def test_algoperf_times_runs_to_the_target_and_scores_them(tiny, tmp_path):
 
     assert "performance profiles" in write_bench_report(root).read_text()
     assert "time to target" in render_text(runs, table)
+
+
+def test_a_submission_may_bring_its_own_schedule(tmp_path, monkeypatch):
+    (tmp_path / "halving_sub.py").write_text(
+        "import torch\n\n"
+        "class Halving(torch.optim.SGD):\n"
+        "    def __init__(self, groups, lr, steps):\n"
+        "        super().__init__(groups, lr=lr)\n"
+        "        self.steps = steps\n\n"
+        "    def lr_factor(self, step):\n"
+        "        return 1.0 if step < self.steps // 2 else 0.5\n\n"
+        "def make_submission(groups, hp, steps):\n"
+        "    return Halving(groups, hp['lr'], steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from trainwell.api import train
+
+    train({"task": {"name": "quadratic"}, "optim": {"name": "halving_sub:make_submission", "lr": 0.01},
+           "train": {"steps": 40, "eval_every": 20}, "log": {"every": 1, "tensorboard": False}},
+          run_dir=tmp_path / "r", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["train/lr"] for r in rows if "train/lr" in r}
+    assert lrs[10] == pytest.approx(0.01) and lrs[30] == pytest.approx(0.005)
+
+
+def test_budget_searches_each_schedule_then_reruns_the_best_with_ten_seeds(tiny, tmp_path):
+    cfg = {"bench": {"problems": tiny[:1], "algorithms": ["adam"], "protocol": "budget",
+                     "schedules": ["constant", "cosine_restarts"]}}
+    root = bench(cfg, out_dir=tmp_path / "b", out=io.StringIO())
+    runs, table = read_results(root)
+    for schedule in ("constant", "cosine_restarts"):
+        mine = [r for r in runs if r["schedule"] == schedule]
+        assert len([r for r in mine if r["rerun_of"] is None]) == 25  # the small budget
+        final = [r for r in mine if r["role"] == "final"]
+        assert len(final) == 10 and len({json.dumps(r["params"], sort_keys=True) for r in final}) == 1
+    verdict = table["scores"]["budget"]["problems"]["tiny_quadratic"]["algorithms"]["adam"]
+    best = min((x for x in table["lines"] if x["mean"] is not None), key=lambda x: x["mean"])
+    assert verdict["schedule"] == best["schedule"]  # an algorithm is judged with its best schedule
+
+
+def test_algoperf_self_tuning_runs_the_defaults_once_per_study(tiny, tmp_path):
+    cfg = {"bench": {"problems": ["tiny_digits"], "algorithms": ["adam"], "protocol": "algoperf",
+                     "ruleset": "self", "studies": 2, "reference": "adam"}}
+    root = bench(cfg, out_dir=tmp_path / "b", out=io.StringIO())
+    runs, table = read_results(root)
+    assert len(runs) == 2 and {r["seed"] for r in runs} == {0, 1}
+    assert all(r["params"] == {"seed": r["seed"]} for r in runs)  # nothing searched
+    assert table["scores"]["algoperf"]["score"]["adam"] == pytest.approx(1.0)

@@ -60,7 +60,8 @@ def submission_optimizer(cfg: OptimConfig, groups: Groups, steps: int | None) ->
     a dict and the run's step budget, it returns a torch Optimizer. If the optimizer has
     ``eval()`` and ``train()`` methods, the loop calls them around every evaluation and
     checkpoint (the weights swap AlgoPerf's ``prepare_for_eval`` allows, as schedule-free
-    optimizers do). The learning-rate schedule stays ``[schedule]``'s."""
+    optimizers do). If it has an ``lr_factor(step)`` method, that is its learning-rate
+    schedule (a factor of the peak lr at each step) in place of ``[schedule]``'s."""
     from trainwell.errors import TaskError
     from trainwell.tasks.user import resolve_entry_point
 

@@ -91,7 +91,8 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistCont
     return TrainState(
         model=torch.compile(model) if cfg.train.compile else model,
         optimizer=optimizer,
-        schedule=build_schedule(cfg.schedule, cfg.train.steps),
+        # a submission's optimizer may bring its own schedule (lr_factor(step) -> factor)
+        schedule=getattr(optimizer, "lr_factor", None) or build_schedule(cfg.schedule, cfg.train.steps),
         peak_lr=cfg.optim.lr,
         precision=precision,
         loader=loader,
