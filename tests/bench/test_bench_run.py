@@ -262,3 +262,34 @@ def test_algoperf_self_tuning_runs_the_defaults_once_per_study(tiny, tmp_path):
     assert len(runs) == 2 and {r["seed"] for r in runs} == {0, 1}
     assert all(r["params"] == {"seed": r["seed"]} for r in runs)  # nothing searched
     assert table["scores"]["algoperf"]["score"]["adam"] == pytest.approx(1.0)
+
+
+def test_time_to_target_counts_steps_and_weight_swaps_not_evaluations(tmp_path):
+    from trainwell.bench.algoperf import time_to_target
+
+    rows = [{"step": 1, "sys/step_time_s": 0.5}, {"step": 2, "sys/step_time_s": 0.25},
+            {"step": 2, "eval/accuracy": 0.4, "sys/eval_swap_s": 0.125},
+            {"step": 3, "sys/step_time_s": 1.0}, {"step": 3, "eval/accuracy": 0.9, "sys/eval_swap_s": 0.0625},
+            {"step": 4, "sys/step_time_s": 8.0}, {"step": 4, "eval/accuracy": 0.95}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert time_to_target(tmp_path, "eval/accuracy", 0.8, True, None) == (0.5 + 0.25 + 0.125 + 1.0 + 0.0625, None)
+    t, why = time_to_target(tmp_path, "eval/accuracy", 0.8, True, 1.5)
+    assert t == float("inf") and why.startswith("too slow")
+    t, why = time_to_target(tmp_path, "eval/accuracy", 0.99, True, None)
+    assert t == float("inf") and why == "plateaued: best eval/accuracy 0.95, target 0.99"
+
+
+def test_a_schedule_free_run_logs_its_weight_swap_at_each_evaluation(tmp_path):
+    from trainwell.api import train
+
+    train({"task": {"name": "quadratic"}, "optim": {"name": "schedulefree_adamw", "lr": 0.01},
+           "schedule": {"name": "constant", "warmup_steps": 0}, "train": {"steps": 20, "eval_every": 10},
+           "log": {"tensorboard": False}}, run_dir=tmp_path / "r", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/loss" in r]
+    assert len(evals) == 2 and all(r["sys/eval_swap_s"] >= 0 for r in evals)
+    train({"task": {"name": "quadratic"}, "schedule": {"name": "constant", "warmup_steps": 0},
+           "train": {"steps": 20, "eval_every": 10}, "log": {"tensorboard": False}},
+          run_dir=tmp_path / "plain", progress=False)
+    plain = [json.loads(x) for x in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    assert not any("sys/eval_swap_s" in r for r in plain)  # no swap, no key

@@ -1,7 +1,8 @@
 """AlgoPerf's time to result (Dahl et al. 2023; Kasimbeg et al. 2025), on trainwell runs.
 
 A run's time is its accumulated training time (the sum of its steps' times, read from
-metrics.jsonl with one row per step: evaluations are not timed, as in AlgoPerf) up to the
+metrics.jsonl with one row per step, and of the optimizer's weight swaps before each
+evaluation; the evaluations themselves are not timed, as in AlgoPerf) up to the
 first evaluation that reaches the problem's validation target; a run that never reaches it,
 or only after the problem's ``max_runtime_s``, has an infinite time. An algorithm's time on
 a problem is the median over its studies of the fastest trial of each (external tuning: 5
@@ -30,7 +31,7 @@ def time_to_target(run_dir: str | Path, metric: str, target: float, higher_is_be
     target), 'no evaluation'."""
     elapsed, best = 0.0, None
     for row in read_jsonl(Path(run_dir) / METRICS_FILE):
-        elapsed += float(row.get("sys/step_time_s", 0.0))
+        elapsed += float(row.get("sys/step_time_s", 0.0)) + float(row.get("sys/eval_swap_s", 0.0))
         value = row.get(metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
