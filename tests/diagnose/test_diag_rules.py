@@ -50,6 +50,30 @@ def test_init_scale() -> None:
     assert rules.init_scale([a("1", 1.0), a("2", 5.0), a("3", 50.0)], layers).id == "init_scale_large"  # type: ignore[union-attr]
 
 
+def test_init_scale_when_the_last_activations_are_all_zero() -> None:
+    """Every unit of the last layer dead (or a signal shrunk to exactly 0): a finding, not a
+    ZeroDivisionError (which ended a user's diagnosis in a traceback)."""
+    layers = [w("a", 1e-3), w("b", 1e-3), w("c", 1e-3)]
+    f = rules.init_scale([a("1", 0.5), a("2", 1e-4), a("3", 0.0)], layers)
+    assert f is not None and f.id == "init_scale_small" and "shrink to exactly zero" in f.title
+
+
+def test_a_rule_that_fails_is_a_low_finding_and_the_others_still_run(monkeypatch) -> None:
+    from trainwell.diagnose import run as diag_run
+    from trainwell.diagnose.probes import DepthProfile
+
+    def broken(*args, **kwargs):
+        raise ValueError("odd statistic")
+
+    monkeypatch.setattr(rules, "saturation", broken)
+    profile = DepthProfile(2.3, [a("1", 0.5)], [w("a", 1e-9), w("b", 1e-6), w("c", 1e-3)])
+    found = diag_run.apply_rules(None, profile, None, None, None, 10)
+    ids = [f.id for f in found]
+    assert "vanishing_gradients" in ids  # the other rules ran
+    broken_finding = next(f for f in found if f.id == "could_not_check_broken")
+    assert broken_finding.severity == "low" and "ValueError: odd statistic" in broken_finding.title
+
+
 def test_saturation_and_dead_relus() -> None:
     tanh = [a("1", 1.0, "tanh", None, 0.5), a("2", 1.0, "tanh", None, 0.6)]
     assert rules.saturation(tanh).id == "saturated_units"  # type: ignore[union-attr]

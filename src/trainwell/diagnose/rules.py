@@ -148,10 +148,11 @@ def init_scale(acts: Sequence[ActivationLayer], layers: Sequence[WeightedLayer])
     if w is not None:
         evidence.update({f"weight std of {w.name}": w.weight_std, "He std": w.he_std, "Xavier std": w.xavier_std})
     grows = ratio > 1
+    change = f"{ratio:.3g}x" if grows else (f"{1 / ratio:.3g}x" if ratio > 0 else "to exactly zero")
     return Finding(
         "init_scale_large" if grows else "init_scale_small",
         f"Initialisation scale too {'large' if grows else 'small'}: activations "
-        f"{'grow' if grows else 'shrink'} {ratio if grows else 1 / ratio:.3g}x with depth",
+        f"{'grow' if grows else 'shrink'} {change} with depth",
         "medium", evidence,
         "Initialise weights with std sqrt(2/fan_in) for ReLU-like activations (He, model.init = 'kaiming') "
         "or sqrt(2/(fan_in+fan_out)) for tanh/sigmoid (Xavier, model.init = 'xavier'), or add normalisation layers.",

@@ -141,27 +141,38 @@ def apply_rules(
     """Every rule on the probes' statistics; the findings, worst first."""
     dead_later = run.dead_frac if run else []
     sat_later = run.saturated_frac if run else []
-    low = rules.lr_too_low(run)
+    low = _checked(rules.lr_too_low, run)
     found = [
-        rules.cannot_overfit(overfit),
-        rules.batchnorm_mode(bn),
-        rules.gradient_flow(profile.weighted),
-        rules.init_scale(profile.activations, profile.weighted),
-        rules.saturation(profile.activations, sat_later),
-        rules.dead_relus(profile.activations, dead_later),
-        rules.inputs_not_scaled(inputs),
-        rules.inputs_not_centred(inputs),
-        rules.loss_at_init(profile.loss, num_classes),
-        rules.lr_too_high(run),
+        _checked(rules.cannot_overfit, overfit),
+        _checked(rules.batchnorm_mode, bn),
+        _checked(rules.gradient_flow, profile.weighted),
+        _checked(rules.init_scale, profile.activations, profile.weighted),
+        _checked(rules.saturation, profile.activations, sat_later),
+        _checked(rules.dead_relus, profile.activations, dead_later),
+        _checked(rules.inputs_not_scaled, inputs),
+        _checked(rules.inputs_not_centred, inputs),
+        _checked(rules.loss_at_init, profile.loss, num_classes),
+        _checked(rules.lr_too_high, run),
         low,
-        rules.clipping_most_steps(run.clipped if run else [], lr_low=low is not None),
+        _checked(rules.clipping_most_steps, run.clipped if run else [], lr_low=low is not None),
     ]
     found = [f for f in found if f is not None]
     if not found and run is not None:
         # the noise scale of a run with another problem (diverging, saturated, not learning)
         # says nothing about the batch size: judge the batch only on an otherwise sound run
-        found.append(rules.batch_vs_noise(run.batch_size, run.noise_scale))
+        found.append(_checked(rules.batch_vs_noise, run.batch_size, run.noise_scale))
     return sort_findings([f for f in found if f is not None])
+
+
+def _checked(rule: Any, *args: Any, **kwargs: Any) -> Finding | None:
+    """A rule that fails on odd statistics is a finding of its own, low, saying what could
+    not be checked and why, so that one rule cannot take the diagnosis down with it."""
+    try:
+        return rule(*args, **kwargs)
+    except Exception as e:  # a rule's bug or an unforeseen statistic: the others still run
+        return Finding(f"could_not_check_{rule.__name__}", f"Could not check {rule.__name__.replace('_', ' ')}: "
+                       f"{type(e).__name__}: {e}", "low", {}, "Nothing to fix in the run; the check itself failed "
+                       "(worth a bug report with diagnosis.json).", "trainwell")
 
 
 def render(d: Diagnosis) -> str:
