@@ -44,3 +44,20 @@ def test_lr_find_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "suggested lr" in out and "configured lr 0.003" in out
     assert (tmp_path / "lr_find.svg").exists() and (tmp_path / "lr_find.json").exists()
+
+
+def test_a_probe_that_fails_is_a_line_and_the_rest_still_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainwell.diagnose import run as diag_run
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a model this probe did not expect")
+
+    monkeypatch.setattr(diag_run, "depth_profile", broken)
+    assert main(["diagnose", "--set", "task.name=digits", "--run-dir", str(tmp_path), "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "could not check the depth profile at init: RuntimeError: a model this probe did not expect" in out
+    assert "Traceback" not in out
+    saved = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert saved["not_checked"] and saved["stats"]["profile"] is None
+    assert saved["stats"]["run"] is not None and saved["stats"]["overfit"] is not None  # the others ran

@@ -62,6 +62,8 @@ class Diagnosis:
     """What was examined, in words (shown when nothing was found)."""
     stats: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    not_checked: list[str] = field(default_factory=list)
+    """Probes that could not run, each with why."""
 
 
 def diagnose(
@@ -83,35 +85,43 @@ def diagnose(
     out_dir = make_run_dir(run_dir, f"{cfg.task.name}-diagnose")
     data = task.train_data()
     checked: list[str] = []
+    failed: list[str] = []
+    """Probes that could not run, each with why: the others still do (a diagnosis never ends
+    in a traceback because one probe met a model it did not expect)."""
 
-    inputs = input_stats(draw_batch(task, data, INPUT_SAMPLES, cfg.seed, device))
+    inputs = _probe("the input scale", failed, lambda: input_stats(
+        draw_batch(task, data, INPUT_SAMPLES, cfg.seed, device)))
     if inputs is not None:
         checked.append(f"input scale and centring ({inputs.samples} samples, {inputs.features} features)")
-    batch = draw_batch(task, data, min(cfg.train.batch_size, PROFILE_SAMPLES), cfg.seed + 1, device)
     torch.manual_seed(cfg.seed)
     model = task.build_model().to(device)
     shared = model is task.build_model()  # a user's model object (trainwell.fit): restore it after
     snapshot = copy.deepcopy(model.state_dict()) if shared else None
-    profile = depth_profile(model, task, batch)
-    checked.append(
-        f"loss at init and the depth profile ({len(profile.activations)} activation layers, "
-        f"{len(profile.weighted)} weighted layers)"
-    )
-    bn = batchnorm_check(task, model, batch)
+    batch = _probe("a batch of training data", failed, lambda: draw_batch(
+        task, data, min(cfg.train.batch_size, PROFILE_SAMPLES), cfg.seed + 1, device))
+    profile = bn = None
+    if batch is not None:
+        profile = _probe("the depth profile at init", failed, depth_profile, model, task, batch)
+        bn = _probe("the BatchNorm modes", failed, batchnorm_check, task, model, batch)
+    _restore(model, snapshot)
+    if profile is not None:
+        checked.append(f"loss at init and the depth profile ({len(profile.activations)} activation layers, "
+                       f"{len(profile.weighted)} weighted layers)")
     if bn is not None:
         checked.append(f"BatchNorm modes ({len(bn.modules)} modules)")
-    _restore(model, snapshot)
 
-    small = draw_batch(task, data, OVERFIT_SAMPLES, cfg.seed + 2, device)
     torch.manual_seed(cfg.seed)
-    overfit = overfit_one_batch(task, task.build_model().to(device), small)
+    overfit = _probe("overfitting one batch", failed, lambda: overfit_one_batch(
+        task, task.build_model().to(device), draw_batch(task, data, OVERFIT_SAMPLES, cfg.seed + 2, device)))
     _restore(model, snapshot)
-    checked.append(f"overfitting one batch of {overfit.samples} samples ({overfit.steps} steps)")
+    if overfit is not None:
+        checked.append(f"overfitting one batch of {overfit.samples} samples ({overfit.steps} steps)")
 
     run: RunStats | None = None
-    if profile.has_gradient and overfit.has_gradient:
-        run = short_run(cfg, task, out_dir, steps)
+    if all(p is None or p.has_gradient for p in (profile, overfit)):
+        run = _probe(f"a {steps}-step run", failed, short_run, cfg, task, out_dir, steps)
         _restore(model, snapshot)
+    if run is not None:
         checked.append(
             f"a {steps}-step run at lr {cfg.optim.lr:g} with the instruments (loss, Alpha, update size, "
             "gradient noise scale, activations, clipping" + (", sharpness" if run.sharpness else "") + ")"
@@ -120,19 +130,28 @@ def diagnose(
     write_findings(out_dir, findings)
     stats = {
         "inputs": asdict(inputs) if inputs else None,
-        "profile": asdict(profile),
+        "profile": asdict(profile) if profile else None,
         "batchnorm": asdict(bn) if bn else None,
-        "overfit": asdict(overfit),
+        "overfit": asdict(overfit) if overfit else None,
         "run": asdict(run) if run else None,
     }
-    write_json(out_dir / "diagnosis.json", {"checked": checked, "stats": stats,
+    write_json(out_dir / "diagnosis.json", {"checked": checked, "not_checked": failed, "stats": stats,
                                             "findings": [f.to_json() for f in findings]})
-    return Diagnosis(out_dir, findings, checked, stats, time.perf_counter() - t0)
+    return Diagnosis(out_dir, findings, checked, stats, time.perf_counter() - t0, failed)
+
+
+def _probe(what: str, failed: list[str], fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or None with a line in ``failed`` saying what could not be checked and why."""
+    try:
+        return fn(*args)
+    except Exception as e:  # a probe meeting a model or data it did not expect: the rest still runs
+        failed.append(f"could not check {what}: {type(e).__name__}: {e}")
+        return None
 
 
 def apply_rules(
     inputs: InputStats | None,
-    profile: DepthProfile,
+    profile: DepthProfile | None,
     bn: BatchNormCheck | None,
     overfit: OverfitResult | None,
     run: RunStats | None,
@@ -141,17 +160,18 @@ def apply_rules(
     """Every rule on the probes' statistics; the findings, worst first."""
     dead_later = run.dead_frac if run else []
     sat_later = run.saturated_frac if run else []
+    acts, weighted = (profile.activations, profile.weighted) if profile else ([], [])
     low = _checked(rules.lr_too_low, run)
     found = [
         _checked(rules.cannot_overfit, overfit),
         _checked(rules.batchnorm_mode, bn),
-        _checked(rules.gradient_flow, profile.weighted),
-        _checked(rules.init_scale, profile.activations, profile.weighted),
-        _checked(rules.saturation, profile.activations, sat_later),
-        _checked(rules.dead_relus, profile.activations, dead_later),
+        _checked(rules.gradient_flow, weighted),
+        _checked(rules.init_scale, acts, weighted),
+        _checked(rules.saturation, acts, sat_later),
+        _checked(rules.dead_relus, acts, dead_later),
         _checked(rules.inputs_not_scaled, inputs),
         _checked(rules.inputs_not_centred, inputs),
-        _checked(rules.loss_at_init, profile.loss, num_classes),
+        _checked(rules.loss_at_init, profile.loss, num_classes) if profile else None,
         _checked(rules.lr_too_high, run),
         low,
         _checked(rules.clipping_most_steps, run.clipped if run else [], lr_low=low is not None),
@@ -186,6 +206,9 @@ def render(d: Diagnosis) -> str:
         for f in d.findings:
             lines.append("")
             lines.append(f.describe())
+    if d.not_checked:
+        lines.append("")
+        lines += [f"{line}" for line in d.not_checked]
     lines.append("")
     lines.append(f"wrote {d.run_dir / 'findings.json'} in {d.wall_time_s:.1f}s "
                  f"(trainwell report {d.run_dir} shows it with the short run's curves)")
