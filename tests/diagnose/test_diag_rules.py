@@ -154,6 +154,19 @@ def test_clipping() -> None:
     assert rules.clipping_most_steps([1.0] * 40, lr_low=True) is None
 
 
+def test_clipping_that_only_trims_is_low_and_heavy_clipping_medium() -> None:
+    """The false alarm of a healthy small model clipping every step at the default 1.0 by a
+    factor of ~1.5: low. A median norm 10x the threshold: the step is cut 10x, medium."""
+    trims = rules.clipping_most_steps([1.0] * 40, grad_norms=[1.5] * 40, clip_norm=1.0)
+    assert trims is not None and trims.severity == "low" and "shrinking the gradient 1.5x" in trims.title
+    heavy = rules.clipping_most_steps([1.0] * 40, grad_norms=[10.0] * 40, clip_norm=1.0)
+    assert heavy is not None and heavy.severity == "medium"
+    assert heavy.evidence["median gradient norm / clip.max_norm on clipped steps"] == 10.0
+    # only the clipped steps of the second half count
+    mixed = rules.clipping_most_steps([0.0] * 20 + [1.0] * 20, grad_norms=[50.0] * 20 + [2.0] * 20, clip_norm=1.0)
+    assert mixed is not None and mixed.severity == "low"
+
+
 def test_finding_json(tmp_path) -> None:  # noqa: ANN001
     f = Finding("x", "A title", "high", {"ratio": math.inf, "layer": "fc1"}, "do this", "a paper")
     path = write_findings(tmp_path, [f])

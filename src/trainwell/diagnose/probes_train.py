@@ -148,6 +148,8 @@ class RunStats:
     """train/loss of every applied step."""
     clipped: list[float] = field(default_factory=list)
     """train/clipped (1.0 when clipping scaled the gradient down) of every applied step."""
+    grad_norms: list[float] = field(default_factory=list)
+    """train/grad_norm (before clipping) of every applied step."""
     alpha: list[float] = field(default_factory=list)
     update_ratio: list[float] = field(default_factory=list)
     dead_frac: list[float] = field(default_factory=list)
@@ -201,6 +203,7 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
         if "train/loss" in r:
             st.losses.append(float(r["train/loss"]))
             st.clipped.append(float(r.get("train/clipped", 0.0)))
+            st.grad_norms.append(float(r.get("train/grad_norm", math.nan)))
         for key, out in (
             ("inst/alpha", st.alpha),
             ("inst/update_ratio", st.update_ratio),

@@ -174,7 +174,8 @@ def apply_rules(
         _checked(rules.loss_at_init, profile.loss, num_classes) if profile else None,
         _checked(rules.lr_too_high, run),
         low,
-        _checked(rules.clipping_most_steps, run.clipped if run else [], lr_low=low is not None),
+        _checked(rules.clipping_most_steps, run.clipped if run else [], lr_low=low is not None,
+                 grad_norms=run.grad_norms if run else [], clip_norm=run.clip_norm if run else 0.0),
     ]
     found = [f for f in found if f is not None]
     if not found and run is not None:
