@@ -206,3 +206,17 @@ def test_the_python_api_and_the_show_and_report_commands(tmp_path, capsys):
     assert "<svg" in page and "optim.weight_decay" in page and "http://" not in page.replace("http://www.w3.org", "")
     assert main(["tune", "show", str(tmp_path / "s")]) == 0
     assert "optim.lr" in capsys.readouterr().out
+
+
+def test_an_evaluation_written_as_nan_makes_the_objective_non_finite(tmp_path):
+    """The metrics file writes non-finite values as strings; the objective must read them as
+    the floats they are, or a run that blew up would be judged by its earlier evaluations."""
+    import math
+
+    from trainwell.tune.trial import objective
+
+    rows = [{"step": 10, "eval/accuracy": 0.9}, {"step": 20, "eval/accuracy": "nan"}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    value, step = objective(tmp_path, "eval/accuracy", True, "best")
+    assert math.isnan(value) and step == 20
+    assert objective(tmp_path / "missing", "eval/accuracy", True, "best") == (None, None)

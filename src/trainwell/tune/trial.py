@@ -139,20 +139,11 @@ def _halt_reason(run_dir: Path, message: str) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The rows of a JSON-lines file; a torn last line (a killed writer) is dropped."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    """The rows of a run's JSON-lines file (the sinks' reader: non-finite values back as
+    floats, a torn last line dropped); none when the run never wrote it."""
+    from trainwell.sinks import read_jsonl as read_rows
+
+    return read_rows(path) if path.is_file() else []
 
 
 def elapsed(t0: float) -> float:
