@@ -63,7 +63,7 @@ class WarmupCosine(Schedule):
 class CosineRestarts(Schedule):
     """SGDR (Loshchilov & Hutter 2017): cosine from 1 to ``min_ratio`` over a cycle, then a
     restart at 1; each cycle twice as long as the one before (T_mult = 2), the first of
-    ``first`` steps, so that ``cycles`` cycles fill the run after warmup."""
+    ``first`` steps."""
 
     first: int
     min_ratio: float

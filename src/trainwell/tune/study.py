@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -233,16 +232,16 @@ def state_of(t: FrozenTrial) -> str | None:
     return None
 
 
-def record_of(h: Handle, t: FrozenTrial) -> TrialRecord | None:
+def record_of(h: Handle, t: FrozenTrial, number: int) -> TrialRecord | None:
+    """The trial as the analysis sees it (``number``: its place in the study); None for a
+    slot not started yet."""
     state = state_of(t)
     if state is None:
         return None
     dims = {d.key: d for d in h.study.dims}
     params = {k: config_value(dims[k], v) if k in dims else v for k, v in t.params.items()}
-    slot = t.user_attrs["slot"]
-    rerun_of = t.user_attrs.get("rerun_of")
     return TrialRecord(
-        number=slot if isinstance(slot, int) else _rerun_number(h, slot),
+        number=number,
         state=state,  # type: ignore[arg-type]
         params=params,
         value=t.value if state == "complete" else t.user_attrs.get("last_value"),
@@ -252,19 +251,23 @@ def record_of(h: Handle, t: FrozenTrial) -> TrialRecord | None:
         best_step=t.user_attrs.get("best_step"),
         steps=t.user_attrs.get("steps", h.study.run.train.steps),
         seed=int(t.user_attrs.get("seed", h.study.run.seed)),
-        rerun_of=rerun_of,
+        rerun_of=t.user_attrs.get("rerun_of"),
         duration_s=t.user_attrs.get("duration_s"),
     )
 
 
 def read_view(h: Handle) -> StudyView:
-    records = [r for t in effective_trials(h) if (r := record_of(h, t)) is not None]
+    trials = effective_trials(h)
+    planned = int(h.optuna.user_attrs.get("planned", planned_trials(h.study)))
+    # a search slot is its own number; seed reruns ('3-seed1') are numbered after them, in slot order
+    reruns = sorted((t.user_attrs["slot"] for t in trials if isinstance(t.user_attrs["slot"], str)), key=_slot_key)
+    numbers = {slot: planned + i for i, slot in enumerate(reruns)}
+    records = [r for t in trials if (r := record_of(h, t, numbers.get(t.user_attrs["slot"], t.user_attrs["slot"])))]
     records.sort(key=lambda r: (r.rerun_of is not None, r.number))
     return StudyView(
         name=h.name, study_dir=h.study_dir, metric=h.metric, higher_is_better=h.higher_is_better,
         objective=h.study.tune.objective, dims=list(h.study.searched), scientific=list(h.study.tune.scientific),
-        trials=records, planned=int(h.optuna.user_attrs.get("planned", planned_trials(h.study))),
-        sampler=h.study.tune.sampler,
+        trials=records, planned=planned, sampler=h.study.tune.sampler,
     )
 
 
@@ -277,14 +280,6 @@ def counts(h: Handle) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _rerun_number(h: Handle, slot: str) -> int:
-    """Reruns are numbered after the study's own trials, in slot order."""
-    reruns = sorted((t.user_attrs["slot"] for t in h.optuna.get_trials(deepcopy=False)
-                     if isinstance(t.user_attrs.get("slot"), str)), key=_slot_key)
-    unique = list(dict.fromkeys(reruns))
-    return int(h.optuna.user_attrs.get("planned", 0)) + unique.index(slot)
 
 
 def _slot_key(slot: str) -> tuple[int, int]:
@@ -379,6 +374,3 @@ def _toml(d: dict[str, Any]) -> str:
 
     return tomli_w.dumps(_drop_none(d))
 
-
-def finished(states: Iterable[str]) -> int:
-    return sum(1 for s in states if s in ("complete", "infeasible", "failed", "pruned"))
