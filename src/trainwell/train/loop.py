@@ -349,19 +349,19 @@ def _rollback(st, pilot, ckpt, cfg, verdict, bar, before: int) -> int:  # noqa: 
     """Restore the newest healthy checkpoint older than ``before`` with a lower LR and
     clipping (OPT's recipe). Returns the target's step (the next rollback goes further back)."""
     from_step, lr_before, clip_before = st.step, st.lr_mult, st.clip_mult
-    target = ckpt.rollback(st, pilot, cfg.guards.data_skip, before)  # the restored step
-    if target is None:
+    restored = ckpt.rollback(st, pilot, cfg.guards.data_skip, before)  # the step rolled back to
+    if restored is None:
         ckpt.save(st, pilot, healthy=False)
         raise TrainingHalted(f"{verdict.message or verdict.reason} A rollback was due, but there is no "
                              "healthy checkpoint to roll back to: save more often (checkpoint.every_steps) "
                              "or lower optim.lr.")
     st.lr_mult, st.clip_mult = pilot.rollback_multipliers(lr_before, clip_before)
     st.loader.exclude(frozenset(pilot.quarantine.ids()))
-    pilot.on_rollback(from_step, target, lr_before, st.lr_mult, clip_before, st.clip_mult,
+    pilot.on_rollback(from_step, restored, lr_before, st.lr_mult, clip_before, st.clip_mult,
                       iteration=st.iteration, data_skip=cfg.guards.data_skip, reason=verdict.reason)
-    bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {target}, "
+    bar.log(f"autopilot: {verdict.reason} at step {from_step}; rolled back to step {restored}, "
             f"lr x{st.lr_mult:g}, clip x{st.clip_mult:g}")
-    return target
+    return restored
 
 
 # ---------------------------------------------------------------- helpers
