@@ -55,11 +55,11 @@ def _claim(h: Handle, trial: optuna.Trial) -> bool:
     holds. Otherwise (two workers raced for the last slot, or two reclaimers enqueued one
     slot twice) it is a spare: closed at once and left out of the study's records."""
     slot = trial.user_attrs.get("slot")
-    holders = [t for t in h.optuna.get_trials(deepcopy=False)
-               if t.number != trial.number and t.user_attrs.get("slot") == slot and slot is not None
-               and not t.user_attrs.get("superseded") and not t.user_attrs.get("spare")
-               and t.state != TrialState.WAITING and t.number < trial.number]
-    if slot is None or holders:
+    held = slot is not None and any(
+        t.number < trial.number and t.user_attrs.get("slot") == slot and t.state != TrialState.WAITING
+        and not t.user_attrs.get("superseded") and not t.user_attrs.get("spare")
+        for t in h.optuna.get_trials(deepcopy=False))
+    if slot is None or held:
         trial.set_user_attr("spare", True)
         h.optuna.tell(trial, state=TrialState.FAIL)
         return False
@@ -198,6 +198,8 @@ def _wait_for_study(study_dir: Path, storage_url: str | None, timeout_s: float =
         except ConfigError:
             if time.monotonic() > deadline:
                 raise
+        if time.monotonic() > deadline:  # the study exists but never got its slots
+            raise ConfigError(f"{study_dir}: the study was not made within {timeout_s:g} s")
         time.sleep(0.1)
 
 
