@@ -36,7 +36,8 @@ def collect(root: Path, cfg: BenchConfig, plans: list[StudyPlan]) -> list[dict[s
                 "problem": p.problem.name, "algorithm": p.algorithm, "protocol": cfg.protocol,
                 "schedule": p.schedule, "seed": int(t.params.get("seed", t.seed)), "metric": view.metric,
                 "higher_is_better": view.higher_is_better, "value": _finite(t.value), "state": t.state,
-                "reason": t.reason, "interventions": t.interventions, "params": t.params,
+                "reason": t.reason, "interventions": t.interventions,
+                "interventions_total": t.interventions_total, "params": t.params,
                 "run_dir": t.run_dir, "role": "final" if t.number in final else "search",
                 "trial": t.number, "rerun_of": t.rerun_of, "time_to_target_s": None, "reached": None,
                 "duration_s": t.duration_s, "study": p.study_index,
@@ -96,8 +97,7 @@ def table(rows: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
             "std": statistics.stdev(values) if len(values) > 1 else None,
             "ci": list(bootstrap_ci(values)) if len(values) > 1 else None,
             "infeasible": sum(r["state"] == "infeasible" for r in rs),
-            "interventions": sum(sum(v for k, v in r["interventions"].items() if k != "fp16_overflows")
-                                 for r in rs),
+            "interventions": sum(r["interventions_total"] for r in rs),
             "values": values,
         }
         if protocol == "deepobs":

@@ -16,7 +16,6 @@ from trainwell.bench.config import BenchConfig, StudyPlan, load_bench, plan
 from trainwell.errors import ConfigError
 
 BENCH_FILE = "bench.toml"
-RESULTS = "results"
 
 
 def default_out(name: str) -> Path:
@@ -80,12 +79,11 @@ def _runnable(plans: list[StudyPlan]) -> tuple[list[StudyPlan], list[str]]:
 
 def _run_study(p: StudyPlan, root: Path, workers: int, storage: str | None, tag: str, out: TextIO) -> None:
     from trainwell.tune import load_handle, tune
-    from trainwell.tune.study import counts
 
     d = root / "studies" / p.path
     label = (f"{tag} {p.problem.name} / {p.algorithm}" + (f" / {p.schedule}" if p.path.name == p.schedule else "")
              + (f" / {p.path.name}" if "study" in p.path.name else ""))
-    if d.is_dir() and (d / "study.toml").is_file() and _complete(load_handle(d, storage), p, counts):
+    if d.is_dir() and (d / "study.toml").is_file() and _complete(load_handle(d, storage), p):
         print(f"{label}: done before", file=out, flush=True)
         return
     t0 = time.perf_counter()
@@ -99,12 +97,11 @@ def _run_study(p: StudyPlan, root: Path, workers: int, storage: str | None, tag:
     print(f"{label}: {summary}; {head} ({time.perf_counter() - t0:.1f} s)", file=out, flush=True)
 
 
-def _complete(h: Any, p: StudyPlan, counts: Any) -> bool:
+def _complete(h: Any, p: StudyPlan) -> bool:
+    """Every slot finished, and the seed reruns the protocol asks for made."""
+    from trainwell.tune.study import counts, read_view
+
     c = counts(h)
     if c["waiting"] or c["running"]:
         return False
-    if not p.rerun_seeds:
-        return True
-    from trainwell.tune.study import read_view
-
-    return len(read_view(h).reruns) >= p.rerun_seeds
+    return not p.rerun_seeds or len(read_view(h).reruns) >= p.rerun_seeds
