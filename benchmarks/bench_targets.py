@@ -25,6 +25,7 @@ from pathlib import Path
 from trainwell.bench.algorithms import merged, resolve_algorithm
 from trainwell.bench.config import _schedule
 from trainwell.bench.problems import CPU_SUITE, PROBLEMS
+from trainwell.sinks import METRICS_FILE, read_jsonl
 from trainwell.tune import tune
 
 BASELINES = ("adamw", "nadam", "momentum")
@@ -50,10 +51,8 @@ def set_target(name: str, root: Path, trials: int, seeds: int, workers: int) -> 
     group = [t for t in final.trials if t.number == res.best.number or t.rerun_of == res.best.number]
     values = [t.value for t in group if t.value is not None]
     target = statistics.median(values)
-    times = []  # each run's whole training time: its steps' times (one metrics row per step)
-    for t in group:
-        rows = [json.loads(line) for line in (Path(t.run_dir) / "metrics.jsonl").read_text().splitlines()]
-        times.append(sum(r.get("sys/step_time_s", 0.0) for r in rows))
+    # each run's whole training time: its steps' times (one metrics row per step)
+    times = [sum(r.get("sys/step_time_s", 0.0) for r in read_jsonl(Path(t.run_dir) / METRICS_FILE)) for t in group]
     return {"problem": name, "metric": final.view.metric, "baseline": algorithm, "params": res.best.params,
             "values": values, "target": target, "train_time_s": statistics.median(times),
             "max_runtime_s": round(4 / 3 * statistics.median(times), 1), "trials": trials, "seeds": len(values)}
