@@ -29,11 +29,13 @@ def _dropout(p: float) -> nn.Module:
 
 class CausalSelfAttention(nn.Module):
     def __init__(
-        self, width: int, heads: int, norm: str, qk_norm: bool, bias: bool, dropout: float
+        self, width: int, heads: int, norm: str, qk_norm: bool, bias: bool, dropout: float,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         self.heads = heads
         self.head_dim = width // heads
+        self.scale = scale  # of the logits q.k; None: 1/sqrt(head_dim). muP: 1/head_dim
         self.qkv = feeds(nn.Linear(width, 3 * width, bias=bias), None)
         self.proj = feeds(nn.Linear(width, width, bias=bias), None)
         # QK-norm: normalise each head's queries and keys so attention logits cannot grow
@@ -52,7 +54,8 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True
+            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True,
+            scale=self.scale,
         )  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))  # (B, T, C)
@@ -84,10 +87,11 @@ class Block(nn.Module):
         qk_norm: bool,
         bias: bool,
         dropout: float,
+        attn_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = make_norm(norm, width, bias=bias)
-        self.attn = CausalSelfAttention(width, heads, norm, qk_norm, bias, dropout)
+        self.attn = CausalSelfAttention(width, heads, norm, qk_norm, bias, dropout, attn_scale)
         self.norm2 = make_norm(norm, width, bias=bias)
         self.mlp = FeedForward(width, activation, bias, dropout)
 
@@ -97,7 +101,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token ids (B, T) -> next-token logits (B, T, vocab_size); T <= seq_len."""
+    """Token ids (B, T) -> next-token logits (B, T, vocab_size); T <= seq_len.
+
+    ``attn_scale`` multiplies the attention logits q.k (None: SDPA's 1/sqrt(head_dim));
+    muP passes one proportional to 1/head_dim (Yang et al. 2022, trainwell.mup)."""
 
     def __init__(
         self,
@@ -115,6 +122,7 @@ class GPT(nn.Module):
         tie_embeddings: bool = True,
         init_std: float = 0.02,
         zero_init_residual: bool = True,
+        attn_scale: float | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.seq_len = vocab_size, seq_len
@@ -125,7 +133,8 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(seq_len, width) if pos == "learned" else None
         self.rope = RotaryEmbedding(width // heads, seq_len) if pos == "rope" else None
         self.blocks = nn.ModuleList(
-            Block(width, heads, activation, norm, qk_norm, bias, dropout) for _ in range(depth)
+            Block(width, heads, activation, norm, qk_norm, bias, dropout, attn_scale)
+            for _ in range(depth)
         )
         self.norm_f = make_norm(norm, width, bias=bias)
         self.lm_head = feeds(nn.Linear(width, vocab_size, bias=False), None)
