@@ -27,26 +27,29 @@ def test_event_file_reads_back(tmp_path: Path) -> None:
     assert acc.Scalars("train/grad_norm")[0].value == math.inf
 
 
-def test_crc32c_equals_tensorboards() -> None:
-    """The vectorised CRC32C against tensorboard's reference, on every length class: short
-    (plain loop), one chunk, several chunks, and a remainder under 4 bytes."""
+def test_records_are_framed_as_tensorboards_record_writer_frames_them() -> None:
+    """Byte for byte what tensorboard's own ``RecordWriter`` (with its reference CRC32C)
+    writes, for empty, short, header-sized and long records."""
+    import io
     import random
 
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+    from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from trainwell.sinks.tensorboard import _CHUNK, masked_crc32c
+    from trainwell.sinks.tensorboard import frame, masked_crc32c
 
     rng = random.Random(0)
-    lengths = [*range(0, 40), _CHUNK - 1, _CHUNK, _CHUNK + 1, _CHUNK + 3, _CHUNK + 4, 2 * _CHUNK + 2,
-               2 * _CHUNK + 4, 2 * _CHUNK + 5, 3 * _CHUNK + 3, 3000, 12_345]  # also several whole chunks at once
-    for n in lengths:
+    for n in (0, 1, 7, 8, 9, 100, 511, 512, 4097):
         data = bytes(rng.randrange(256) for _ in range(n))
         assert masked_crc32c(data) == reference(data), n
+        theirs = io.BytesIO()
+        RecordWriter(theirs).write(data)
+        assert frame(data) == theirs.getvalue(), n
 
 
 def test_many_writes_and_a_long_event_read_back(tmp_path: Path) -> None:
     sink = TensorBoardSink(tmp_path / "tb")
-    wide = {f"group/metric_{i:03d}": float(i) for i in range(100)}  # an event over several CRC chunks
+    wide = {f"group/metric_{i:03d}": float(i) for i in range(100)}  # one long event
     for step in range(1, 51):
         sink.write(step, {"train/loss": 1.0 / step})
     sink.write(60, wide)
@@ -60,25 +63,28 @@ def test_many_writes_and_a_long_event_read_back(tmp_path: Path) -> None:
     assert acc.Scalars("group/metric_099")[0].value == 99.0
 
 
-def test_hand_encoded_event_equals_protobufs() -> None:
-    """The Summary laid out once per key set and filled per write is byte for byte what
-    protobuf serialises: odd key lengths (a 2-byte varint), values out of float32 range,
-    NaN, -0.0, numpy and 0-d tensor scalars, step 0 (left out) and a large step."""
+def test_values_read_back_as_float32_with_their_tags(tmp_path: Path) -> None:
+    """Odd key lengths (a 2-byte length prefix), non-ASCII keys, values beyond float32
+    (inf), NaN, -0.0, numpy and 0-d tensor scalars, step 0 and a step beyond 32 bits."""
     import numpy as np
     import torch
-    from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from trainwell.sinks.tensorboard import SummaryLayout, event_bytes
-
-    keys = ("a", "train/loss", "x" * 200, "inst/métrique", "big", "nan", "neg0", "np", "t")
-    layout = SummaryLayout(keys)
-    for step, scale in ((0, 1.0), (7, 2.0), (2**40 + 3, -3.5)):
-        values = [1.5 * scale, 0.25, 3e-3, scale, 1e39, math.nan, -0.0, np.float32(scale), torch.tensor(scale)]
-        ours = event_bytes(1234.5, step, layout.fill(values))
-        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in zip(keys, values, strict=True)])
-        theirs = Event(wall_time=1234.5, step=step, summary=summary).SerializeToString()
-        assert ours == theirs, step
+    keys = ("a", "x" * 200, "inst/métrique", "big", "nan", "neg0", "np", "t")
+    sink = TensorBoardSink(tmp_path / "tb")
+    steps = (0, 7, 2**40 + 3)
+    for step in steps:
+        sink.write(step, dict(zip(keys, (1.5, 3e-3, -3.5, 1e39, math.nan, -0.0, np.float32(2.5),
+                                         torch.tensor(0.25)), strict=True)))
+    sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert set(acc.Tags()["scalars"]) == set(keys)
+    got = {k: [e.value for e in acc.Scalars(k)] for k in keys}
+    assert [e.step for e in acc.Scalars("a")] == list(steps)
+    assert got["a"] == [1.5] * 3 and got["np"] == [2.5] * 3 and got["t"] == [0.25] * 3
+    assert got["x" * 200] == [float(np.float32(3e-3))] * 3 and got["inst/métrique"] == [-3.5] * 3
+    assert got["big"] == [math.inf] * 3 and all(math.isnan(v) for v in got["nan"])
+    assert all(v == 0.0 and math.copysign(1.0, v) < 0 for v in got["neg0"])
 
 
 def test_wide_write_reads_back_with_the_same_keys_twice(tmp_path: Path) -> None:
@@ -95,14 +101,9 @@ def test_wide_write_reads_back_with_the_same_keys_twice(tmp_path: Path) -> None:
     assert acc.Scalars("train/loss")[0].value == 0.5
 
 
-def test_alternating_key_sets_keep_their_own_layouts(tmp_path: Path, monkeypatch) -> None:
-    """A run alternates the log steps' keys with a measurement's: each set is laid out
-    once, and every write reads back with its own values."""
-    from trainwell.sinks import tensorboard
-
-    made = []
-    layout = tensorboard.SummaryLayout
-    monkeypatch.setattr(tensorboard, "SummaryLayout", lambda keys: made.append(keys) or layout(keys))
+def test_alternating_key_sets_read_back_each_with_its_own_values(tmp_path: Path) -> None:
+    """A run alternates the log steps' keys with a measurement's: every write reads back
+    with its own values, and the keys of one write do not leak into another's."""
     sink = TensorBoardSink(tmp_path / "tb")
     log = {"train/loss": 0.0, "train/lr": 0.0}
     wide = {**log, **{f"inst/m{i:03d}": 0.0 for i in range(50)}}
@@ -110,7 +111,6 @@ def test_alternating_key_sets_keep_their_own_layouts(tmp_path: Path, monkeypatch
         keys = wide if step % 4 == 0 else log
         sink.write(step, {k: step + i / 8 for i, k in enumerate(keys)})
     sink.close()
-    assert made == [tuple(log), tuple(wide)]
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("train/lr")] == [(s, s + 0.125) for s in range(1, 13)]
