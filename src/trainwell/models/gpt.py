@@ -47,8 +47,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rope: Rope) -> Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, D) each
+        # the qkv rows are grouped by head, [q_h, k_h, v_h] for h = 0..H-1 (Megatron-LM's
+        # layout): a tensor-parallel rank holding a contiguous block of rows then holds whole
+        # heads, and -1 is its number of heads (all of them in one process; dist/tensor.py)
+        qkv = self.qkv(x).view(B, T, -1, 3, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # (B, H, T, D) each
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
@@ -57,7 +60,7 @@ class CausalSelfAttention(nn.Module):
             q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=True,
             scale=self.scale,
         )  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, C), or C / tp on a tensor-parallel rank
         return self.resid_drop(self.proj(y))  # (B, T, C)
 
 
