@@ -95,6 +95,10 @@ class RunConfig(Section):
                 f"train.accumulate ({self.train.accumulate}) must be <= train.batch_size "
                 f"({self.train.batch_size}): batch_size is the whole update, split into accumulate micro-batches"
             )
+        if self.model.parametrization == "mup":
+            from trainwell.mup.optim import optimizer_problems
+
+            problems += optimizer_problems(self.optim.name)
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -40,6 +40,15 @@ def build_model(cfg: ModelConfig, spec: ModelSpec) -> nn.Module:
             "model.kind 'quadratic' is built by the quadratic task (task.name = 'quadratic'); "
             f"build_model makes: {', '.join(MODELS.names())}"
         )
+    if cfg.parametrization == "mup":  # the same model, put in muP relative to its base width
+        from trainwell.mup import parametrize
+
+        return parametrize(lambda w: _build_sp(cfg.model_copy(update={"width": w}), spec),
+                           cfg.width, cfg.mup_base_width)
+    return _build_sp(cfg, spec)
+
+
+def _build_sp(cfg: ModelConfig, spec: ModelSpec) -> nn.Module:
     model = MODELS.get(cfg.kind)(cfg, spec)
     return apply_init(model, cfg.init, cfg.init_std, cfg.relu_bias, activation=cfg.activation)
 
@@ -161,7 +170,18 @@ def _build_gpt(cfg: ModelConfig, spec: ModelSpec) -> nn.Module:
         tie_embeddings=cfg.tie_embeddings,
         init_std=cfg.init_std,
         zero_init_residual=cfg.zero_init_residual,
+        attn_scale=_mup_attention_scale(cfg),
     )
+
+
+def _mup_attention_scale(cfg: ModelConfig) -> float | None:
+    """muP scales attention logits by 1/head_dim, not 1/sqrt(head_dim) (Yang et al. 2022:
+    queries and keys become correlated during training, so q.k grows like head_dim). Written
+    sqrt(d_base)/d as the mup package's 8/d: equal to SP's 1/sqrt(d) at the base width."""
+    if cfg.parametrization != "mup":
+        return None
+    d, d_base = cfg.width // cfg.heads, cfg.mup_base_width // cfg.heads
+    return math.sqrt(d_base) / d
 
 
 @MODELS.register("vae", "variational autoencoder, Gaussian or vector-quantised latent")

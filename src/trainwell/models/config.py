@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from trainwell.section import Section
 
@@ -59,3 +59,29 @@ class ModelConfig(Section):
     """Number of codes in the vq bottleneck."""
     commitment: float = Field(0.25, ge=0.0)
     """Commitment loss weight of the vq bottleneck (van den Oord et al. 2017 use 0.25)."""
+    parametrization: Literal["sp", "mup"] = "sp"
+    """sp: the standard parametrization (the model's own init, one learning rate); mup: muP (Yang et al. 2022) relative to mup_base_width, so that the learning rate and init tuned at that width hold at any width (mlp, cnn, gpt; see docs/mup.md). sp by default: muP pays off when tuning small and training wide."""
+    mup_base_width: int = Field(128, ge=1)
+    """The width at which muP equals sp (width multiplier m = width / mup_base_width): tune there. 128 is the built-in tasks' default width, whose default learning rates then carry over to wider models."""
+
+    @model_validator(mode="after")
+    def _mup_fits(self) -> ModelConfig:
+        if self.parametrization != "mup":
+            return self
+        problems = []
+        if self.kind not in MUP_KINDS:
+            problems.append(f"model.parametrization = 'mup' is built for model.kind in {', '.join(MUP_KINDS)}; "
+                            f"got {self.kind!r}")
+        if self.kind == "gpt" and self.mup_base_width % self.heads:
+            problems.append(f"model.mup_base_width ({self.mup_base_width}) must be divisible by model.heads "
+                            f"({self.heads}): muP builds the gpt at that width to read its shapes")
+        elif self.kind == "gpt" and self.pos == "rope" and (self.mup_base_width // self.heads) % 2:
+            problems.append(f"model.mup_base_width / model.heads = {self.mup_base_width // self.heads} must be "
+                            "even for model.pos = 'rope' (muP builds the gpt at the base width)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+MUP_KINDS = ("mlp", "cnn", "gpt")
+"""Reference models whose muP is tested (tests/mup)."""

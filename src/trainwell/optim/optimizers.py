@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from trainwell.errors import ConfigError
+from trainwell.mup import mup_groups, spec_of
 from trainwell.optim.config import OptimConfig
 from trainwell.optim.groups import output_head_parameter_ids, param_groups
 from trainwell.registry import Registry
@@ -37,13 +38,17 @@ OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", "optim.name")
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module, steps: int | None = None) -> torch.optim.Optimizer:
     """The optimizer ``cfg.name`` over ``model``'s trainable parameters, weight decay on
-    matrices only (see ``groups.py``), with ``initial_lr`` set on every group.
+    matrices only (see ``groups.py``), with ``initial_lr`` set on every group. A model in
+    muP (``trainwell.mup``) gets its groups split by role, each with its own lr.
 
     Optimizers with ``train()``/``eval()`` methods (schedule-free) are returned in train
     mode; the loop calls ``eval()`` before evaluating or checkpointing and ``train()``
     after, whenever the optimizer has them.
     """
     groups = param_groups(model, cfg.weight_decay)
+    spec = spec_of(model)
+    if spec is not None:  # muP: a group per role, each with its own lr (trainwell.mup)
+        groups = mup_groups(groups, model, spec, cfg.name, cfg.lr, cfg.eps)
     if ":" in cfg.name:
         optimizer = submission_optimizer(cfg, groups, steps)
     else:
