@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "fit": "trainwell.api",
+    "diagnose": "trainwell.diagnose",
     "train": "trainwell.api",
     "tune": "trainwell.tune",
     "FunctionTask": "trainwell.api",
@@ -45,6 +46,7 @@ __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "TaskError",
     "TrainingHalted",
     "TrainwellError",
+    "diagnose",
     "fit",
     "load_config",
     "train",
@@ -71,4 +73,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainwell' has no attribute {name!r}")
+    if name == "diagnose":  # the package is the callable (diagnose/__init__.py says why)
+        return importlib.import_module(module)
     return getattr(importlib.import_module(module), name)

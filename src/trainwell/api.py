@@ -1,10 +1,12 @@
 """The Python API: ``trainwell.fit(model, data, loss_fn, config)`` for any nn.Module and the
 data where the user has it (a Dataset, a DataLoader, any iterable of batches, tensors or
-numpy arrays, an HF dataset: data/source.py), and ``trainwell.train(config)`` for a
-RunConfig/TOML."""
+numpy arrays, an HF dataset: data/source.py), ``trainwell.diagnose(model, data, loss_fn)``
+for the same three, and ``trainwell.train(config)`` for a RunConfig/TOML."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from trainwell.config import RunConfig, load_config
+from trainwell.errors import ConfigError, TaskError
+from trainwell.sinks.console import quiet
 from trainwell.tasks.base import LossOutput, MetricSums, Task
 from trainwell.train.loop import RunResult, run
+from trainwell.train.rundir import record_model
 
 MetricFn = Callable[[Any, Any], Tensor]
 Data = Any
@@ -22,13 +27,41 @@ Data = Any
 tensor or numpy array, a tuple or dict of them, or an HF ``datasets.Dataset``."""
 
 
+LOSS_FORMS = (
+    "loss_fn(outputs, targets), called as loss_fn(model(inputs), targets) for (inputs, targets) batches",
+    "loss_fn(model, batch), called with the model and the whole batch: for every other batch, and for any "
+    "batch when loss_fn's first parameter is named 'model' or annotated nn.Module",
+)
+"""The two forms of a loss function fit() and diagnose() accept, as the error message names them."""
+
+
+def takes_model(loss_fn: Callable[..., Any]) -> bool:
+    """True when ``loss_fn`` is written ``loss_fn(model, batch)``: its first parameter is named
+    ``model`` or annotated as an nn.Module. The name decides, not a trial call, so that a loss
+    is never run twice or scored in the wrong form by accident."""
+    try:
+        params = list(inspect.signature(loss_fn).parameters.values())
+    except (TypeError, ValueError):  # builtins and C functions without a signature
+        return False
+    if not params:
+        return False
+    first = params[0]
+    annotation = first.annotation
+    if isinstance(annotation, str):
+        return first.name == "model" or annotation.split(".")[-1] in ("Module", "nn.Module")
+    return first.name == "model" or (isinstance(annotation, type) and issubclass(annotation, nn.Module))
+
+
 class FunctionTask(Task):
     """A Task around a user's model, dataset and loss function.
 
     Batches that are ``(inputs, targets)`` pairs are scored with ``loss_fn(model(inputs),
-    targets)``; any other batch (a dict, a single tensor...) with ``loss_fn(model, batch)``.
-    ``loss_fn`` returns the mean over the batch (PyTorch's default reduction); the step
-    weights each micro-batch by its number of samples, so accumulation equals the full batch.
+    targets)``; any other batch (a dict, a single tensor...), and every batch when
+    ``loss_fn``'s first parameter is named ``model`` (takes_model), with ``loss_fn(model,
+    batch)``. ``loss_fn`` returns the mean over the batch (PyTorch's default reduction); the
+    step weights each micro-batch by its number of samples, so accumulation equals the full
+    batch. A loss function that fails on the first batch with a TypeError, ValueError or
+    AttributeError (the signs of the other form) is reported as a TaskError naming both forms.
     """
 
     name = "fit"
@@ -46,6 +79,9 @@ class FunctionTask(Task):
         self._eval, self._metrics = eval_data, dict(metrics or {})
         self.metric = next(iter(self._metrics), "loss")
         self.higher_is_better = higher_is_better
+        self.model_form = takes_model(loss_fn)
+        """True: loss_fn(model, batch) for every batch; False: loss_fn(outputs, targets) for pairs."""
+        self._called = False
 
     def build_model(self) -> nn.Module:
         return self.model
@@ -62,24 +98,39 @@ class FunctionTask(Task):
             return model(x), y, _batch_len(y)
         return None
 
+    def _score(self, model: nn.Module, batch: Any, pair: tuple[Any, Any, int] | None) -> Tensor:
+        """The mean loss of the batch in the form loss_fn is written in."""
+        with_model = pair is None or self.model_form
+        if self._called:
+            return self.loss_fn(model, batch) if with_model else self.loss_fn(pair[0], pair[1])  # type: ignore[index]
+        try:
+            mean = self.loss_fn(model, batch) if with_model else self.loss_fn(pair[0], pair[1])  # type: ignore[index]
+        except (TypeError, ValueError, AttributeError) as e:  # the other form's usual failures
+            called = "loss_fn(model, batch)" if with_model else "loss_fn(outputs, targets)"
+            raise TaskError(
+                f"loss_fn failed on the first batch, called as {called}: {type(e).__name__}: {e}. "
+                f"trainwell accepts two forms: {'; or '.join(LOSS_FORMS)}."
+            ) from e
+        self._called = True
+        return mean
+
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
-        pair = self._outputs(model, batch)
-        if pair is not None:
-            out, y, n = pair
-            mean = self.loss_fn(out, y)
-        else:
-            mean, n = self.loss_fn(model, batch), _batch_len(batch)
-        count = float(n)
+        pair = None if self.model_form else self._outputs(model, batch)
+        mean = self._score(model, batch, pair)
+        count = float(pair[2] if pair is not None else _batch_len(batch))
         return LossOutput(sum=mean * count, count=count)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         pair = self._outputs(model, batch)
+        if pair is None or self.model_form:  # the loss as loss_fn(model, batch) computes it
+            scored = self.loss(model, batch)
+            result: MetricSums = {"loss": (scored.sum.detach().cpu(), torch.tensor(scored.count))}
         if pair is None:
-            out = self.loss(model, batch)
-            return {"loss": (out.sum, out.count)}
+            return result
         out, y, n = pair
         count = torch.tensor(float(n))
-        result = {"loss": (self.loss_fn(out, y).detach().cpu() * count, count)}
+        if not self.model_form:
+            result = {"loss": (self._score(model, batch, pair).detach().cpu() * count, count)}
         for name, fn in self._metrics.items():
             result[name] = (fn(out, y).detach().float().cpu() * count, count)
         return result
@@ -96,6 +147,7 @@ def fit(
     higher_is_better: bool = False,
     run_dir: str | Path | None = None,
     progress: bool | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train ``model`` on ``train_data`` with ``loss_fn`` and trainwell's defaults.
 
@@ -104,11 +156,61 @@ def fit(
     batch of ``train.batch_size`` at a time; a DataLoader or any iterable of batches, used as
     its batches come (docs/training.md says how each resumes).
     ``config``: a RunConfig, a nested dict such as ``{"train": {"steps": 200}}``, or a TOML
-    path. Returns a RunResult with the final metrics and the run directory; the model is
-    trained in place."""
+    path. ``loss_fn``: ``loss_fn(outputs, targets)`` or ``loss_fn(model, batch)`` (FunctionTask
+    says which is used when). ``progress``: None follows ``log.progress`` (a bar on a terminal,
+    plain lines otherwise); False prints nothing (warnings still go to the 'trainwell' logger).
+    ``resume``: continue from the newest valid checkpoint in ``run_dir`` (model, optimizer,
+    schedule, data position, RNG); with none there yet, start from the beginning.
+    Returns a RunResult with the final metrics and the run directory; the model is trained in
+    place. The run's summary.json and report describe ``model`` (its class and parameters)."""
+    if resume and run_dir is None:
+        raise ConfigError("fit(resume=True) needs run_dir: the run directory to continue")
     cfg = _as_config(config)
     task = FunctionTask(model, train_data, loss_fn, eval_data, metrics, higher_is_better)
-    return run(cfg, task=task, run_dir=run_dir, progress=progress)
+    if resume:
+        from trainwell.train.checkpointing import restart_if_no_checkpoint
+
+        restart_if_no_checkpoint(Path(run_dir))  # type: ignore[arg-type]
+    silence = quiet() if progress is False else contextlib.nullcontext()
+    out_dir: list[Path] = []
+    try:
+        with silence:
+            result = run(cfg, task=task, run_dir=run_dir, progress=progress, resume=resume)
+        out_dir.append(result.run_dir)
+        return result
+    finally:
+        where = out_dir[0] if out_dir else (Path(run_dir) if run_dir is not None else None)
+        if where is not None:
+            record_model(where, model)
+
+
+def diagnose(
+    model: nn.Module,
+    train_data: Data,
+    loss_fn: Callable[..., Tensor],
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    eval_data: Data | None = None,
+    metrics: Mapping[str, MetricFn] | None = None,
+    run_dir: str | Path | None = None,
+    steps: int = 50,
+    progress: bool = False,
+) -> Any:
+    """``trainwell diagnose`` for the arguments of fit(): probe ``model``, ``train_data`` and
+    ``loss_fn`` (with ``config``'s optimizer, LR, batch size...) and return the Diagnosis (its
+    ``findings``, worst first; ``render(d)`` or ``print(d)`` puts them in words). ``model`` is
+    left as it was. ``eval_data`` is checked against ``train_data`` (shared samples, other input
+    statistics). ``progress``: False prints nothing while probing."""
+    from trainwell.diagnose.run import diagnose as run_diagnosis
+
+    if steps < 10:
+        raise ConfigError(f"steps must be >= 10 (the short run measures every steps/5 steps), got {steps}")
+    cfg = _as_config(config)
+    task = FunctionTask(model, train_data, loss_fn, eval_data, metrics)
+    with quiet() if not progress else contextlib.nullcontext():
+        d = run_diagnosis(cfg, task=task, run_dir=run_dir, steps=steps)
+    record_model(d.run_dir, model)
+    return d
 
 
 def train(

@@ -1,6 +1,8 @@
 """``trainwell resume RUN_DIR [--max-restarts K] [--nproc N]``: continue a run exactly where
 its newest valid checkpoint left it, with the run's own config and, unless ``--nproc`` says
-otherwise, as many processes as it last ran with (``env.json``)."""
+otherwise, as many processes as it last ran with (``env.json``). A run killed before its
+first checkpoint starts again from step 0 with its saved config (as ``trainwell train
+--resume`` does); one whose checkpoints are all damaged is refused with the reasons."""
 
 from __future__ import annotations
 
@@ -57,8 +59,10 @@ def handle(args: argparse.Namespace) -> int:
         child += [x for o in overrides for x in ("--set", o)]
         return launch(nproc, args.max_restarts, child)
     if args.max_restarts:
+        from trainwell.train.checkpointing import restart_if_no_checkpoint
         from trainwell.train.supervise import supervise
 
+        restart_if_no_checkpoint(run_dir)  # killed before the first checkpoint: its rows are logged again
         child = ["train", str(config)] + [x for o in overrides for x in ("--set", o)]
         return supervise(child, run_dir, args.max_restarts)
     _newest(run_dir)
@@ -67,11 +71,16 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _newest(run_dir: Path) -> None:
-    """Refuse early, with the reasons, when the run has no valid checkpoint."""
+    """Refuse early, with the reasons, when the run's checkpoints are all damaged; when it has
+    none at all (killed before the first), say that it starts again from step 0."""
     from trainwell.checkpoint import CheckpointStore
     from trainwell.errors import CheckpointError
+    from trainwell.train.checkpointing import restart_if_no_checkpoint
 
+    if restart_if_no_checkpoint(run_dir):
+        print(f"trainwell: {run_dir} has no checkpoint yet (stopped before the first): starting it again "
+              "from step 0 with its saved config.toml", flush=True)
+        return
     info, skipped = CheckpointStore(run_dir / "checkpoints").latest_valid()
     if info is None:
-        detail = ("; ".join(skipped)) if skipped else "there are none"
-        raise CheckpointError(f"{run_dir}: no valid checkpoint to resume from ({detail})")
+        raise CheckpointError(f"{run_dir}: no valid checkpoint to resume from ({'; '.join(skipped)})")

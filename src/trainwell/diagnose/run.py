@@ -65,6 +65,9 @@ class Diagnosis:
     not_checked: list[str] = field(default_factory=list)
     """Probes that could not run, each with why."""
 
+    def __str__(self) -> str:
+        return render(self)
+
 
 def diagnose(
     cfg: RunConfig,

@@ -58,6 +58,11 @@ def header_facts(data: RunData) -> list[tuple[str, list[tuple[str, str]]]]:
     model = _get(c, "model", "kind")
     size = _parts(*[(k, _get(c, "model", k)) for k in ("depth", "width")],
                   ("heads", _get(c, "model", "heads") if model == "gpt" else None))
+    if isinstance(s.get("model"), Mapping):  # a user's model (trainwell.fit): its class, not the config's [model]
+        n = s["model"].get("parameters")
+        model, size = s["model"].get("class"), (f"{fmt(n)} parameters" if isinstance(n, int) else "")
+    elif _get(c, "task", "name") == "fit":
+        model = None  # a fit() run from before summary.json named its model: [model] was not used
     betas = _get(c, "optim", "betas")
     accumulate = _get(c, "train", "accumulate")
     batch = _get(c, "train", "batch_size")

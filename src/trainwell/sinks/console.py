@@ -7,7 +7,11 @@ never floods a terminal or a log file.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TextIO
 
 from rich.console import Console
@@ -22,6 +26,23 @@ from rich.progress import (
 
 REFRESH_PER_SECOND = 10
 """Redraws per second: smooth to the eye, negligible cost (rich's default)."""
+
+_QUIET: ContextVar[bool] = ContextVar("trainwell_console_quiet", default=False)
+_log = logging.getLogger("trainwell")
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Progress made within it prints nothing, neither the bar nor the start, evaluation and
+    end lines (``trainwell.fit(progress=False)``); its lines go to the 'trainwell' logger
+    instead, warnings at WARNING (Python's logging shows those on stderr when nothing else is
+    configured), the rest at INFO. ``log.progress = "off"`` keeps the plain lines: a log file
+    of a CLI run wants them."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
 
 
 def progress_enabled(setting: str, stream: TextIO | None = None) -> bool:
@@ -54,7 +75,8 @@ class ConsoleProgress:
         self.enabled = enabled
         self.unit = unit
         self._progress: Progress | None = None
-        if not enabled:
+        self.quiet = _QUIET.get()
+        if not enabled or self.quiet:
             return
         self._progress = Progress(
             TextColumn("step"),
@@ -82,7 +104,9 @@ class ConsoleProgress:
 
     def log(self, message: str) -> None:
         """A line above the bar (evaluations, guard interventions), or a plain print."""
-        if self._progress is None:
+        if self.quiet:
+            _log.log(logging.WARNING if message.startswith("warning") else logging.INFO, message)
+        elif self._progress is None:
             print(message, flush=True)
         else:
             self._progress.console.print(message, highlight=False, markup=False)

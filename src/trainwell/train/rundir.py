@@ -36,6 +36,30 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def describe_model(model: torch.nn.Module) -> dict[str, Any]:
+    """The model as a run's summary.json and report name it: its class (module.QualName) and
+    parameter counts."""
+    params = list(model.parameters())
+    cls = type(model)
+    return {
+        "class": cls.__qualname__ if cls.__module__ in ("builtins", "__main__") else f"{cls.__module__}.{cls.__qualname__}",
+        "parameters": sum(p.numel() for p in params),
+        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+    }
+
+
+def record_model(run_dir: Path, model: torch.nn.Module) -> None:
+    """Add ``"model": describe_model(model)`` to the run's summary.json (a run of a user's
+    model: its config's [model] section describes a built-in model it does not use)."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    if isinstance(summary, dict):
+        write_json(path, {**summary, "model": describe_model(model)})
+
+
 def environment(seed: int, device: torch.device, precision: str) -> dict[str, Any]:
     import numpy
 
