@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from trainwell.diagnose import rules
+from trainwell.diagnose import rules, rules_data, rules_train
 from trainwell.diagnose.findings import Finding, write_findings
 from trainwell.diagnose.probes import ActivationLayer, InputStats, WeightedLayer
 from trainwell.diagnose.probes_train import BatchNormCheck, OverfitResult, RunStats
@@ -89,12 +89,12 @@ def stats(mean: float, std: float, offset: float) -> InputStats:
 
 
 def test_inputs() -> None:
-    assert rules.inputs_not_scaled(stats(0.0, 1.0, 0.1)) is None
-    assert rules.inputs_not_scaled(stats(0.0, 250.0, 0.1)).id == "inputs_not_scaled"  # type: ignore[union-attr]
-    assert rules.inputs_not_scaled(stats(0.0, 0.001, 0.1)) is not None
-    assert rules.inputs_not_centred(stats(0.0, 1.0, 0.1)) is None
-    assert rules.inputs_not_centred(stats(0.3, 0.37, 1.48)).id == "inputs_not_centred"  # type: ignore[union-attr]
-    assert rules.inputs_not_scaled(None) is None and rules.inputs_not_centred(None) is None
+    assert rules_data.inputs_not_scaled(stats(0.0, 1.0, 0.1)) is None
+    assert rules_data.inputs_not_scaled(stats(0.0, 250.0, 0.1)).id == "inputs_not_scaled"  # type: ignore[union-attr]
+    assert rules_data.inputs_not_scaled(stats(0.0, 0.001, 0.1)) is not None
+    assert rules_data.inputs_not_centred(stats(0.0, 1.0, 0.1)) is None
+    assert rules_data.inputs_not_centred(stats(0.3, 0.37, 1.48)).id == "inputs_not_centred"  # type: ignore[union-attr]
+    assert rules_data.inputs_not_scaled(None) is None and rules_data.inputs_not_centred(None) is None
 
 
 def test_loss_at_init() -> None:
@@ -105,33 +105,33 @@ def test_loss_at_init() -> None:
 
 
 def test_lr_too_high() -> None:
-    assert rules.lr_too_high(run(losses=HEALTHY_LOSSES, alpha=[0.1, 0.3, -0.2])) is None
-    spike = rules.lr_too_high(run(losses=[2.3, 9.0, 4.0] + HEALTHY_LOSSES[20:]))
+    assert rules_train.lr_too_high(run(losses=HEALTHY_LOSSES, alpha=[0.1, 0.3, -0.2])) is None
+    spike = rules_train.lr_too_high(run(losses=[2.3, 9.0, 4.0] + HEALTHY_LOSSES[20:]))
     assert spike is not None and spike.id == "lr_too_high" and "rose" in spike.evidence["why"]
-    assert rules.lr_too_high(run(losses=HEALTHY_LOSSES, alpha=[1.5, 2.0, 1.2, 0.9])) is not None
-    assert rules.lr_too_high(run(losses=[2.3, 2.2, math.nan], status="halted")) is not None
+    assert rules_train.lr_too_high(run(losses=HEALTHY_LOSSES, alpha=[1.5, 2.0, 1.2, 0.9])) is not None
+    assert rules_train.lr_too_high(run(losses=[2.3, 2.2, math.nan], status="halted")) is not None
     # plain SGD beyond the edge of stability: sharpness 300 > 2 / 0.1
-    assert rules.lr_too_high(run(losses=HEALTHY_LOSSES, lr=0.1, sharpness=[300.0])) is not None
-    assert rules.lr_too_high(run(losses=HEALTHY_LOSSES, lr=0.1, sharpness=[10.0])) is None
+    assert rules_train.lr_too_high(run(losses=HEALTHY_LOSSES, lr=0.1, sharpness=[300.0])) is not None
+    assert rules_train.lr_too_high(run(losses=HEALTHY_LOSSES, lr=0.1, sharpness=[10.0])) is None
 
 
 def test_lr_too_low() -> None:
     flat = [2.3] * 40
-    assert rules.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4, alpha=[-0.99, -0.98, -1.0])) is not None
-    assert rules.lr_too_low(run(losses=HEALTHY_LOSSES, update_ratio=[1e-2] * 4, alpha=[0.1, 0.2])) is None
+    assert rules_train.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4, alpha=[-0.99, -0.98, -1.0])) is not None
+    assert rules_train.lr_too_low(run(losses=HEALTHY_LOSSES, update_ratio=[1e-2] * 4, alpha=[0.1, 0.2])) is None
     # tiny updates but steps that reach the valley floor: a converged run, not a slow one
-    assert rules.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4, alpha=[0.0, 0.1])) is None
+    assert rules_train.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4, alpha=[0.0, 0.1])) is None
     # without Alpha: a loss that barely moves
-    assert rules.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4)) is not None
-    assert rules.lr_too_low(run(losses=HEALTHY_LOSSES, update_ratio=[1e-6] * 4)) is None
+    assert rules_train.lr_too_low(run(losses=flat, update_ratio=[1e-6] * 4)) is not None
+    assert rules_train.lr_too_low(run(losses=HEALTHY_LOSSES, update_ratio=[1e-6] * 4)) is None
 
 
 def test_batch_vs_noise() -> None:
-    assert rules.batch_vs_noise(64, 43.0) is None
-    assert rules.batch_vs_noise(1024, 25.0).id == "batch_above_noise"  # type: ignore[union-attr]
-    assert rules.batch_vs_noise(2, 100.0).id == "batch_below_noise"  # type: ignore[union-attr]
-    assert rules.batch_vs_noise(2, -5.0).id == "batch_below_noise"  # type: ignore[union-attr]
-    assert rules.batch_vs_noise(64, None) is None
+    assert rules_train.batch_vs_noise(64, 43.0) is None
+    assert rules_train.batch_vs_noise(1024, 25.0).id == "batch_above_noise"  # type: ignore[union-attr]
+    assert rules_train.batch_vs_noise(2, 100.0).id == "batch_below_noise"  # type: ignore[union-attr]
+    assert rules_train.batch_vs_noise(2, -5.0).id == "batch_below_noise"  # type: ignore[union-attr]
+    assert rules_train.batch_vs_noise(64, None) is None
 
 
 def test_cannot_overfit() -> None:
@@ -149,21 +149,21 @@ def test_batchnorm_mode() -> None:
 
 
 def test_clipping() -> None:
-    assert rules.clipping_most_steps([1.0] * 10 + [0.0] * 30) is None  # the first steps clip more
-    assert rules.clipping_most_steps([1.0] * 40).id == "clipping_most_steps"  # type: ignore[union-attr]
-    assert rules.clipping_most_steps([1.0] * 40, lr_low=True) is None
+    assert rules_train.clipping_most_steps([1.0] * 10 + [0.0] * 30) is None  # the first steps clip more
+    assert rules_train.clipping_most_steps([1.0] * 40).id == "clipping_most_steps"  # type: ignore[union-attr]
+    assert rules_train.clipping_most_steps([1.0] * 40, lr_low=True) is None
 
 
 def test_clipping_that_only_trims_is_low_and_heavy_clipping_medium() -> None:
     """The false alarm of a healthy small model clipping every step at the default 1.0 by a
     factor of ~1.5: low. A median norm 10x the threshold: the step is cut 10x, medium."""
-    trims = rules.clipping_most_steps([1.0] * 40, grad_norms=[1.5] * 40, clip_norm=1.0)
+    trims = rules_train.clipping_most_steps([1.0] * 40, grad_norms=[1.5] * 40, clip_norm=1.0)
     assert trims is not None and trims.severity == "low" and "shrinking the gradient 1.5x" in trims.title
-    heavy = rules.clipping_most_steps([1.0] * 40, grad_norms=[10.0] * 40, clip_norm=1.0)
+    heavy = rules_train.clipping_most_steps([1.0] * 40, grad_norms=[10.0] * 40, clip_norm=1.0)
     assert heavy is not None and heavy.severity == "medium"
     assert heavy.evidence["median gradient norm / clip.max_norm on clipped steps"] == 10.0
     # only the clipped steps of the second half count
-    mixed = rules.clipping_most_steps([0.0] * 20 + [1.0] * 20, grad_norms=[50.0] * 20 + [2.0] * 20, clip_norm=1.0)
+    mixed = rules_train.clipping_most_steps([0.0] * 20 + [1.0] * 20, grad_norms=[50.0] * 20 + [2.0] * 20, clip_norm=1.0)
     assert mixed is not None and mixed.severity == "low"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from trainwell.config import RunConfig
-from trainwell.diagnose import rules
+from trainwell.diagnose import rules, rules_data, rules_train
 from trainwell.diagnose.findings import Finding, sort_findings, write_findings
 from trainwell.diagnose.probes import (
     DepthProfile,
@@ -164,7 +164,7 @@ def apply_rules(
     dead_later = run.dead_frac if run else []
     sat_later = run.saturated_frac if run else []
     acts, weighted = (profile.activations, profile.weighted) if profile else ([], [])
-    low = _checked(rules.lr_too_low, run)
+    low = _checked(rules_train.lr_too_low, run)
     found = [
         _checked(rules.cannot_overfit, overfit),
         _checked(rules.batchnorm_mode, bn),
@@ -172,19 +172,19 @@ def apply_rules(
         _checked(rules.init_scale, acts, weighted),
         _checked(rules.saturation, acts, sat_later),
         _checked(rules.dead_relus, acts, dead_later),
-        _checked(rules.inputs_not_scaled, inputs),
-        _checked(rules.inputs_not_centred, inputs),
+        _checked(rules_data.inputs_not_scaled, inputs),
+        _checked(rules_data.inputs_not_centred, inputs),
         _checked(rules.loss_at_init, profile.loss, num_classes) if profile else None,
-        _checked(rules.lr_too_high, run),
+        _checked(rules_train.lr_too_high, run),
         low,
-        _checked(rules.clipping_most_steps, run.clipped if run else [], lr_low=low is not None,
+        _checked(rules_train.clipping_most_steps, run.clipped if run else [], lr_low=low is not None,
                  grad_norms=run.grad_norms if run else [], clip_norm=run.clip_norm if run else 0.0),
     ]
     found = [f for f in found if f is not None]
     if not found and run is not None:
         # the noise scale of a run with another problem (diverging, saturated, not learning)
         # says nothing about the batch size: judge the batch only on an otherwise sound run
-        found.append(_checked(rules.batch_vs_noise, run.batch_size, run.noise_scale))
+        found.append(_checked(rules_train.batch_vs_noise, run.batch_size, run.noise_scale))
     return sort_findings([f for f in found if f is not None])
 
 
