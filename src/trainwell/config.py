@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_valid
 
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.dist.config import DistConfig
+from trainwell.distill.config import DistillConfig
 from trainwell.errors import ConfigError
 from trainwell.guards.config import GuardsConfig
 from trainwell.guards.faults import FaultsConfig
@@ -54,6 +55,7 @@ class RunConfig(Section):
     instruments: InstrumentsConfig = Field(default_factory=InstrumentsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     dist: DistConfig = Field(default_factory=DistConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
     _fitted: dict[str, str] = PrivateAttr(default_factory=dict)
     """Step-count defaults scaled to a short run: dotted key -> what and why (run_length.py)."""
 

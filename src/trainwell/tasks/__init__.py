@@ -26,7 +26,18 @@ for _spec in (bytes_lm.SPEC, digits.SPEC, digits_vae.SPEC, quadratic.SPEC):
 def build_task(cfg: RunConfig) -> Task:
     """The Task named by ``cfg.task.name``: a registered built-in, or a user entry point
     'pkg.module:function' (anything with a colon). An unknown name is a ConfigError listing
-    the built-in tasks."""
+    the built-in tasks. With ``distill.teacher`` set, the task is the student of that
+    teacher (trainwell.distill.DistillTask)."""
+    task = build_plain_task(cfg)
+    if cfg.distill.teacher:
+        from trainwell.distill.teacher import distill_task
+
+        task = distill_task(cfg, task)
+    return task
+
+
+def build_plain_task(cfg: RunConfig) -> Task:
+    """The task of ``cfg.task`` alone, without a teacher."""
     name = cfg.task.name
     if name in TASKS:
         return TASKS.get(name).build(cfg)
@@ -35,4 +46,4 @@ def build_task(cfg: RunConfig) -> Task:
     raise ConfigError(TASKS.unknown(name) + ", or a user entry point 'pkg.module:function'")
 
 
-__all__ = ["TASKS", "LossOutput", "MetricSums", "Task", "TaskSpec", "build_task"]
+__all__ = ["TASKS", "LossOutput", "MetricSums", "Task", "TaskSpec", "build_plain_task", "build_task"]

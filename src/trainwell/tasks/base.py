@@ -41,6 +41,12 @@ class LossOutput:
     """name -> scalar SUM over targets of each loss term (logged as ``train/loss/<name>``)."""
     per_sample: Tensor | None = None
     """(B,) sum of the loss per sample, when cheap (used to find bad samples)."""
+    logits: Tensor | None = None
+    """(..., C) the model's logits over C classes, one row per target that ``count`` counts
+    ((B, T, V) for a language model, (B, C) for a classifier; drop padded targets, e.g.
+    ``logits[mask]``), in the same order for any model of the task. Distillation reads them
+    (a teacher's rows against the student's; see docs/distillation.md). None: the task
+    gives none and cannot be distilled."""
 
 
 MetricSums = dict[str, tuple[Tensor, Tensor]]

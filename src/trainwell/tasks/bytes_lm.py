@@ -88,7 +88,7 @@ class BytesLM(Task):
             per_sample = per_sample + z.sum(dim=1)
             components["z"] = z.sum()
         count = float(y.numel())
-        return LossOutput(per_sample.sum(), count, components, per_sample)
+        return LossOutput(per_sample.sum(), count, components, per_sample, logits)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         out = self.loss(model, batch)

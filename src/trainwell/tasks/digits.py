@@ -90,7 +90,7 @@ class Digits(Task):
         logits = model(x).float()  # (B, num_classes)
         per_sample = F.cross_entropy(logits, y, reduction="none")  # (B,)
         count = float(len(y))
-        return LossOutput(per_sample.sum(), count, {}, per_sample)
+        return LossOutput(per_sample.sum(), count, {}, per_sample, logits)
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         x, y = batch
