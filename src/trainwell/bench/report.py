@@ -2,7 +2,7 @@
 folder: per problem the table with intervals and verdicts, DeepOBS's performance plot (the
 final runs' metric over training, mean over seeds) and, for the deepobs protocol, the
 learning-rate sensitivity plot (final metric against the learning rate of each grid point).
-The charts are the study report's inline SVG."""
+The charts are inline SVG from ``report.charts``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from trainwell.report.style import STYLE
+from trainwell.report.assets import html_page
+from trainwell.report.charts import Line, line_chart
 from trainwell.sinks import METRICS_FILE, read_jsonl
-from trainwell.tune.report import EXTRA_STYLE, _panel, curves_svg
+from trainwell.tune.report import _panel
 
 REPORT_FILE = "bench.html"
 
@@ -35,8 +36,7 @@ def write_bench_report(root: Path, out: Path | None = None) -> Path:
 def _page(parts: list[str]) -> str:
     parts.append(f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
                  "<code>trainwell bench report</code>.</footer>")
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>trainwell bench</title>'
-            f"<style>{STYLE}{EXTRA_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return html_page("trainwell bench", "\n".join(parts))
 
 
 def render_algoperf(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
@@ -50,13 +50,13 @@ def render_algoperf(root: Path, runs: list[dict[str, Any]], table: dict[str, Any
     ratios = performance_ratios({a: {p: (t if t is not None else math.inf) for p, t in ps.items()}
                                  for a, ps in scores["times"].items()})
     taus = list(np.linspace(1.0, scores["r_max"], 61))
-    curves = [(a, taus, [float(v) for v in performance_profile(r, taus)]) for a, r in ratios.items()]
+    curves = [Line(a, taus, [float(v) for v in performance_profile(r, taus)]) for a, r in ratios.items()]
     head = ["algorithm", "score", f"speed-up over {scores['reference']}"]
     rows = [[a, f"{v:.4f}", _fmt(scores["speedup"].get(a))] for a, v in
             sorted(scores["score"].items(), key=lambda kv: -kv[1])]
     parts = ["<h1>trainwell bench: algoperf</h1>", f'<p class="muted">{len(runs)} runs in {escape(str(root))}</p>',
              _html_table(head, rows),
-             f'<div class="grid2">{_panel("performance profiles", curves_svg("fraction of problems", curves, "tau"))}</div>']
+             f'<div class="grid2">{_panel("performance profiles", _chart(curves, "fraction of problems", "tau"))}</div>']
     for problem in sorted({x["problem"] for x in table["lines"]}):
         ls = [x for x in table["lines"] if x["problem"] == problem]
         prows = [[x["algorithm"], _fmt(x["time_to_target_s"]) if x["time_to_target_s"] is not None else "inf",
@@ -84,11 +84,11 @@ def render(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str
              f'<p class="muted">{len(runs)} runs in {escape(str(root))}</p>', _wins(scores)]
     for problem, rs in by_problem.items():
         lines = [x for x in table["lines"] if x["problem"] == problem]
-        panels = [_panel("performance", curves_svg(rs[0]["metric"], _mean_curves(rs)),
+        panels = [_panel("performance", _chart(_mean_curves(rs), rs[0]["metric"]),
                          "final runs, mean over seeds at each evaluation")]
         if protocol == "deepobs":
-            panels.append(_panel("learning-rate sensitivity", curves_svg(rs[0]["metric"], _lr_curves(rs),
-                                                                          "optim.lr", log_x=True),
+            panels.append(_panel("learning-rate sensitivity", _chart(_lr_curves(rs), rs[0]["metric"],
+                                                                     "optim.lr", log_x=True),
                                  "final metric of each grid point; gaps are runs without a value"))
         parts += [f"<h2>{escape(problem)}</h2>", _table(lines, scores["problems"].get(problem, {})),
                   f'<div class="grid2">{"".join(panels)}</div>']
@@ -116,11 +116,15 @@ def _table(lines: list[dict[str, Any]], verdicts: dict[str, Any]) -> str:
     return _html_table(head, rows)
 
 
+def _chart(lines: list[Line], ylabel: str, xlabel: str = "step", log_x: bool = False) -> str:
+    return line_chart(lines, xlabel=xlabel, ylabel=ylabel, log_x=log_x, attrs=f'data-curve="{escape(ylabel)}"')
+
+
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def _mean_curves(rs: list[dict[str, Any]]) -> list[tuple[int | str, list[float], list[float]]]:
+def _mean_curves(rs: list[dict[str, Any]]) -> list[Line]:
     """Per algorithm (and schedule), the mean over its final runs of the metric at each step."""
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rs:
@@ -131,14 +135,14 @@ def _mean_curves(rs: list[dict[str, Any]]) -> list[tuple[int | str, list[float],
             value = row.get(r["metric"])
             if isinstance(value, (int, float)) and math.isfinite(value):
                 by[label][int(row["step"])].append(float(value))
-    return [(label, sorted(steps), [statistics.fmean(steps[s]) for s in sorted(steps)])
+    return [Line(label, sorted(steps), [statistics.fmean(steps[s]) for s in sorted(steps)])
             for label, steps in by.items()]
 
 
-def _lr_curves(rs: list[dict[str, Any]]) -> list[tuple[int | str, list[float], list[float]]]:
+def _lr_curves(rs: list[dict[str, Any]]) -> list[Line]:
     by: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rs:
         lr = r["params"].get("optim.lr")
         if r.get("rerun_of") is None and lr is not None:
             by[r["algorithm"]].append((lr, r["value"] if r["value"] is not None else math.nan))
-    return [(a, [p[0] for p in sorted(pts)], [p[1] for p in sorted(pts)]) for a, pts in by.items()]
+    return [Line(a, [p[0] for p in sorted(pts)], [p[1] for p in sorted(pts)]) for a, pts in by.items()]

@@ -1,7 +1,8 @@
 """``write_report(run_dir)``: one self-contained ``report.html`` for a run directory.
 
-The page holds its data as JSON, its stylesheet and its script inline: it opens from a
-laptop, an air-gapped cluster or an e-mail attachment, with nothing fetched at view time.
+The page holds its data as JSON, its stylesheet and its script inline (``static/report.css``
+and ``static/report.js``, through ``assets.html_page``): it opens from a laptop, an
+air-gapped cluster or an e-mail attachment, with nothing fetched at view time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from trainwell.report.assets import html_page, script
 from trainwell.report.hists import histogram_panels
 from trainwell.report.load import RunData, load_run
 from trainwell.report.panels import (
@@ -27,8 +29,6 @@ from trainwell.report.panels import (
     training_panels,
     unsupported_modules,
 )
-from trainwell.report.script import SCRIPT
-from trainwell.report.style import STYLE
 from trainwell.report.tables import (
     findings_html,
     header_html,
@@ -118,13 +118,8 @@ def render_report(data: RunData) -> str:
                  f"<code>trainwell report</code> from {escape(str(data.run_dir.resolve()))}.</footer>")
 
     blob = json.dumps(payload, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(data.run_dir.name)}: trainwell report</title><style>{STYLE}</style></head><body>"
-        + "\n".join(parts)
-        + f'\n<script type="application/json" id="report-data">{blob}</script>\n<script>{SCRIPT}</script>\n</body></html>\n'
-    )
+    scripts = f'<script type="application/json" id="report-data">{blob}</script>\n<script>{script()}</script>'
+    return html_page(f"{data.run_dir.name}: trainwell report", "\n".join(parts), scripts=scripts)
 
 
 def _marker_key(evs: list[dict[str, Any]], panels: list[dict[str, Any]]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from trainwell.report.charts import PALETTE
 from trainwell.report.load import RunData
 from trainwell.report.series import (
     nonfinite_points,
@@ -20,9 +21,6 @@ from trainwell.report.series import (
     smoothed_segments,
     wants_log,
 )
-
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
-"""Okabe-Ito colours: distinguishable with the common colour-vision deficiencies."""
 
 SMOOTH_MIN = 50
 """Curves with at least this many points get a smoothed line over the faint raw one (the

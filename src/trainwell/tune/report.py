@@ -1,13 +1,12 @@
 """``study.html``: one self-contained page for a study, from its ``StudyView`` and ``Analysis``.
 
-The charts are inline SVG written here (no script, no fetch: the page opens offline and
-its content can be tested as text); the stylesheet is the run report's. Hover text is an
+The charts are inline SVG from ``report.charts`` (no script, no fetch: the page opens
+offline and its content can be tested as text); the stylesheet is the run report's. Hover text is an
 SVG ``<title>``. Every string from the study is escaped: a reason is text, never markup.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -15,17 +14,17 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from trainwell.report.panels import PALETTE
+from trainwell.report.assets import html_page
+from trainwell.report.charts import BOX, PALETTE, Line, Scale, frame, line_chart, value_range
 from trainwell.report.series import collect, downsample_indices
-from trainwell.report.style import STYLE
 from trainwell.sinks import METRICS_FILE, read_jsonl
 from trainwell.tune.analysis import Analysis, AxisPoint, Isolation, fmt
 from trainwell.tune.records import Dimension, StudyView, TrialRecord
 from trainwell.tune.show import ordered
 
 REPORT_FILE = "study.html"
-W, H = 520, 300
-L, R, T, B = 70, 14, 14, 50
+W, H = BOX.width, BOX.height
+L, R, T, B = BOX.left, BOX.right, BOX.top, BOX.bottom
 BAND = 22
 """Pixels of the band (on the worse side of the y axis) holding trials without a value."""
 CURVE_POINTS = 400
@@ -35,75 +34,12 @@ EXTRA_STYLE = """
 .bars .row { display: flex; align-items: center; gap: 8px; font-size: 13px; margin: 3px 0; }
 .bars .name { width: 220px; text-align: right; font-family: ui-monospace, Menlo, monospace; }
 .bars .bar { height: 12px; background: #0072B2; border-radius: 2px; }
-svg.chart { width: 100%; height: auto; }
 """
-
-
-class Scale:
-    """Maps data values to pixels, linearly or on log10."""
-
-    def __init__(self, lo: float, hi: float, a: float, b: float, log: bool = False) -> None:
-        self.log = log and lo > 0 and hi > 0
-        f = math.log10 if self.log else float
-        self.lo, self.hi = f(lo), f(hi)
-        if self.hi <= self.lo:
-            self.lo, self.hi = self.lo - 0.5, self.hi + 0.5
-        self.a, self.b = a, b
-
-    def __call__(self, v: float) -> float:
-        x = math.log10(v) if self.log and v > 0 else (self.lo if self.log else v)
-        return self.a + (x - self.lo) / (self.hi - self.lo) * (self.b - self.a)
-
-    def ticks(self) -> list[float]:
-        if self.log:
-            decades = range(math.ceil(self.lo), math.floor(self.hi) + 1)
-            steps = (1,) if len(decades) >= 2 else (1, 2, 5)
-            return [m * 10.0**d for d in range(math.floor(self.lo), math.ceil(self.hi) + 1)
-                    for m in steps if self.lo <= math.log10(m * 10.0**d) <= self.hi]
-        span = self.hi - self.lo
-        step = 10 ** math.floor(math.log10(span / 5))
-        step *= next(m for m in (1, 2, 5, 10) if span / (step * m) <= 6)
-        first = math.ceil(self.lo / step)
-        return [round(i * step, 12) for i in range(first, math.floor(self.hi / step) + 1)]
-
-
-def _range(values: Sequence[float], pad: float = 0.05, log: bool = False) -> tuple[float, float]:
-    vals = [v for v in values if math.isfinite(v) and (v > 0 or not log)]
-    if not vals:
-        return (0.1, 1.0) if log else (0.0, 1.0)
-    lo, hi = min(vals), max(vals)
-    if log:
-        return lo / (hi / lo) ** pad if hi > lo else lo / 2, hi * (hi / lo) ** pad if hi > lo else hi * 2
-    d = (hi - lo) * pad or abs(hi) * 0.05 or 1.0
-    return lo - d, hi + d
-
-
-def _frame(x: Scale, y: Scale, xlabel: str, ylabel: str, attrs: str,
-           xticks: list[tuple[float, str]] | None = None) -> list[str]:
-    """An SVG's opening, its axes, grid lines and labels (closed by the caller)."""
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" '
-           f'font-family="sans-serif" font-size="11" {attrs}>',
-           f'<rect width="{W}" height="{H}" fill="#fff"/>',
-           f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#bbb"/>']
-    ticks = xticks if xticks is not None else [(v, fmt(v)) for v in x.ticks()]
-    stagger = len(ticks) > 4 and xticks is not None  # long category labels take two rows
-    for i, (v, label) in enumerate(ticks):
-        px, ty = x(v), H - B + 14 + (12 if stagger and i % 2 else 0)
-        out.append(f'<line x1="{px:.1f}" y1="{T}" x2="{px:.1f}" y2="{H - B}" stroke="#eee"/>'
-                   f'<text x="{px:.1f}" y="{ty}" text-anchor="middle">{escape(label)}</text>')
-    for v in y.ticks():
-        py = y(v)
-        out.append(f'<line x1="{L}" y1="{py:.1f}" x2="{W - R}" y2="{py:.1f}" stroke="#eee"/>'
-                   f'<text x="{L - 5}" y="{py + 4:.1f}" text-anchor="end">{escape(fmt(v))}</text>')
-    out.append(f'<text class="axlabel" x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">{escape(xlabel)}</text>'
-               f'<text class="axlabel" x="13" y="{(T + H - B) / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 13 {(T + H - B) / 2})">{escape(ylabel)}</text>')
-    return out
 
 
 def _y_scale(view: StudyView, values: Sequence[float | None]) -> tuple[Scale, float]:
     """The objective's scale, leaving a band on the worse side; returns it and the band's y."""
-    lo, hi = _range([v for v in values if v is not None])
+    lo, hi = value_range([v for v in values if v is not None])
     if view.higher_is_better:  # worse is lower: the band is at the bottom
         return Scale(lo, hi, H - B - BAND, T), H - B - BAND / 2
     return Scale(lo, hi, H - B, T + BAND), T + BAND / 2
@@ -152,10 +88,10 @@ def axis_svg(view: StudyView, dim: Dimension, points: list[AxisPoint], best: int
         xticks = [(i + 0.5, c.strip("'")) for i, c in enumerate(cats)]
     else:
         edges = [float(v) for v in (dim.low, dim.high) if v is not None]
-        lo, hi = _range(edges + [float(p.value) for p in points], 0.04, dim.log_axis)
+        lo, hi = value_range(edges + [float(p.value) for p in points], 0.04, dim.log_axis)
         x = Scale(lo, hi, L, W - R, log=dim.log_axis)
         pos = lambda v, n: x(float(v))  # noqa: E731
-    out = _frame(x, y, name + (" (log)" if x.log else ""), view.metric, f'data-dim="{escape(dim.key)}"', xticks)
+    out = frame(x, y, name + (" (log)" if x.log else ""), view.metric, f'data-dim="{escape(dim.key)}"', xticks)
     if dim.kind != "choice":
         out += [f'<line x1="{x(e):.1f}" y1="{T}" x2="{x(e):.1f}" y2="{H - B}" stroke="#999" '
                 f'stroke-dasharray="4 3"><title>edge of the searched range: {escape(fmt(e))}</title></line>'
@@ -178,7 +114,7 @@ def isolation_svg(view: StudyView, iso: Isolation) -> str:
     x = Scale(0, max(1, len(iso.rows)), L, W - R)
     xticks = [(i + 0.5, f"{r.value[0]:.2g}-{r.value[1]:.2g}" if iso.bucketed and isinstance(r.value, tuple)
                else r.label) for i, r in enumerate(iso.rows)]
-    out = _frame(x, y, iso.key + (" (buckets)" if iso.bucketed else ""), f"best {view.metric}",
+    out = frame(x, y, iso.key + (" (buckets)" if iso.bucketed else ""), f"best {view.metric}",
                  f'data-scientific="{escape(iso.key)}"', xticks)
     line = [f"{x(i + 0.5):.1f},{y(r.objective):.1f}" for i, r in enumerate(iso.rows) if r.objective is not None]
     if len(line) > 1:
@@ -238,23 +174,8 @@ def read_curves(view: StudyView, trials: list[TrialRecord], keys: list[str]) -> 
 def curves_svg(key: str, curves: list[tuple[int | str, list[float], list[float]]], xlabel: str = "step",
                log_x: bool = False) -> str:
     """Lines of ``key`` against ``xlabel``, one per (label, xs, ys); an int label is a trial."""
-    xs = [x for _, cx, _ in curves for x in cx]
-    ys = [y for _, _, cy in curves for y in cy if math.isfinite(y)]
-    x, y = Scale(*_range(xs, 0.0, log=log_x), L, W - R, log=log_x), Scale(*_range(ys), H - B, T)
-    out = _frame(x, y, xlabel, key, f'data-curve="{escape(key)}"')
-    for i, (number, cx, cy) in enumerate(curves):
-        color = PALETTE[i % len(PALETTE)]
-        runs: list[list[str]] = [[]]
-        for a, b in zip(cx, cy, strict=True):
-            if math.isfinite(b):
-                runs[-1].append(f"{x(a):.1f},{y(b):.1f}")
-            elif runs[-1]:
-                runs.append([])
-        out += [f'<polyline points="{" ".join(r)}" fill="none" stroke="{color}" stroke-width="1.5">'
-                f"<title>{escape(_label(number))}</title></polyline>" for r in runs if len(r) > 1]
-    legend = "".join(f'<span class="item"><span class="swatch" style="border-color:{PALETTE[i % len(PALETTE)]}">'
-                     f"</span>{escape(_label(number))}</span>" for i, (number, _, _) in enumerate(curves))
-    return f'<div class="legend">{legend}</div>' + "\n".join(out + ["</svg>"])
+    return line_chart([Line(_label(name), xs, ys) for name, xs, ys in curves], xlabel=xlabel, ylabel=key,
+                      log_x=log_x, attrs=f'data-curve="{escape(key)}"')
 
 
 def _label(name: int | str) -> str:
@@ -352,10 +273,7 @@ def render_study(view: StudyView, analysis: Analysis) -> str:
              "<h2>All trials</h2>" + _trials_table(view, ordered(view) + view.reruns, analysis.best),
              f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
              f"<code>trainwell tune</code> from {escape(str(view.study_dir))}.</footer>"]
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(view.name)}: trainwell study</title><style>{STYLE}{EXTRA_STYLE}</style>"
-            "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return html_page(f"{view.name}: trainwell study", "\n".join(parts), style=EXTRA_STYLE)
 
 
 def write_study_report(view: StudyView, analysis: Analysis, out: Path) -> Path:
