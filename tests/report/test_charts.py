@@ -60,6 +60,12 @@ def test_standalone_line_chart_is_valid_svg_with_clamped_lines_markers_and_legen
     texts = [e.text for e in root.iter(f"{SVG}text")]
     assert {"LR range test", "suggested 1e-3", "raw <loss>", "smoothed", "1e-5", "1e-2"} <= set(texts)
     assert "raw &lt;loss&gt;" in svg
+    label = next(e for e in root.iter(f"{SVG}text") if e.text == "suggested 1e-3")
+    assert label.get("text-anchor") == "start" and float(label.get("x", "0")) > 437.3
+    right = ET.fromstring(line_chart([Line("a", xs, [1.0] * 4)], markers=[Marker(9e-3, "#000", "diverged")],
+                                     log_x=True, legend="", box=box))
+    label = next(e for e in right.iter(f"{SVG}text") if e.text == "diverged")
+    assert label.get("text-anchor") == "end"  # near the right edge: written left of its line
 
 
 def test_page_chart_has_an_html_legend_and_linear_axes() -> None:

@@ -194,9 +194,12 @@ def line_chart(lines: Sequence[Line], *, xlabel: str = "", ylabel: str = "", log
         if not math.isfinite(m.x) or (x.log and m.x <= 0):
             continue
         px = x(m.x)
+        near_right = px > box.x1 - 120  # the label goes left of the line instead of off the chart
+        tx, anchor = (px - 4, "end") if near_right else (px + 4, "start")
         out.append(f'<line x1="{px:.1f}" y1="{box.y0}" x2="{px:.1f}" y2="{box.y1}" stroke="{m.color}" '
                    f'stroke-dasharray="4 3"><title>{escape(m.label)}</title></line>'
-                   f'<text x="{px + 4:.1f}" y="{box.y0 + 14 + 14 * i}" fill="{m.color}">{escape(m.label)}</text>')
+                   f'<text x="{tx:.1f}" y="{box.y0 + 14 + 14 * i}" text-anchor="{anchor}" fill="{m.color}">'
+                   f"{escape(m.label)}</text>")
     if legend == "svg":
         out += _svg_legend(lines, box)
     out.append("</svg>")
