@@ -3,6 +3,9 @@
 The function is called with the keyword arguments in ``task.options``, plus ``config=cfg``
 (the whole RunConfig) when it has a parameter named ``config``. Every way this can go wrong
 (import, attribute, arguments, return type) is a TaskError naming ``task.name``.
+
+A user task can be distilled (``distill.teacher``) when its ``loss`` also returns the
+model's logits, one row per target: ``LossOutput(..., logits=logits)`` (docs/distillation.md).
 """
 
 from __future__ import annotations
