@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         export_cmd,
         logbook_cmd,
         lrfind_cmd,
+        mup_cmd,
         profile_cmd,
         report_cmd,
         resume_cmd,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in (
         train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd,
-        diagnose_cmd, lrfind_cmd, tune_cmd, bench_cmd,
+        diagnose_cmd, lrfind_cmd, tune_cmd, bench_cmd, mup_cmd,
     ):
         module.register(sub)
     return parser
