@@ -13,6 +13,7 @@ from trainwell.cli.main import main
 from trainwell.config import load_config, resolve
 from trainwell.distill import DistillTask, load_teacher
 from trainwell.errors import ConfigError
+from trainwell.report import write_report
 from trainwell.sinks import read_jsonl
 from trainwell.tasks import build_plain_task, build_task
 from trainwell.train.loop import run
@@ -82,6 +83,9 @@ def test_distilled_run_logs_both_terms_and_the_agreement(teacher_dir, tmp_path):
     summary = json.loads((teacher_dir / "summary.json").read_text())
     teacher_acc = summary["final"]["eval/accuracy"]  # 'auto' picked the raw weights unless EMA scored better
     assert final["eval/teacher_accuracy"] in (teacher_acc, summary["final"]["eval_ema/accuracy"])
+    page = write_report(tmp_path / "student").read_text()
+    assert 'id="distill-verdict"' in page and f"{100 * final['eval/teacher_top1']:.1f}%" in page
+    assert 'id="distill-verdict"' not in write_report(teacher_dir, tmp_path / "teacher.html").read_text()
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
