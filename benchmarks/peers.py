@@ -1,0 +1,442 @@
+"""trainwell against its peers: the cost of a training step over a plain PyTorch loop.
+
+Setups, each doing the same update (forward, loss = sum / count, backward, global-norm
+clipping at ``clip.max_norm``, AdamW with trainwell's settings (torch's fused kernel, betas
+0.9/0.95, weight decay on matrices only), warmup-cosine learning rate, zero_grad):
+
+  plain       the loop written by hand
+  trainwell   ``trainwell.train.loop.run`` with its defaults (guards on, the minimal
+              instruments every 16 steps, metrics.jsonl and TensorBoard every 10 steps),
+              no progress output and no checkpoint inside the run
+  tw_economy  (MLP only) the same with ``instruments.preset=economy``
+  fabric      Lightning Fabric: ``fabric.setup``, ``fabric.backward``, ``fabric.clip_gradients``
+  trainer     the Lightning Trainer, quiet: no logger, progress bar, model summary,
+              checkpointing or validation; clipping by ``gradient_clip_val``
+  accelerate  HF Accelerate: ``accelerator.prepare`` of model, optimizer and schedule,
+              ``accelerator.backward``, ``accelerator.clip_grad_norm_``
+  cockpit     (MLP only) the plain loop under Cockpit's economy preset (BackPACK), measured
+              at every step as Cockpit's examples do. BackPACK cannot extend LayerNorm, so
+              Cockpit runs the digits MLP without its norms and residual blocks
+              (``model.residual=false model.norm=none``: Linear-GELU twice, then the head),
+              against ``plain_bp``, the plain loop on that same model
+
+Workloads: ``probe`` (one Linear(64, 10), batch 128: almost no compute, so a step is the
+setup's fixed cost), ``mlp`` (trainwell's digits MLP, batch 64), ``gpt`` (trainwell's
+bytes-lm GPT with the task's defaults: seq_len 128, batch 32, a short run). One micro-batch
+per step everywhere (``train.accumulate=1``): each framework spells accumulation its own way.
+
+Method: all setups run in ONE process per workload, one torch thread, interleaved: each
+round runs every setup once, in an order that rotates round to round, so the drift of a
+shared machine hits all of them alike. Every setup draws its batches from trainwell's
+``ResumableSampler`` (the same ids, so the same losses); the clock is the time of each
+draw, and a run's figure is its median step interval after the first ``warmup`` steps. A
+setup's ratio and extra milliseconds are taken against the plain run of the same round,
+then the median over rounds is reported (the spread is min-max over rounds).
+
+The frameworks are never dependencies of trainwell, so the script runs in its own virtual
+environment, made the first time (benchmarks/.peers-venv: torch 2.13.0, lightning,
+accelerate, cockpit-for-pytorch, and this checkout of trainwell, editable):
+
+    python benchmarks/peers.py                                  # probe, mlp, gpt; 5 rounds
+    python benchmarks/peers.py --workloads probe --rounds 2     # a quick look
+
+Results and the command that produced them: benchmarks/RESULTS.md, section "Peers".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / "benchmarks" / ".peers-venv"
+PEERS = ("torch==2.13.0", "lightning==2.6.6", "accelerate==1.16.0", "cockpit-for-pytorch==1.0.2",
+         "setuptools<81")
+"""What the environment holds besides trainwell (the versions measured in RESULTS.md).
+setuptools < 81: Cockpit 1.0.2 imports ``pkg_resources``, which setuptools 81 removed."""
+
+
+def ensure_venv() -> None:
+    """Re-run this script inside benchmarks/.peers-venv, making it the first time."""
+    python = VENV / "bin" / "python"
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    if not python.exists():
+        print(f"making {VENV} (once; a few minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, *PEERS], check=True)
+        subprocess.run([*pip, "-e", str(ROOT), "torch==2.13.0"], check=True)
+        # backpack-for-pytorch pulls torchvision, whose PyPI wheel does not load beside the CPU
+        # torch ("operator torchvision::nms does not exist") and breaks importing Lightning
+        # (its torchmetrics imports torchvision when present); BackPACK needs it only for examples
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "torchvision"], check=True)
+    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+
+
+# ---------------------------------------------------------------- workloads
+
+COMMON = ("train.eval_every=0", "train.accumulate=1", "train.threads=1", "log.sample_chars=0",
+          "checkpoint.every_steps=0", "checkpoint.every_minutes=0")
+"""No evaluation and no checkpoint inside the run (the other setups do neither); one thread."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    help: str
+    overrides: tuple[str, ...]
+    steps: int
+    warmup: int
+    """Steps left out of the timing (allocator and cache warm-up, the frameworks' first-step set-up)."""
+    setups: tuple[str, ...]
+
+
+BASE_SETUPS = ("plain", "trainwell", "fabric", "trainer", "accelerate")
+WORKLOADS = {
+    "probe": Workload("one Linear(64, 10), batch 128: the fixed cost of a step",
+                      ("task.name=peers:probe_task", "train.batch_size=128", "schedule.warmup_steps=20"),
+                      steps=600, warmup=100, setups=BASE_SETUPS),
+    "mlp": Workload("digits MLP (task defaults: depth 2, width 128, batch 64)", ("task.name=digits",),
+                    steps=300, warmup=50, setups=(*BASE_SETUPS, "tw_economy", "plain_bp", "cockpit")),
+    "gpt": Workload("bytes-lm GPT (task defaults: depth 4, width 128, seq_len 128, batch 32)",
+                    ("task.name=bytes-lm", "train.eval_batches=1", "schedule.warmup_steps=10"),
+                    steps=40, warmup=8, setups=BASE_SETUPS),
+}
+COCKPIT_STEPS = (40, 8)
+"""(steps, warmup) of a Cockpit run (each of its steps costs hundreds of plain ones), and of
+its baseline plain_bp (the same steps: the last losses must agree)."""
+EXTRA = {"tw_economy": ("instruments.preset=economy",),
+         "plain_bp": ("model.residual=false", "model.norm=none"),
+         "cockpit": ("model.residual=false", "model.norm=none")}
+"""A setup's own overrides (cockpit and plain_bp: a model BackPACK can extend)."""
+BASELINE = {"cockpit": "plain_bp"}
+"""The setup a setup's ratio is taken against, when not the plain loop."""
+
+
+def probe_task(cfg: Any) -> Any:
+    """The probe as a trainwell Task (the ``task.name`` entry point ``peers:probe_task``)."""
+    import torch
+    from torch import nn
+
+    from trainwell.data.tensor_rows import TensorRows
+    from trainwell.tasks.base import LossOutput, Task
+
+    class ProbeTask(Task):
+        """Random inputs and labels through one Linear layer: almost no compute."""
+
+        name, metric, unit = "probe", "loss", "samples"
+
+        def __init__(self) -> None:
+            g = torch.Generator().manual_seed(0)
+            self._data = TensorRows(torch.randn(4096, 64, generator=g),  # (N, 64)
+                                    torch.randint(0, 10, (4096,), generator=g))  # (N,)
+
+        def build_model(self) -> nn.Module:
+            return nn.Linear(64, 10)
+
+        def train_data(self) -> TensorRows:
+            return self._data
+
+        def loss(self, model: nn.Module, batch: Any) -> LossOutput:
+            x, y = batch  # (B, 64), (B,)
+            per_sample = nn.functional.cross_entropy(model(x), y, reduction="none")  # (B,)
+            return LossOutput(per_sample.sum(), float(len(y)), {}, per_sample)
+
+    return ProbeTask()
+
+
+@dataclass
+class Prepared:
+    cfg: Any
+    task: Any
+
+
+def prepare(workload: str, steps: int, extra: tuple[str, ...] = ()) -> Prepared:
+    from trainwell.config import load_config
+    from trainwell.tasks import build_task
+
+    wl = WORKLOADS[workload]
+    cfg = load_config(None, [*COMMON, *wl.overrides, f"train.steps={steps}", *extra], check_task=False)
+    return Prepared(cfg, probe_task(cfg) if workload == "probe" else build_task(cfg))
+
+
+# ---------------------------------------------------------------- the pieces every setup shares
+
+TICKS: list[float] = []
+"""perf_counter() at every ResumableSampler.draw: one per step in every setup."""
+
+
+def install_clock() -> None:
+    from trainwell.data.sampler import ResumableSampler
+
+    draw = ResumableSampler.draw
+
+    def timed_draw(sampler: Any, count: int) -> Any:
+        TICKS.append(time.perf_counter())
+        return draw(sampler, count)
+
+    ResumableSampler.draw = timed_draw  # type: ignore[method-assign]
+
+
+def seeded_model(p: Prepared) -> Any:
+    from trainwell.train.rng import seed_everything
+
+    seed_everything(p.cfg.seed)  # as trainwell seeds: the same initial weights everywhere
+    model = p.task.build_model()
+    model.train()
+    return model
+
+
+def optimizer(p: Prepared, model: Any) -> tuple[Any, Any]:
+    """AdamW as trainwell builds it by default, and its warmup-cosine schedule."""
+    import torch
+
+    cfg = p.cfg
+    emb = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    params = [q for q in model.parameters() if q.requires_grad]
+    decay = [q for q in params if q.ndim >= 2 and id(q) not in emb]
+    rest = [q for q in params if not (q.ndim >= 2 and id(q) not in emb)]
+    groups = [g for g in ({"params": decay, "weight_decay": cfg.optim.weight_decay},
+                          {"params": rest, "weight_decay": 0.0}) if g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, fused=True)
+    total, warm, floor = cfg.train.steps, cfg.schedule.warmup_steps, cfg.schedule.min_lr_ratio
+
+    def factor(step: int) -> float:  # linear warmup, then cosine down to the floor
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def batches(p: Prepared) -> Iterator[Any]:
+    from trainwell.data.sampler import ResumableSampler
+
+    data = p.task.train_data()
+    sampler = ResumableSampler(len(data), seed=p.cfg.seed)
+    while True:
+        yield data.get_batch(sampler.draw(p.cfg.train.batch_size))
+
+
+def mean_loss(p: Prepared, model: Any, batch: Any) -> Any:
+    out = p.task.loss(model, batch)
+    return out.sum / out.count
+
+
+# ---------------------------------------------------------------- the setups (each returns its last loss)
+
+
+def run_plain(p: Prepared, steps: int) -> float:
+    import torch
+
+    model = seeded_model(p)
+    opt, sched = optimizer(p, model)
+    stream = batches(p)
+    for _ in range(steps):
+        loss = mean_loss(p, model, next(stream))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def run_trainwell(p: Prepared, steps: int) -> float:
+    from trainwell.train.loop import run
+
+    with tempfile.TemporaryDirectory(prefix="tw-peers-") as d:
+        result = run(p.cfg, task=p.task, run_dir=Path(d) / "run", progress=False)
+    return float([h["train/loss"] for h in result.history if "train/loss" in h][-1])
+
+
+def run_fabric(p: Prepared, steps: int) -> float:
+    import lightning as L
+
+    fabric = L.Fabric(accelerator="cpu", devices=1, precision="32-true")
+    model = seeded_model(p)
+    opt, sched = optimizer(p, model)
+    model, opt = fabric.setup(model, opt)
+    stream = batches(p)
+    for _ in range(steps):
+        loss = mean_loss(p, model, next(stream))
+        fabric.backward(loss)
+        fabric.clip_gradients(model, opt, max_norm=p.cfg.clip.max_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def run_trainer(p: Prepared, steps: int) -> float:
+    import lightning as L
+
+    net = seeded_model(p)
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.last = math.nan
+
+        def training_step(self, batch: Any, index: int) -> Any:
+            loss = mean_loss(p, self.net, batch)
+            self.last = loss.detach()  # read once, after the run
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            opt, sched = optimizer(p, self.net)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    module = Module()
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, gradient_clip_val=p.cfg.clip.max_norm)
+    trainer.fit(module, train_dataloaders=batches(p))
+    return float(module.last)
+
+
+def run_accelerate(p: Prepared, steps: int) -> float:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = seeded_model(p)
+    opt, sched = optimizer(p, model)
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    stream = batches(p)
+    for _ in range(steps):
+        loss = mean_loss(p, model, next(stream))
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def run_cockpit(p: Prepared, steps: int) -> float:
+    """Cockpit's own example loop (BackPACK-extended model and loss), plus the clipping and
+    schedule of the others; every step measured, as in Cockpit's examples."""
+    import torch
+    from backpack import extend
+    from cockpit import Cockpit
+    from cockpit.utils.configuration import configuration
+
+    model = extend(seeded_model(p))
+    loss_fn = extend(torch.nn.CrossEntropyLoss())
+    per_sample_fn = torch.nn.CrossEntropyLoss(reduction="none")
+    opt, sched = optimizer(p, model)
+    cockpit = Cockpit(model.parameters(), quantities=configuration("economy"))
+    stream = batches(p)
+    for step in range(steps):
+        x, y = next(stream)
+        logits = model(x)  # (B, classes)
+        loss = loss_fn(logits, y)
+        info = {"batch_size": len(y), "individual_losses": per_sample_fn(logits, y), "loss": loss, "optimizer": opt}
+        with cockpit(step, info=info):
+            loss.backward(create_graph=cockpit.create_graph(step))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+RUNNERS: dict[str, Callable[[Prepared, int], float]] = {
+    "plain": run_plain, "plain_bp": run_plain, "trainwell": run_trainwell, "tw_economy": run_trainwell, "fabric": run_fabric,
+    "trainer": run_trainer, "accelerate": run_accelerate, "cockpit": run_cockpit}
+
+
+def timed(workload: str, setup: str) -> dict[str, float]:
+    """One run of a setup: median and mean step interval (ms) after the warm-up, last loss."""
+    wl = WORKLOADS[workload]
+    steps, warmup = COCKPIT_STEPS if setup in ("cockpit", "plain_bp") else (wl.steps, wl.warmup)
+    p = prepare(workload, steps, EXTRA.get(setup, ()))
+    TICKS.clear()
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the frameworks' own lines
+        last = RUNNERS[setup](p, steps)
+    ticks = TICKS[warmup:steps]
+    gaps = [(b - a) * 1e3 for a, b in zip(ticks, ticks[1:], strict=False)]
+    return {"median_ms": statistics.median(gaps), "mean_ms": statistics.fmean(gaps), "loss": last}
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def spread(xs: list[float], fmt: str) -> str:
+    return f"{fmt.format(statistics.median(xs))} ({fmt.format(min(xs))} to {fmt.format(max(xs))})"
+
+
+def bench(workload: str, rounds: int) -> None:
+    wl = WORKLOADS[workload]
+    setups = list(wl.setups)
+    runs: dict[str, list[dict[str, float]]] = {s: [] for s in setups}
+    load = os.getloadavg()[0]
+    for r in range(rounds):
+        for setup in setups[r % len(setups):] + setups[:r % len(setups)]:  # rotating order
+            runs[setup].append(timed(workload, setup))
+    print(f"\n== {workload}: {wl.help}; {wl.steps} steps, the first {wl.warmup} not timed "
+          f"(cockpit, plain_bp: {COCKPIT_STEPS[0]}, {COCKPIT_STEPS[1]}); {rounds} rounds; "
+          f"1-min load {load:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(f"  {'setup':<11} {'median ms/step':<26} {'/ plain (median)':<24} {'extra ms (median)':<28} "
+          f"{'/ plain (mean)':<22} last loss  (cockpit: / plain_bp)")
+    for s in setups:
+        plain = runs[BASELINE.get(s, "plain")]
+        med = [x["median_ms"] for x in runs[s]]
+        ratio = [x["median_ms"] / b["median_ms"] for x, b in zip(runs[s], plain, strict=True)]
+        extra = [x["median_ms"] - b["median_ms"] for x, b in zip(runs[s], plain, strict=True)]
+        mean_ratio = [x["mean_ms"] / b["mean_ms"] for x, b in zip(runs[s], plain, strict=True)]
+        print(f"  {s:<11} {spread(med, '{:.4g}'):<26} {spread(ratio, '{:.3f}'):<24} "
+              f"{spread(extra, '{:+.3f}'):<28} {spread(mean_ratio, '{:.3f}'):<22} {runs[s][0]['loss']:.6g}",
+              flush=True)
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    names = ("torch", "lightning", "accelerate", "cockpit-for-pytorch", "backpack-for-pytorch", "trainwell")
+    return ", ".join(f"{n} {version(n)}" for n in names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="probe,mlp,gpt", help="comma-separated: " + ", ".join(WORKLOADS))
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (each runs every setup once)")
+    args = ap.parse_args()
+    names = [w for w in args.workloads.split(",") if w]
+    if unknown := [w for w in names if w not in WORKLOADS]:
+        ap.error(f"unknown workload {unknown}; valid: {', '.join(WORKLOADS)}")
+    ensure_venv()
+    import lightning  # noqa: F401 (imported first: it sets its loggers' levels on import)
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    warnings.filterwarnings("ignore")  # the frameworks' advice on data loaders and workers
+    for name in ("lightning.pytorch", "lightning.fabric", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers:probe_task
+    install_clock()
+    print(f"trainwell peers benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+          f"1 torch thread; {versions()}")
+    print("command: python " + " ".join(["benchmarks/peers.py", *sys.argv[1:]]))
+    for name in names:
+        bench(name, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
