@@ -19,7 +19,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.checkpoint.fsio import fsync_dir
-from trainwell.checkpoint.store import CheckpointStore
+from trainwell.checkpoint.store import CheckpointInfo, CheckpointStore
 from trainwell.errors import CheckpointError
 
 TIED_KEY = "trainwell.tied"
@@ -72,6 +72,20 @@ def export_run(run_dir: str | Path, to: str | Path, ema: bool = False) -> Path:
 
     ``to`` is a file path, or an existing directory (the file is then named
     ``model-step-XXXXXXXX.safetensors`` or ``ema-step-...``). Returns the file written."""
+    info, state = newest_weights(run_dir, ema)
+    part = "ema" if ema else "model"
+    to = Path(to)
+    out = to / f"{part}-step-{info.step:08d}.safetensors" if to.is_dir() else to
+    # Only what identifies the weights: no config, paths or run meta (the file is shared).
+    export_weights(state, out, {"trainwell.step": str(info.step), "trainwell.weights": part})
+    return out
+
+
+def newest_weights(
+    run_dir: str | Path, ema: bool = False, purpose: str = "export"
+) -> tuple[CheckpointInfo, Mapping[str, torch.Tensor]]:
+    """(the newest valid checkpoint, its model or EMA state dict) of a run directory; a
+    CheckpointError that says why (and names ``purpose``) when there is none or it lacks the part."""
     run_dir = Path(run_dir)
     store = CheckpointStore(run_dir / "checkpoints", CheckpointConfig())
     if not store.root.is_dir():
@@ -79,8 +93,10 @@ def export_run(run_dir: str | Path, to: str | Path, ema: bool = False) -> Path:
     info, skipped = store.latest_valid()
     if info is None:
         why = "".join(f"\n  - {s}" for s in skipped) or " (the folder is empty)"
-        raise CheckpointError(f"{store.root}: no valid checkpoint to export{why}")
+        raise CheckpointError(f"{store.root}: no valid checkpoint to {purpose}{why}")
     part = "ema" if ema else "model"
+    if part == "model" and part not in info.parts and info.meta.get("sharded"):
+        return info, consolidated_model(store.root / info.meta["sharded"])
     if part not in info.parts:
         hint = (
             "this run kept no EMA weights (train with ema.decay > 0, or export the raw model without ema)"
@@ -95,11 +111,23 @@ def export_run(run_dir: str | Path, to: str | Path, ema: bool = False) -> Path:
         raise CheckpointError(
             f"{info.path / (part + '.pt')}: expected a state dict (name -> tensor), got {type(state).__name__}"
         )
-    to = Path(to)
-    out = to / f"{part}-step-{info.step:08d}.safetensors" if to.is_dir() else to
-    # Only what identifies the weights: no config, paths or run meta (the file is shared).
-    export_weights(state, out, {"trainwell.step": str(info.step), "trainwell.weights": part})
-    return out
+    return info, state
+
+
+def consolidated_model(sharded_dir: Path) -> dict[str, torch.Tensor]:
+    """The plain model state dict of a sharded (FSDP2 / tensor-parallel) checkpoint, read in
+    this one process: DCP gathers the shards into one file (model and optimizer) in a
+    temporary folder, of which the model part is kept."""
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            dcp_to_torch_save(str(sharded_dir), os.path.join(tmp, "full.pt"))
+        except (OSError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{sharded_dir}: could not read the sharded checkpoint ({e})") from e
+        return torch.load(os.path.join(tmp, "full.pt"), weights_only=True)["model"]
 
 
 def _dedupe(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

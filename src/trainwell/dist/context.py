@@ -49,7 +49,10 @@ def elastic() -> bool:
 @dataclass
 class DistContext:
     rank: int
+    """The data-parallel rank: which slice of each global batch this process trains on (the
+    process rank without tensor parallelism; the processes of a tensor-parallel group share one)."""
     world: int
+    """The data-parallel size: how many slices each global batch is cut into."""
     local_rank: int
     parallel: str
     """'ddp' or 'fsdp'."""
@@ -57,15 +60,28 @@ class DistContext:
     device: torch.device
     restart: int = 0
     """torchrun's restart count: > 0 means this group resumes after a rank died."""
+    tp: int = 1
+    """Processes per tensor-parallel group (dist.tensor_parallel); 1 = none."""
+    process: int = -1
+    """This process's rank among all processes (torchrun's RANK); -1 = ``rank`` (no tensor parallelism)."""
     stop_agreed: bool = False
     """A stop (SIGTERM/SIGINT) requested on any rank, as agreed at the last step's gather."""
     _stop_local: bool = False
     _owns_group: bool = False
 
+    def __post_init__(self) -> None:
+        if self.process < 0:
+            self.process = self.rank
+
     @property
     def main(self) -> bool:
-        """Rank 0 writes the run directory: sinks, report, logbook, checkpoints."""
-        return self.rank == 0
+        """Process 0 writes the run directory: sinks, report, logbook, checkpoints."""
+        return self.process == 0
+
+    @property
+    def processes(self) -> int:
+        """All processes: data-parallel size x tensor-parallel size."""
+        return self.world * self.tp
 
     # ------------------------------------------------------------ the step's collectives
 
@@ -82,10 +98,12 @@ class DistContext:
         first micro-batch's target count summed over ranks, times k, over the world size.
         DDP and FSDP average gradients over ranks, so the result is sum over ranks of the
         gradient sums / (global first count x k); the step's final correction turns it into
-        sum / global target count (one all_reduce of one number)."""
+        sum / global target count (one all_reduce of one number). The processes of a
+        tensor-parallel group hold the same batch: their sum counts it ``tp`` times (an
+        integer, exact in float32)."""
         c = torch.as_tensor(first_count, dtype=torch.float32, device=self.device).reshape(1).clone()
         dist.all_reduce(c)
-        return c[0] * (k / self.world)
+        return (c[0] / self.tp if self.tp > 1 else c[0]) * (k / self.world)
 
     def grad_correction(self, divisor: Tensor, global_total: Tensor) -> Tensor:
         """Scale that turns the averaged gradient into sum / global target count."""
@@ -94,12 +112,19 @@ class DistContext:
     def gather_scalars(self, local: list[Tensor]) -> Tensor:
         """Every rank's packed step scalars, plus its stop flag: (world, n + 1) on the
         device, one all_gather. Each rank then reduces the same table the same way, so every
-        rank reaches the same verdict (a NaN on one rank is a NaN on all)."""
+        rank reaches the same verdict (a NaN on one rank is a NaN on all).
+
+        Under tensor parallelism the processes of a group computed the same scalars from the
+        same batch: their rows fold into one by an elementwise max (the value itself when they
+        agree, NaN when any is NaN, a stop when any asked), one row per data-parallel rank."""
         flag = torch.full((), float(self._stop_local), device=self.device)
-        row = torch.stack([v.float().reshape(()) for v in local] + [flag])  # (n + 1,)
-        table = [torch.empty_like(row) for _ in range(self.world)]
+        row = torch.stack([_plain(v).float().reshape(()) for v in local] + [flag])  # (n + 1,)
+        table = [torch.empty_like(row) for _ in range(self.processes)]
         dist.all_gather(table, row)
-        return torch.stack(table)  # (world, n + 1)
+        if self.tp == 1:
+            return torch.stack(table)  # (world, n + 1)
+        # processes are numbered data-parallel rank x tp + tensor-parallel rank (the mesh's order)
+        return torch.stack(table).view(self.world, self.tp, -1).amax(dim=1)  # (world, n + 1)
 
     def rows(self, flat: list[float], n: int) -> list[list[float]]:
         """Split the host copy of ``gather_scalars``' table into one row per rank and note
@@ -115,10 +140,11 @@ class DistContext:
         return self.stop_agreed
 
     def gather_objects(self, obj: Any) -> list[Any]:
-        """Picklable objects from every rank (rare paths only: quarantine, checks)."""
-        out: list[Any] = [None] * self.world
+        """Picklable objects from every data-parallel rank (rare paths only: quarantine,
+        checks); under tensor parallelism, the first process of each group speaks for it."""
+        out: list[Any] = [None] * self.processes
         dist.all_gather_object(out, obj)
-        return out
+        return out[::self.tp]
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
@@ -157,8 +183,8 @@ class DistContext:
             folder = Path(run_dir) / "ranks"
             folder.mkdir(parents=True, exist_ok=True)
             text = "".join(traceback.format_exception(error))
-            with open(folder / f"rank{self.rank}.log", "a", encoding="utf-8") as f:
-                f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} rank {self.rank}/{self.world} "
+            with open(folder / f"rank{self.process}.log", "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} rank {self.process}/{self.processes} "
                         f"(restart {self.restart}, pid {os.getpid()})\n{text}\n")
         except OSError:
             pass  # the traceback still reaches stderr, which torchrun prints
@@ -173,9 +199,9 @@ def setup(cfg: RunConfig) -> DistContext | None:
     is a single process. Config problems that depend on the world size are reported here,
     before any collective starts, on every rank alike."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    parallel = cfg.dist.parallel
+    parallel, tp = cfg.dist.parallel, cfg.dist.tensor_parallel
     if parallel == "auto":
-        parallel = "ddp" if world > 1 else "none"
+        parallel = "fsdp" if tp > 1 else "ddp" if world > 1 else "none"
     if parallel == "none":
         if world > 1:
             raise ConfigError(f"dist.parallel = 'none', but torchrun started {world} processes: each "
@@ -185,7 +211,7 @@ def setup(cfg: RunConfig) -> DistContext | None:
         raise ConfigError(f"dist.parallel = {parallel!r} needs processes started by torchrun: use "
                           "trainwell train --nproc N, or torchrun ... -m trainwell train CONFIG")
     _check_config(cfg, parallel, world)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    process, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(cfg.train.device, local_rank)
     backend = cfg.dist.backend if cfg.dist.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
     if backend == "nccl" and device.type != "cuda":
@@ -195,12 +221,14 @@ def setup(cfg: RunConfig) -> DistContext | None:
     owns = not dist.is_initialized()
     if owns:
         timeout = timedelta(seconds=cfg.dist.timeout_s)
-        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+        store, _, _ = next(dist.rendezvous("env://", process, world, timeout=timeout))
         # a fresh key space per elastic attempt: torchrun's store outlives a restart, and
         # gloo would otherwise read the dead attempt's peer addresses (connection refused)
         store = dist.PrefixStore(f"trainwell/attempt-{restart_count()}", store)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
-    return DistContext(rank, world, local_rank, parallel, backend, device, restart_count(), _owns_group=owns)
+        dist.init_process_group(backend, store=store, rank=process, world_size=world, timeout=timeout)
+    # the data-parallel rank picks the batch slice: a tensor-parallel group shares one
+    return DistContext(process // tp, world // tp, local_rank, parallel, backend, device, restart_count(),
+                       tp=tp, process=process, _owns_group=owns)
 
 
 @contextmanager
@@ -228,13 +256,16 @@ def _device(name: str, local_rank: int) -> torch.device:
 
 
 def _check_config(cfg: RunConfig, parallel: str, world: int) -> None:
-    problems = []
+    tp = cfg.dist.tensor_parallel
+    problems = _tensor_parallel_problems(cfg, parallel, world) if tp > 1 else []
+    replicas = world // tp if world % tp == 0 else world  # the data-parallel size
+    who = "processes" if tp == 1 else "data-parallel ranks (processes / dist.tensor_parallel)"
     b, k = cfg.train.batch_size, cfg.train.accumulate
-    if b % world:
-        problems.append(f"train.batch_size ({b}) must be divisible by the number of processes ({world}): "
+    if b % replicas:
+        problems.append(f"train.batch_size ({b}) must be divisible by the number of {who} ({replicas}): "
                         "it is the global batch, split evenly over the ranks")
-    elif b // world < k:
-        problems.append(f"train.accumulate ({k}) must be <= train.batch_size / processes ({b}/{world}): "
+    elif b // replicas < k:
+        problems.append(f"train.accumulate ({k}) must be <= train.batch_size / {who} ({b}/{replicas}): "
                         "each rank splits its share into accumulate micro-batches")
     if parallel == "fsdp":
         if cfg.precision == "fp16":
@@ -249,3 +280,29 @@ def _check_config(cfg: RunConfig, parallel: str, world: int) -> None:
                             "which sharded layers cannot)")
     if problems:
         raise ConfigError(problems)
+
+
+def _tensor_parallel_problems(cfg: RunConfig, parallel: str, world: int) -> list[str]:
+    tp = cfg.dist.tensor_parallel
+    problems = []
+    if world % tp:
+        problems.append(f"dist.tensor_parallel ({tp}) must divide the number of processes ({world}): "
+                        "the processes form a (data-parallel x tensor-parallel) grid")
+    if parallel != "fsdp":
+        problems.append(f"dist.parallel = {parallel!r} cannot be combined with dist.tensor_parallel = {tp}: "
+                        "tensor parallelism runs inside FSDP2 (sharded across the data-parallel "
+                        "dimension); use dist.parallel = 'fsdp' or 'auto'")
+    if cfg.model.kind != "gpt":
+        problems.append(f"dist.tensor_parallel = {tp}: tensor parallelism has a plan for the gpt only "
+                        f"(model.kind = 'gpt'), not for model.kind = {cfg.model.kind!r}")
+    elif cfg.model.heads % tp:
+        problems.append(f"model.heads ({cfg.model.heads}) must be divisible by dist.tensor_parallel ({tp}): "
+                        "each process computes whole attention heads")
+    return problems
+
+
+def _plain(t: Tensor) -> Tensor:
+    """A DTensor's full value as a plain tensor (a scalar measured on tensor-parallel
+    activations); other tensors unchanged."""
+    full = getattr(t, "full_tensor", None)
+    return full() if full is not None else t

@@ -28,4 +28,8 @@ class SilentProgress(ConsoleProgress):
 
 def describe(ctx: DistContext) -> dict[str, object]:
     """For env.json: how the run was spread."""
-    return {"parallel": ctx.parallel, "world_size": ctx.world, "backend": ctx.backend, "restart": ctx.restart}
+    out: dict[str, object] = {"parallel": ctx.parallel, "world_size": ctx.processes, "backend": ctx.backend,
+                              "restart": ctx.restart}
+    if ctx.tp > 1:
+        out.update(tensor_parallel=ctx.tp, data_parallel=ctx.world)
+    return out

@@ -1,4 +1,5 @@
-"""Model wrapping: DDP (a replica per rank) or FSDP2 (``fully_shard``, sharded per block).
+"""Model wrapping: DDP (a replica per rank) or FSDP2 (``fully_shard``, sharded per block),
+the latter optionally over tensor-parallel groups (dist/tensor.py).
 
 Models stay plain (no distributed code in models/); this is the one place that knows.
 """
@@ -29,7 +30,9 @@ def wrap_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: s
 def shard_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: str) -> nn.Module:
     """``fully_shard`` each block, then the root (torchtitan's recipe): a block's parameters
     are gathered just before it runs and freed after, so peak memory is one block's weights
-    plus the shards. Blocks are the children of the model's largest nn.ModuleList (the
+    plus the shards. With ``dist.tensor_parallel`` the model is first split within each
+    tensor-parallel group (dist/tensor.py) and FSDP2 shards across the groups (with one
+    group, FSDP2's collectives span one process each and move nothing). Blocks are the children of the model's largest nn.ModuleList (the
     transformer layers), or, without one, every direct child that holds parameters."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -38,7 +41,17 @@ def shard_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: 
     if param == "auto":
         param = "bf16" if precision == "bf16" else "fp32"
     policy = MixedPrecisionPolicy(param_dtype=DTYPES[param], reduce_dtype=DTYPES[cfg.fsdp_reduce_dtype])
-    mesh = init_device_mesh(ctx.device.type, (ctx.world,))
+    if ctx.tp > 1:  # 2-D: tensor parallel within each group, FSDP2 across the groups
+        from trainwell.dist.tensor import parallelize
+
+        grid = init_device_mesh(ctx.device.type, (ctx.world, ctx.tp), mesh_dim_names=("dp", "tp"))
+        # the global gradient norm reduces over both dimensions: with the grid flattened, DTensor
+        # does it in one all-reduce instead of two in a row
+        grid[("dp", "tp")]._flatten()
+        parallelize(model, grid["tp"], cfg.sequence_parallel)
+        mesh = grid["dp"]
+    else:
+        mesh = init_device_mesh(ctx.device.type, (ctx.world,))
     for block in shard_units(model):
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.fsdp_reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.fsdp_reshard_after_forward)
