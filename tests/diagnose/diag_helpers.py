@@ -40,15 +40,23 @@ class ArrayTask(Task):
     metric = "accuracy"
     higher_is_better = True
 
-    def __init__(self, x: Tensor, y: Tensor, make_model: Callable[[], nn.Module], labels: str = "ok") -> None:
+    def __init__(self, x: Tensor, y: Tensor, make_model: Callable[[], nn.Module], labels: str = "ok",
+                 evaluation: str | None = None) -> None:
         self.x, self.y, self.make_model, self.labels = x, y, make_model, labels
         self.num_classes = int(y.max()) + 1
+        self.evaluation = None
+        if evaluation == "split":  # the last tenth held out for evaluation
+            n = len(x) * 9 // 10
+            self.x, self.y, self.evaluation = x[:n], y[:n], TensorDataset(x[n:], y[n:])
 
     def build_model(self) -> nn.Module:
         return self.make_model()
 
     def train_data(self) -> Dataset:
         return TensorDataset(self.x, self.y)
+
+    def eval_data(self) -> Dataset | None:
+        return self.evaluation
 
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         x, y = batch
@@ -71,7 +79,7 @@ class ArrayTask(Task):
 
 
 def mlp(depth: int = 2, width: int = 64, act: type[nn.Module] = nn.ReLU, d_in: int = 64, classes: int = 10,
-        init_std: float | None = None, bias: float | None = None, batchnorm: bool = False) -> nn.Module:
+        init_std: float | None = None, bias: float | None = None, batchnorm: bool = False) -> nn.Sequential:
     """A plain MLP; ``init_std`` draws weights N(0, std); ``bias`` fills the hidden biases."""
     layers: list[nn.Module] = []
     fan_in = d_in

@@ -26,6 +26,9 @@ WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def draw_batch(task: Task, data: Dataset, n: int, seed: int, device: torch.device) -> Any:
     """``n`` samples drawn at random (a private generator: the global RNG is untouched)."""
+    from trainwell.diagnose.probes_data import sample_source
+
+    data = sample_source(data)  # a DataLoader's dataset, tensors' batched view
     if isinstance(data, IterableDataset):
         it = iter(data)
         samples = [next(it) for _ in range(n)]

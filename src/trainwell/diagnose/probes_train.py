@@ -46,6 +46,9 @@ class OverfitResult:
     """False when the loss does not depend on the parameters (no graph, or all-zero gradients)."""
     accuracy: float | None = None
     """The task's 'accuracy' metric on the batch after the probe, when it has one."""
+    gradient_share: float = 1.0
+    """Fraction of the trainable parameters (by count) that got a nonzero gradient at some step:
+    below 1 when part of the model is cut off from the loss (a detached branch or output)."""
 
     @property
     def ratio(self) -> float:
@@ -65,6 +68,7 @@ def overfit_one_batch(task: Task, model: nn.Module, batch: Any, max_steps: int =
     first = best = last = math.nan
     steps = 0
     samples = _batch_len(batch)
+    reached: set[int] = set()
     for steps in range(1, max_steps + 1):
         out = task.loss(model, batch)
         loss = out.sum.float() / float(out.count)
@@ -81,8 +85,8 @@ def overfit_one_batch(task: Task, model: nn.Module, batch: Any, max_steps: int =
                 group["lr"] = OVERFIT_LR_LATE
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        if steps == 1 and not any(bool(g.abs().sum() > 0) for g in grads):
+        reached |= {i for i, p in enumerate(params) if i not in reached and p.grad is not None and bool(p.grad.any())}
+        if steps == 1 and not reached:
             return OverfitResult(samples, 0, first, last, best, has_gradient=False)
         # the common default threshold (1.0); keeps one bad step from ending the probe
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -93,7 +97,9 @@ def overfit_one_batch(task: Task, model: nn.Module, batch: Any, max_steps: int =
     if "accuracy" in metrics:
         total, count = metrics["accuracy"]
         accuracy = float(total) / float(count)
-    return OverfitResult(samples, steps, first, last, best, True, accuracy)
+    total = sum(p.numel() for p in params)
+    share = sum(params[i].numel() for i in reached) / total if total else 1.0
+    return OverfitResult(samples, steps, first, last, best, True, accuracy, share)
 
 
 # ---------------------------------------------------------------- BatchNorm
@@ -108,6 +114,11 @@ class BatchNormCheck:
     updated_in_eval: bool
     """An evaluation forward (model.eval(), then task.metrics, as evaluate() does) updated
     them (it should not: the model stayed in training mode)."""
+    stats_frozen: list[str] = field(default_factory=list)
+    """Modules whose running mean and variance did not change in a training forward although
+    their counter did (momentum 0, or statistics reset or overwritten in forward)."""
+    momentum: list[float | None] = field(default_factory=list)
+    """Each module's momentum (None: a cumulative average)."""
 
 
 def batchnorm_check(task: Task, model: nn.Module, batch: Any) -> BatchNormCheck | None:
@@ -123,20 +134,26 @@ def batchnorm_check(task: Task, model: nn.Module, batch: Any) -> BatchNormCheck 
     def counters() -> list[int]:
         return [int(m.num_batches_tracked) for m in bns.values()]  # type: ignore[arg-type]
 
+    def stats() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(m.running_mean.clone(), m.running_var.clone()) for m in bns.values()]  # type: ignore[union-attr]
+
     was_training = model.training
     try:
         with torch.no_grad():
             model.train()
-            before = counters()
+            before, values = counters(), stats()
             task.loss(model, batch)
             in_train = counters() != before
+            frozen = [name for name, (m0, v0), (m1, v1) in zip(bns, values, stats(), strict=True)
+                      if torch.equal(m0, m1) and torch.equal(v0, v1)]
             model.eval()
             before = counters()
             task.metrics(model, batch)
             in_eval = counters() != before
     finally:
         model.train(was_training)
-    return BatchNormCheck(list(bns), in_train, in_eval)
+    return BatchNormCheck(list(bns), in_train, in_eval, frozen if in_train else [],
+                          [m.momentum for m in bns.values()])
 
 
 # ---------------------------------------------------------------- short run

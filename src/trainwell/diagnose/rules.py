@@ -51,6 +51,12 @@ INIT_LOSS_FACTOR = 1.5
 well-initialised classifier starts near log(C) (Karpathy 2019: 'verify loss @ init'). The
 built-in tasks start within 1.1x (digits 2.49 vs 2.30, bytes-lm 5.1 vs 5.5)."""
 
+GRADIENT_SHARE_MIN = 0.5
+"""A model that cannot fit one batch while most of its parameters (by count) never get a
+gradient is cut off from its loss: the missing gradient is the cause, not the learning rate
+(a model with its output detached and only the last bias attached got 'learning rate too
+high' for a flat loss)."""
+
 ACCURACY_MIN = 0.5
 """Overfit one batch: a loss that falls to a tenth while accuracy on the same few samples stays
 below half means the loss does not score what the metric does (labels ignored or misaligned).
@@ -177,7 +183,8 @@ def loss_at_init(loss: float, num_classes: int | None) -> Finding | None:
     )
 
 
-def cannot_overfit(result: OverfitResult | None) -> Finding | None:
+def cannot_overfit(result: OverfitResult | None, dead_units: bool = False) -> Finding | None:
+    """``dead_units``: dead ReLUs were found, which explain parameters without a gradient."""
     if result is None:
         return None
     evidence: dict[str, object] = {
@@ -194,6 +201,14 @@ def cannot_overfit(result: OverfitResult | None) -> Finding | None:
         )  # fmt: skip
     if result.accuracy is not None:
         evidence["accuracy on the batch"] = result.accuracy
+    if not (result.ratio <= OVERFIT_TARGET) and result.gradient_share < GRADIENT_SHARE_MIN and not dead_units:
+        return Finding(
+            "loss_without_gradient",
+            f"No gradient reaches {1 - result.gradient_share:.0%} of the parameters: the loss is cut off from them",
+            "high", {**evidence, "parameters with a gradient": result.gradient_share},
+            "Look for .detach(), .item(), .data, torch.no_grad() or a numpy round trip between those parameters "
+            "and the loss (the model's output, or a branch of it).", source,
+        )  # fmt: skip
     if not (result.ratio <= OVERFIT_TARGET):
         evidence["best/initial"] = result.ratio
         return Finding(
@@ -227,5 +242,17 @@ def batchnorm_mode(check: BatchNormCheck | None) -> Finding | None:
             {**evidence, "running stats changed in training": False},
             "Do not call model.eval() in forward or in the task's loss; training must update the running statistics.",
             "EECE454 lecture: BatchNorm collects running averages of mean and variance during training",
+        )
+    if check.stats_frozen:
+        shown = ", ".join(check.stats_frozen[:4]) + (", ..." if len(check.stats_frozen) > 4 else "")
+        return Finding(
+            "batchnorm_stats_frozen", "BatchNorm running statistics never move during training", "high",
+            {"frozen modules": shown, "of BatchNorm modules": len(check.modules),
+             "momentum": sorted({m for m in check.momentum if m is not None}) or "cumulative"},
+            "Leave BatchNorm's momentum at its default (0.1; None for a cumulative average) and do not reset or "
+            "overwrite running_mean/running_var in forward: evaluation normalises with these statistics, which "
+            "still hold their initial values (mean 0, variance 1).",
+            "EECE454 lecture: BatchNorm collects running averages of mean and variance during training and uses "
+            "them at test time; a training forward here changed the counter but not the averages",
         )
     return None

@@ -17,6 +17,11 @@ LOSS_RISE = 1.5
 """LR too high: the loss climbs above 1.5 x its first value during the short run (the guards'
 divergence factor: far above step-to-step noise, well below a full divergence)."""
 
+LOSS_FLAT = 0.02
+"""A flat loss is never 'too high': the end of the run must sit 2% above its start, beyond the
+step-to-step noise of a loss that does not move (a model cut off from its loss went 2.31 ->
+2.31 and was told its LR was too high)."""
+
 ALPHA_HIGH = 1.0
 """Cockpit: alpha > 1 means the step landed higher than it started (overshooting beyond the
 opposite wall of the valley); a median above 1 means most steps do so."""
@@ -66,7 +71,7 @@ def lr_too_high(run: RunStats | None) -> Finding | None:
         reasons.append("the loss became NaN/Inf")
     if peak > LOSS_RISE * first:
         reasons.append(f"the loss rose to {peak / first:.3g}x its first value")
-    if end > start:
+    if end > start * (1 + LOSS_FLAT):
         reasons.append("the loss was higher at the end than at the start")
     if len(run.alpha) >= 3 and alpha > ALPHA_HIGH:
         reasons.append(f"median Alpha {alpha:.2g} > 1 (steps overshoot the valley)")
@@ -166,3 +171,4 @@ def clipping_most_steps(clipped: Sequence[float], lr_low: bool = False, grad_nor
         "Tuning Playbook: more than 50% of steps clipped means the LR should be lowered; "
         f"reported as medium when it shrinks the gradient {CLIP_HEAVY:g}x or more",
     )
+

@@ -19,7 +19,7 @@ import torch
 
 from trainwell.config import RunConfig
 from trainwell.diagnose import rules, rules_data, rules_train
-from trainwell.diagnose.findings import Finding, sort_findings, write_findings
+from trainwell.diagnose.findings import SEVERITIES, Finding, sort_findings, write_findings
 from trainwell.diagnose.probes import (
     DepthProfile,
     InputStats,
@@ -27,7 +27,18 @@ from trainwell.diagnose.probes import (
     draw_batch,
     input_stats,
 )
+from trainwell.diagnose.probes_data import (
+    HOLDOUT_SAMPLES,
+    HoldoutResult,
+    OutputStats,
+    SplitCheck,
+    draw_disjoint,
+    holdout_probe,
+    output_stats,
+    split_check,
+)
 from trainwell.diagnose.probes_train import (
+    OVERFIT_TARGET,
     BatchNormCheck,
     OverfitResult,
     RunStats,
@@ -69,6 +80,21 @@ class Diagnosis:
         return render(self)
 
 
+@dataclass
+class Probes:
+    """What every probe measured (None: not measured, or not applicable)."""
+
+    inputs: InputStats | None = None
+    profile: DepthProfile | None = None
+    bn: BatchNormCheck | None = None
+    overfit: OverfitResult | None = None
+    run: RunStats | None = None
+    output: OutputStats | None = None
+    holdout: HoldoutResult | None = None
+    split: SplitCheck | None = None
+    num_classes: int | None = None
+
+
 def diagnose(
     cfg: RunConfig,
     *,
@@ -87,60 +113,82 @@ def diagnose(
     task = task if task is not None else build_task(cfg)
     out_dir = make_run_dir(run_dir, f"{cfg.task.name}-diagnose")
     data = task.train_data()
+    p = Probes(num_classes=_num_classes(task))
     checked: list[str] = []
     failed: list[str] = []
     """Probes that could not run, each with why: the others still do (a diagnosis never ends
     in a traceback because one probe met a model it did not expect)."""
 
-    inputs = _probe("the input scale", failed, lambda: input_stats(
+    p.inputs = _probe("the input scale", failed, lambda: input_stats(
         draw_batch(task, data, INPUT_SAMPLES, cfg.seed, device)))
-    if inputs is not None:
-        checked.append(f"input scale and centring ({inputs.samples} samples, {inputs.features} features)")
+    if p.inputs is not None:
+        checked.append(f"input scale and centring ({p.inputs.samples} samples, {p.inputs.features} features)")
     torch.manual_seed(cfg.seed)
     model = task.build_model().to(device)
     shared = model is task.build_model()  # a user's model object (trainwell.fit): restore it after
     snapshot = copy.deepcopy(model.state_dict()) if shared else None
     batch = _probe("a batch of training data", failed, lambda: draw_batch(
         task, data, min(cfg.train.batch_size, PROFILE_SAMPLES), cfg.seed + 1, device))
-    profile = bn = None
     if batch is not None:
-        profile = _probe("the depth profile at init", failed, depth_profile, model, task, batch)
-        bn = _probe("the BatchNorm modes", failed, batchnorm_check, task, model, batch)
+        p.output = _probe("the outputs and targets at init", failed, output_stats, model, task, batch)
+        p.profile = _probe("the depth profile at init", failed, depth_profile, model, task, batch)
+        p.bn = _probe("the BatchNorm modes", failed, batchnorm_check, task, model, batch)
     _restore(model, snapshot)
-    if profile is not None:
-        checked.append(f"loss at init and the depth profile ({len(profile.activations)} activation layers, "
-                       f"{len(profile.weighted)} weighted layers)")
-    if bn is not None:
-        checked.append(f"BatchNorm modes ({len(bn.modules)} modules)")
+    if p.profile is not None:
+        checked.append(f"loss at init and the depth profile ({len(p.profile.activations)} activation layers, "
+                       f"{len(p.profile.weighted)} weighted layers)")
+    if p.output is not None:
+        checked.append("outputs and targets at init")
+    if p.bn is not None:
+        checked.append(f"BatchNorm modes and running statistics ({len(p.bn.modules)} modules)")
 
     torch.manual_seed(cfg.seed)
-    overfit = _probe("overfitting one batch", failed, lambda: overfit_one_batch(
+    p.overfit = _probe("overfitting one batch", failed, lambda: overfit_one_batch(
         task, task.build_model().to(device), draw_batch(task, data, OVERFIT_SAMPLES, cfg.seed + 2, device)))
     _restore(model, snapshot)
-    if overfit is not None:
-        checked.append(f"overfitting one batch of {overfit.samples} samples ({overfit.steps} steps)")
+    if p.overfit is not None:
+        checked.append(f"overfitting one batch of {p.overfit.samples} samples ({p.overfit.steps} steps)")
+    _data_probes(p, cfg, task, data, device, failed, checked, snapshot)
 
-    run: RunStats | None = None
-    if all(p is None or p.has_gradient for p in (profile, overfit)):
-        run = _probe(f"a {steps}-step run", failed, short_run, cfg, task, out_dir, steps)
+    if all(x is None or x.has_gradient for x in (p.profile, p.overfit)):
+        p.run = _probe(f"a {steps}-step run", failed, short_run, cfg, task, out_dir, steps)
         _restore(model, snapshot)
-    if run is not None:
+    if p.run is not None:
         checked.append(
             f"a {steps}-step run at lr {cfg.optim.lr:g} with the instruments (loss, Alpha, update size, "
-            "gradient noise scale, activations, clipping" + (", sharpness" if run.sharpness else "") + ")"
+            "gradient noise scale, activations, clipping" + (", sharpness" if p.run.sharpness else "") + ")"
         )
-    findings = apply_rules(inputs, profile, bn, overfit, run, _num_classes(task))
+    findings = apply_rules(p)
     write_findings(out_dir, findings)
-    stats = {
-        "inputs": asdict(inputs) if inputs else None,
-        "profile": asdict(profile) if profile else None,
-        "batchnorm": asdict(bn) if bn else None,
-        "overfit": asdict(overfit) if overfit else None,
-        "run": asdict(run) if run else None,
-    }
+    stats = {name: (asdict(v) if v is not None else None) for name, v in (
+        ("inputs", p.inputs), ("profile", p.profile), ("batchnorm", p.bn), ("overfit", p.overfit), ("run", p.run),
+        ("output", p.output), ("holdout", p.holdout), ("split", p.split))}
     write_json(out_dir / "diagnosis.json", {"checked": checked, "not_checked": failed, "stats": stats,
                                             "findings": [f.to_json() for f in findings]})
     return Diagnosis(out_dir, findings, checked, stats, time.perf_counter() - t0, failed)
+
+
+def _data_probes(p: Probes, cfg: RunConfig, task: Task, data: Any, device: torch.device, failed: list[str],
+                 checked: list[str], snapshot: dict[str, Any] | None) -> None:
+    """The label probe (a fresh model on seen and unseen training samples) and the evaluation
+    split against training (shared samples, input statistics)."""
+    def labels() -> HoldoutResult:
+        seen, unseen, n = draw_disjoint(task, data, HOLDOUT_SAMPLES, cfg.seed + 3, device)
+        torch.manual_seed(cfg.seed)
+        model = task.build_model().to(device)
+        try:
+            return holdout_probe(task, model, seen, unseen, n)
+        finally:
+            _restore(model, snapshot)
+
+    if p.overfit is None or p.overfit.has_gradient:
+        p.holdout = _probe("whether labels go with their inputs", failed, labels)
+    if p.holdout is not None:
+        checked.append(f"labels against inputs ({p.holdout.samples} samples trained on, as many unseen)")
+    p.split = _probe("the evaluation split against training", failed, split_check, task, data,
+                     task.eval_data(), device)
+    if p.split is not None:
+        checked.append(f"the evaluation split against training ({p.split.eval_samples} samples)")
 
 
 def _probe(what: str, failed: list[str], fn: Any, *args: Any) -> Any:
@@ -152,29 +200,37 @@ def _probe(what: str, failed: list[str], fn: Any, *args: Any) -> Any:
         return None
 
 
-def apply_rules(
-    inputs: InputStats | None,
-    profile: DepthProfile | None,
-    bn: BatchNormCheck | None,
-    overfit: OverfitResult | None,
-    run: RunStats | None,
-    num_classes: int | None,
-) -> list[Finding]:
-    """Every rule on the probes' statistics; the findings, worst first."""
-    dead_later = run.dead_frac if run else []
-    sat_later = run.saturated_frac if run else []
-    acts, weighted = (profile.activations, profile.weighted) if profile else ([], [])
+SYMPTOMS = ("lr_too_high", "lr_too_low", "clipping_most_steps", "cannot_overfit", "loss_at_init",
+            "batch_above_noise", "batch_below_noise")
+"""Findings about how training behaves. Listed after the findings about the model, data or
+loss (the causes, whose fix is there) whatever their severity: x255 inputs make the loss
+rise, and the first thing to read is the inputs, not the learning rate."""
+
+
+def apply_rules(p: Probes) -> list[Finding]:
+    """Every rule on the probes' statistics; the findings, causes first, each group worst first."""
+    run = p.run
+    acts, weighted = (p.profile.activations, p.profile.weighted) if p.profile else ([], [])
+    overfit_failed = p.overfit is not None and p.overfit.has_gradient and not (p.overfit.ratio <= OVERFIT_TARGET)
     low = _checked(rules_train.lr_too_low, run)
+    dead = _checked(rules.dead_relus, acts, run.dead_frac if run else [])
+    ignores = _checked(rules_data.output_ignores_input, p.output, acts[0].pre_std if acts else None)
     found = [
-        _checked(rules.cannot_overfit, overfit),
-        _checked(rules.batchnorm_mode, bn),
+        ignores,
+        _checked(rules_data.outputs_are_probabilities, p.output, overfit_failed),
+        _checked(rules.cannot_overfit, p.overfit, dead_units=dead is not None),
+        _checked(rules_data.labels_do_not_match, p.holdout),
+        _checked(rules.batchnorm_mode, p.bn),
+        _checked(rules_data.target_scale, p.output),
         _checked(rules.gradient_flow, weighted),
         _checked(rules.init_scale, acts, weighted),
-        _checked(rules.saturation, acts, sat_later),
-        _checked(rules.dead_relus, acts, dead_later),
-        _checked(rules_data.inputs_not_scaled, inputs),
-        _checked(rules_data.inputs_not_centred, inputs),
-        _checked(rules.loss_at_init, profile.loss, num_classes) if profile else None,
+        _checked(rules.saturation, acts, run.saturated_frac if run else []),
+        dead,
+        _checked(rules_data.inputs_not_scaled, p.inputs),
+        _checked(rules_data.inputs_not_centred, p.inputs),
+        _checked(rules_data.eval_shares_samples, p.split),
+        _checked(rules_data.eval_inputs_differ, p.split),
+        _checked(rules.loss_at_init, p.profile.loss, p.num_classes) if p.profile else None,
         _checked(rules_train.lr_too_high, run),
         low,
         _checked(rules_train.clipping_most_steps, run.clipped if run else [], lr_low=low is not None,
@@ -185,7 +241,15 @@ def apply_rules(
         # the noise scale of a run with another problem (diverging, saturated, not learning)
         # says nothing about the batch size: judge the batch only on an otherwise sound run
         found.append(_checked(rules_train.batch_vs_noise, run.batch_size, run.noise_scale))
-    return sort_findings([f for f in found if f is not None])
+    found = [f for f in found if f is not None]
+    symptoms = set(SYMPTOMS)
+    if dead is not None and (ignores is not None or dead.evidence.get("at init", 0.0) <= rules.DEAD_FRAC):
+        symptoms.add(dead.id)  # units that died in training (a large LR), or never saw the input
+    causes = [f for f in found if f.id not in symptoms]
+    order = [*SYMPTOMS, "dead_relus"]  # the learning rate first: it explains the units it killed
+    effects = sorted((f for f in found if f.id in symptoms), key=lambda f: (SEVERITIES.index(f.severity),
+                                                                            order.index(f.id)))
+    return sort_findings(causes) + effects
 
 
 def _checked(rule: Any, *args: Any, **kwargs: Any) -> Finding | None:
