@@ -165,3 +165,18 @@ def test_bytes_lm_per_sample_and_per_token_rows(tmp_path):
     assert out.per_sample.sum().item() == pytest.approx(out.sum.item(), rel=1e-5)
     m = task.metrics(student, batch)
     assert m["teacher_top1"][1] == 64.0 and "teacher_bpb" in m
+
+
+def test_a_teacher_with_a_shorter_context_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("def f(x):\n    return x + 1\n" * 60)
+    (tmp_path / "b.txt").write_text("class A:\n    pass\n" * 60)
+
+    def lm(seq_len: int) -> Task:
+        return build_plain_task(resolve({"task": {"name": "bytes-lm", "data": str(tmp_path), "seq_len": seq_len,
+                                                  "val_fraction": 0.5},
+                                         "model": {"depth": 1, "width": 16, "heads": 2}}))
+
+    short, long = lm(16), lm(32)
+    problems = check_fit(DistillTask(long, short.build_model()), short)
+    assert len(problems) == 1 and "cannot score the student's batch" in problems[0] and "context of 16" in problems[0]
+    assert check_fit(DistillTask(short, long.build_model()), long) == []  # a longer context reads shorter windows

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from trainwell.distill.loss import kd_per_target, per_sample_sums, top1_agreement
-from trainwell.errors import TaskError
+from trainwell.errors import TaskError, TrainwellError
 from trainwell.tasks.base import LossOutput, MetricSums, Task
 
 
@@ -103,7 +103,7 @@ class DistillTask(Task):
             self.teacher.eval()
         try:
             out = self.student.loss(self.teacher, batch)
-        except (RuntimeError, IndexError, ValueError) as e:  # e.g. labels beyond its classes
+        except (RuntimeError, IndexError, ValueError, TrainwellError) as e:  # labels beyond its classes, a short context
             raise TaskError(f"distillation: the teacher ({self.source}) cannot score the student's "
                             f"batch: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
         teacher = self._logits(out, "the teacher")
