@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from trainwell.checkpoint.async_save import AsyncSaver
 from trainwell.checkpoint.config import CheckpointConfig
-from trainwell.checkpoint.export import export_run, export_weights, load_weights
+from trainwell.checkpoint.export import export_run, export_weights, load_weights, newest_weights
 from trainwell.checkpoint.store import CheckpointInfo, CheckpointStore, load_checkpoint_dir
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "export_weights",
     "load_checkpoint_dir",
     "load_weights",
+    "newest_weights",
 ]

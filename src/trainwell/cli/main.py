@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         lrfind_cmd,
         mup_cmd,
         profile_cmd,
+        quantize_cmd,
         report_cmd,
         resume_cmd,
         tasks_cmd,
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in (
         train_cmd, resume_cmd, tasks_cmd, config_cmd, export_cmd, logbook_cmd, report_cmd, profile_cmd,
-        diagnose_cmd, lrfind_cmd, tune_cmd, bench_cmd, mup_cmd,
+        diagnose_cmd, lrfind_cmd, tune_cmd, bench_cmd, mup_cmd, quantize_cmd,
     ):
         module.register(sub)
     return parser
