@@ -17,6 +17,7 @@ from trainwell.instruments.config import InstrumentsConfig
 from trainwell.instruments.curvature import TIC, HessMaxEV, HessTrace
 from trainwell.instruments.gradtests import InnerTest, MeanGSNR, NormTest, OrthoTest
 from trainwell.instruments.hist import GradHist1d, GradHist2d
+from trainwell.instruments.mup_update import MupUpdateRatio
 from trainwell.instruments.noise_scale import GradNoiseScale, GradNoiseScalePerSample
 from trainwell.instruments.norms import Distance, GradNorm, ParamNorm, UpdateSize
 from trainwell.instruments.sgd_only import CABS, EarlyStopping
@@ -93,13 +94,15 @@ _add(
 )
 _add("final_act", lambda a: FinalActivation(), "RMS of the final layer's input")
 _add("attention", lambda a: AttentionLogits(), "largest attention logit")
+_add("mup_update", lambda a: MupUpdateRatio(), "muP: update/weight ratio per role (spectral norm); nothing under SP")
 
-_MINIMAL = ("grad_norm", "param_norm", "update_size", "final_act", "noise_scale")
+_MINIMAL = ("grad_norm", "param_norm", "update_size", "final_act", "noise_scale", "mup_update")
 _ECONOMY = (
     # Cockpit's economy (Loss and Time are the loop's train/loss and sys/step_time_s) ...
     "alpha", "distance", "grad_hist1d", "grad_norm", "inner_test", "norm_test", "ortho_test", "update_size",
     # ... plus what is (nearly) free once per-sample gradients and one forward are paid for
     "param_norm", "activations", "final_act", "attention", "noise_scale", "noise_scale_ps",
+    "mup_update",  # under muP only: the live coordinate check
 )  # fmt: skip
 _BUSINESS = (*_ECONOMY, "tic", "hess_trace")
 _FULL = (*_BUSINESS, "hess_max_ev", "grad_hist2d")
