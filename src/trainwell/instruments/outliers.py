@@ -36,6 +36,7 @@ def tail_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     x = x.detach().float().reshape(-1)
     centred = x - x.mean()
     var = centred.square().mean()
+    var = torch.where(var > 0, var, torch.nan)  # a constant tensor has no tails to speak of
     return x.abs().max() / var.sqrt(), centred.pow(4).mean() / var.square()
 
 

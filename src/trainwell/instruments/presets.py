@@ -20,6 +20,7 @@ from trainwell.instruments.hist import GradHist1d, GradHist2d
 from trainwell.instruments.mup_update import MupUpdateRatio
 from trainwell.instruments.noise_scale import GradNoiseScale, GradNoiseScalePerSample
 from trainwell.instruments.norms import Distance, GradNorm, ParamNorm, UpdateSize
+from trainwell.instruments.outliers import Outliers
 from trainwell.instruments.sgd_only import CABS, EarlyStopping
 from trainwell.registry import Registry
 
@@ -94,6 +95,7 @@ _add(
 )
 _add("final_act", lambda a: FinalActivation(), "RMS of the final layer's input")
 _add("attention", lambda a: AttentionLogits(), "largest attention logit")
+_add("outliers", lambda a: Outliers(), "outliers of each linear layer's input and weight (max/std, kurtosis)")
 _add("mup_update", lambda a: MupUpdateRatio(), "muP: update/weight ratio per role (spectral norm); nothing under SP")
 
 _MINIMAL = ("grad_norm", "param_norm", "update_size", "final_act", "noise_scale", "mup_update")
@@ -103,6 +105,7 @@ _ECONOMY = (
     # ... plus what is (nearly) free once per-sample gradients and one forward are paid for
     "param_norm", "activations", "final_act", "attention", "noise_scale", "noise_scale_ps",
     "mup_update",  # under muP only: the live coordinate check
+    "outliers",  # one forward of the measured samples: what quantisation will meet
 )  # fmt: skip
 _BUSINESS = (*_ECONOMY, "tic", "hess_trace")
 _FULL = (*_BUSINESS, "hess_max_ev", "grad_hist2d")
