@@ -22,7 +22,7 @@ clipping at ``clip.max_norm``, AdamW with trainwell's settings (torch's fused ke
 
 Workloads: ``probe`` (one Linear(64, 10), batch 128: almost no compute, so a step is the
 setup's fixed cost), ``mlp`` (trainwell's digits MLP, batch 64), ``gpt`` (trainwell's
-bytes-lm GPT with the task's defaults: seq_len 128, batch 32, a short run). One micro-batch
+bytes-lm GPT, the task's model with seq_len 64 and batch 8, a short run). One micro-batch
 per step everywhere (``train.accumulate=1``): each framework spells accumulation its own way.
 
 Method: all setups run in ONE process per workload, one torch thread, interleaved: each
@@ -111,9 +111,12 @@ WORKLOADS = {
                       steps=600, warmup=100, setups=BASE_SETUPS),
     "mlp": Workload("digits MLP (task defaults: depth 2, width 128, batch 64)", ("task.name=digits",),
                     steps=300, warmup=50, setups=(*BASE_SETUPS, "tw_economy", "plain_bp", "cockpit")),
-    "gpt": Workload("bytes-lm GPT (task defaults: depth 4, width 128, seq_len 128, batch 32)",
-                    ("task.name=bytes-lm", "train.eval_batches=1", "schedule.warmup_steps=10"),
-                    steps=40, warmup=8, setups=BASE_SETUPS),
+    # the task's model; seq_len 64 and batch 8 as in overhead.py (the defaults, 128 x 32, took
+    # 1.5 s a step on the loaded shared machine: 5 rounds would take half an hour)
+    "gpt": Workload("bytes-lm GPT (task defaults: depth 4, width 128), seq_len 64, batch 8",
+                    ("task.name=bytes-lm", "task.seq_len=64", "train.batch_size=8", "train.eval_batches=1",
+                     "schedule.warmup_steps=10"),
+                    steps=60, warmup=10, setups=BASE_SETUPS),
 }
 COCKPIT_STEPS = (40, 8)
 """(steps, warmup) of a Cockpit run (each of its steps costs hundreds of plain ones), and of
@@ -175,8 +178,10 @@ def prepare(workload: str, steps: int, extra: tuple[str, ...] = ()) -> Prepared:
 
 # ---------------------------------------------------------------- the pieces every setup shares
 
-TICKS: list[float] = []
-"""perf_counter() at every ResumableSampler.draw: one per step in every setup."""
+TICKS: list[tuple[float, float]] = []
+"""(wall, CPU) time at every ResumableSampler.draw: one per step in every setup. The CPU
+time (``time.process_time``: every thread of the process) counts the work a step does; on
+a shared machine under load the wall time also counts the waits for a core."""
 
 
 def install_clock() -> None:
@@ -185,7 +190,7 @@ def install_clock() -> None:
     draw = ResumableSampler.draw
 
     def timed_draw(sampler: Any, count: int) -> Any:
-        TICKS.append(time.perf_counter())
+        TICKS.append((time.perf_counter(), time.process_time()))
         return draw(sampler, count)
 
     ResumableSampler.draw = timed_draw  # type: ignore[method-assign]
@@ -362,7 +367,8 @@ RUNNERS: dict[str, Callable[[Prepared, int], float]] = {
 
 
 def timed(workload: str, setup: str) -> dict[str, float]:
-    """One run of a setup: median and mean step interval (ms) after the warm-up, last loss."""
+    """One run of a setup: median step interval in wall and CPU time and mean CPU interval
+    (ms) after the warm-up, and the last loss."""
     wl = WORKLOADS[workload]
     steps, warmup = COCKPIT_STEPS if setup in ("cockpit", "plain_bp") else (wl.steps, wl.warmup)
     p = prepare(workload, steps, EXTRA.get(setup, ()))
@@ -370,8 +376,10 @@ def timed(workload: str, setup: str) -> dict[str, float]:
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the frameworks' own lines
         last = RUNNERS[setup](p, steps)
     ticks = TICKS[warmup:steps]
-    gaps = [(b - a) * 1e3 for a, b in zip(ticks, ticks[1:], strict=False)]
-    return {"median_ms": statistics.median(gaps), "mean_ms": statistics.fmean(gaps), "loss": last}
+    wall = [(b[0] - a[0]) * 1e3 for a, b in zip(ticks, ticks[1:], strict=False)]
+    cpu = [(b[1] - a[1]) * 1e3 for a, b in zip(ticks, ticks[1:], strict=False)]
+    return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu), "cpu_mean_ms": statistics.fmean(cpu),
+            "loss": last}
 
 
 # ---------------------------------------------------------------- the parent
@@ -392,17 +400,20 @@ def bench(workload: str, rounds: int) -> None:
     print(f"\n== {workload}: {wl.help}; {wl.steps} steps, the first {wl.warmup} not timed "
           f"(cockpit, plain_bp: {COCKPIT_STEPS[0]}, {COCKPIT_STEPS[1]}); {rounds} rounds; "
           f"1-min load {load:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(f"  {'setup':<11} {'median ms/step':<26} {'/ plain (median)':<24} {'extra ms (median)':<28} "
-          f"{'/ plain (mean)':<22} last loss  (cockpit: / plain_bp)")
+    print(f"  {'setup':<11} {'CPU ms/step':<24} {'/ plain':<24} {'extra CPU ms':<28} "
+          f"{'/ plain, mean CPU':<24} {'/ plain, wall':<24} last loss   (cockpit: over plain_bp)")
     for s in setups:
-        plain = runs[BASELINE.get(s, "plain")]
-        med = [x["median_ms"] for x in runs[s]]
-        ratio = [x["median_ms"] / b["median_ms"] for x, b in zip(runs[s], plain, strict=True)]
-        extra = [x["median_ms"] - b["median_ms"] for x, b in zip(runs[s], plain, strict=True)]
-        mean_ratio = [x["mean_ms"] / b["mean_ms"] for x, b in zip(runs[s], plain, strict=True)]
-        print(f"  {s:<11} {spread(med, '{:.4g}'):<26} {spread(ratio, '{:.3f}'):<24} "
-              f"{spread(extra, '{:+.3f}'):<28} {spread(mean_ratio, '{:.3f}'):<22} {runs[s][0]['loss']:.6g}",
-              flush=True)
+        ours, base = runs[s], runs[BASELINE.get(s, "plain")]
+        print(f"  {s:<11} {spread([x['cpu_ms'] for x in ours], '{:.4g}'):<24} "
+              f"{spread(paired(ours, base, 'cpu_ms'), '{:.3f}'):<24} "
+              f"{spread(paired(ours, base, 'cpu_ms', ratio=False), '{:+.3f}'):<28} "
+              f"{spread(paired(ours, base, 'cpu_mean_ms'), '{:.3f}'):<24} "
+              f"{spread(paired(ours, base, 'wall_ms'), '{:.3f}'):<24} {ours[0]['loss']:.6g}", flush=True)
+
+
+def paired(ours: list[dict[str, float]], base: list[dict[str, float]], key: str, ratio: bool = True) -> list[float]:
+    """Per round, ``key`` of a setup's run over (or minus) that of its baseline's run."""
+    return [x[key] / b[key] if ratio else x[key] - b[key] for x, b in zip(ours, base, strict=True)]
 
 
 def versions() -> str:
