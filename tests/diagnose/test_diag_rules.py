@@ -67,7 +67,7 @@ def test_a_rule_that_fails_is_a_low_finding_and_the_others_still_run(monkeypatch
 
     monkeypatch.setattr(rules, "saturation", broken)
     profile = DepthProfile(2.3, [a("1", 0.5)], [w("a", 1e-9), w("b", 1e-6), w("c", 1e-3)])
-    found = diag_run.apply_rules(None, profile, None, None, None, 10)
+    found = diag_run.apply_rules(diag_run.Probes(profile=profile, num_classes=10))
     ids = [f.id for f in found]
     assert "vanishing_gradients" in ids  # the other rules ran
     broken_finding = next(f for f in found if f.id == "could_not_check_broken")
