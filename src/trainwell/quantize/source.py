@@ -71,8 +71,8 @@ class Spread:
 
 def seed_spread(run: LoadedRun, metric_key: str, own_value: float) -> Spread | None:
     """The std of ``metric_key``'s final value over this run and its sibling runs (same
-    parent folder, same config.toml except ``seed``, a summary.json); None with fewer than
-    two seeds."""
+    parent folder, same config.toml but for the seed and NOT_RECIPE, a summary.json); None
+    with fewer than two seeds."""
     own = _config_without_seed(run.run_dir)
     values = {run.cfg.seed: own_value}
     names = []
@@ -93,13 +93,19 @@ def seed_spread(run: LoadedRun, metric_key: str, own_value: float) -> Spread | N
         return None
     std = statistics.stdev(values.values())
     detail = (f"std of the final {metric_key} over {len(values)} seeds "
-              f"(this run and {', '.join(names)}: same config but the seed)")
+              f"(this run and {', '.join(names)}: same training config but the seed)")
     return Spread(std, "seeds", len(values), detail)
+
+
+NOT_RECIPE = ("seed", "instruments", "log", "checkpoint")
+"""Config sections two runs may differ in and still be seeds of one recipe: instruments only
+read the run, log and checkpoint only write it (none changes a trained number)."""
 
 
 def _config_without_seed(run_dir: Path) -> dict[str, Any]:
     raw = read_toml(run_dir / "config.toml")
-    raw.pop("seed", None)
+    for k in NOT_RECIPE:
+        raw.pop(k, None)
     return raw
 
 
