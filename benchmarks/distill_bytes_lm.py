@@ -3,6 +3,7 @@ distilled from a default-width teacher, against the same student trained alone, 
 
     python benchmarks/distill_bytes_lm.py [--teacher-steps 300] [--steps 300] [--seeds 0 1 2]
                                           [--teacher RUN_DIR] [--out DIR]
+    python benchmarks/distill_bytes_lm.py --summary DIR [DIR ...]
 
 The teacher is the default bytes-lm run (width 128) with ``--teacher-steps`` steps (its
 cosine schedule ends there), or an existing run directory (``--teacher``). Each seed trains
@@ -10,6 +11,8 @@ the student (model.width = 64, the default otherwise) twice on the same data ord
 the same initial weights: alone, and with ``distill.teacher`` at the default alpha and
 temperature. Prints one line per run and a summary table (validation bits per byte at the
 end, and the teacher agreement of both students), and writes it as JSON to ``--out``.
+Seeds can train in separate processes (``--seeds 1 --out A``, ``--seeds 2 --out B``, with
+``--teacher``); ``--summary A B`` then compares them all.
 """
 
 from __future__ import annotations
@@ -59,6 +62,55 @@ def agreement_of_scratch(run_dir: Path, teacher_dir: Path, batches: int) -> dict
     return {"eval/teacher_top1": agree / n, "eval/teacher_kl": kl / n}
 
 
+def step_time_s(run_dir: Path) -> float:
+    """Median of the logged step times (the machine's load varies; the median resists it)."""
+    from trainwell.sinks import read_jsonl
+
+    times = [r["sys/step_time_s"] for r in read_jsonl(run_dir / "metrics.jsonl") if "sys/step_time_s" in r]
+    return statistics.median(times)
+
+
+def summarize(folders: list[Path]) -> dict[str, object]:
+    """Read every finished student run under ``folders`` (scratch-seedN, distilled-seedN) and
+    print the comparison; the scratch students' teacher agreement is measured here."""
+    results: dict[str, dict[int, dict[str, float]]] = {"scratch": {}, "distilled": {}}
+    teacher_dir = None
+    for folder in folders:
+        for kind in results:
+            for run_dir in sorted(folder.glob(f"{kind}-seed*")):
+                summary = json.loads((run_dir / "summary.json").read_text())
+                if summary.get("status") != "completed":
+                    continue
+                seed = int(run_dir.name.rsplit("seed", 1)[1])
+                m = {**summary["final"], "wall_s": summary["wall_time_s"], "step_time_s": step_time_s(run_dir)}
+                if kind == "distilled":
+                    teacher_dir = Path(load_config(run_dir / "config.toml").distill.teacher)
+                m["run_dir"] = str(run_dir)
+                results[kind][seed] = m
+    seeds = sorted(set(results["scratch"]) & set(results["distilled"]))
+    if teacher_dir is None or not seeds:
+        raise SystemExit("no seed with both a finished scratch and a finished distilled run")
+    teacher = json.loads((teacher_dir / "summary.json").read_text())
+    print(f"teacher {teacher_dir}: {teacher['steps']} steps, eval/bpb {teacher['final']['eval/bpb']:.4f}")
+    for seed in seeds:
+        s = results["scratch"][seed]
+        s.update(agreement_of_scratch(Path(s["run_dir"]), teacher_dir,
+                                      load_config(Path(s["run_dir"]) / "config.toml").train.eval_batches))
+        for kind in results:
+            m = results[kind][seed]
+            print(f"seed {seed} {kind:9s}: eval/bpb {m['eval/bpb']:.4f}, teacher top-1 {m['eval/teacher_top1']:.4f}, "
+                  f"KL {m['eval/teacher_kl']:.4f} nats/byte, median step {m['step_time_s']:.2f} s, {m['wall_s']:.0f} s")
+    for kind in results:
+        bpb = [results[kind][s]["eval/bpb"] for s in seeds]
+        print(f"{kind:9s}: bpb mean {statistics.mean(bpb):.4f} (min {min(bpb):.4f}, max {max(bpb):.4f})")
+    gaps = [results["distilled"][s]["eval/bpb"] - results["scratch"][s]["eval/bpb"] for s in seeds]
+    print("distilled - scratch per seed: " + ", ".join(f"{g:+.4f}" for g in gaps)
+          + f"; mean {statistics.mean(gaps):+.4f}")
+    ratio = [results["distilled"][s]["step_time_s"] / results["scratch"][s]["step_time_s"] for s in seeds]
+    print("step time distilled / scratch per seed: " + ", ".join(f"{r:.2f}" for r in ratio))
+    return {"teacher": str(teacher_dir), "teacher_final": teacher["final"], "seeds": seeds, "runs": results}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher-steps", type=int, default=300)
@@ -66,34 +118,26 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--teacher", type=Path, help="an existing teacher run directory")
     p.add_argument("--out", type=Path, default=Path("runs/distill-bench"))
+    p.add_argument("--summary", type=Path, nargs="+", metavar="DIR",
+                   help="train nothing: compare the student runs already in these --out folders")
     args = p.parse_args()
+    if args.summary:
+        rows = summarize(args.summary)
+        (args.summary[0] / "distill_bytes_lm.json").write_text(json.dumps(rows, indent=1))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     teacher = args.teacher
-    rows: dict[str, object] = {"steps": args.steps, "seeds": args.seeds}
     if teacher is None:
         teacher = args.out / "teacher"
         m = train([f"train.steps={args.teacher_steps}", "seed=0"], teacher)
-        rows["teacher"] = m
         print(f"teacher ({args.teacher_steps} steps): eval/bpb {m['eval/bpb']:.4f} in {m['wall_s']:.0f} s", flush=True)
     student = [f"model.width={STUDENT_WIDTH}", f"train.steps={args.steps}"]
-    results: dict[str, list[dict[str, float]]] = {"scratch": [], "distilled": []}
     for seed in args.seeds:
         for kind in ("scratch", "distilled"):
             extra = [f"distill.teacher={teacher}"] if kind == "distilled" else []
-            run_dir = args.out / f"{kind}-seed{seed}"
-            m = train([*student, f"seed={seed}", *extra], run_dir)
-            if kind == "scratch":
-                m.update(agreement_of_scratch(run_dir, teacher, load_config(run_dir / "config.toml").train.eval_batches))
-            results[kind].append(m)
-            print(f"seed {seed} {kind:9s}: eval/bpb {m['eval/bpb']:.4f}, teacher top-1 "
-                  f"{m['eval/teacher_top1']:.4f}, KL {m['eval/teacher_kl']:.4f} nats/byte, "
-                  f"{m['wall_s']:.0f} s", flush=True)
-    rows["runs"] = results
-    for kind, ms in results.items():
-        bpb = [m["eval/bpb"] for m in ms]
-        print(f"{kind:9s}: bpb mean {statistics.mean(bpb):.4f} (min {min(bpb):.4f}, max {max(bpb):.4f})")
-    gaps = [d["eval/bpb"] - s["eval/bpb"] for s, d in zip(results["scratch"], results["distilled"], strict=True)]
-    print("distilled - scratch per seed: " + ", ".join(f"{g:+.4f}" for g in gaps))
+            m = train([*student, f"seed={seed}", *extra], args.out / f"{kind}-seed{seed}")
+            print(f"seed {seed} {kind:9s}: eval/bpb {m['eval/bpb']:.4f} in {m['wall_s']:.0f} s", flush=True)
+    rows = summarize([args.out])
     (args.out / "distill_bytes_lm.json").write_text(json.dumps(rows, indent=1))
 
 

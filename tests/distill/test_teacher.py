@@ -105,7 +105,7 @@ def test_a_folder_that_is_not_a_run_lists_every_problem(capsys, tmp_path):
     code, err = run_cli(capsys, "train", *sum((["--set", s] for s in DIGITS), []),
                         "--set", f"distill.teacher={tmp_path / 'empty'}")
     assert code == 2 and "2 problems" in err
-    assert "no config.toml" in err and "no valid checkpoint" in err
+    assert "no config.toml" in err and "no checkpoints folder" in err
 
 
 def test_a_teacher_of_other_classes_is_exit_2(capsys, teacher_dir, tmp_path):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainwell.checkpoint.store import CheckpointStore
-from trainwell.errors import ConfigError, TrainwellError
+from trainwell.checkpoint.export import newest_weights
+from trainwell.errors import CheckpointError, ConfigError, TrainwellError
 from trainwell.tasks.base import Task
 from trainwell.train.rng import rng_state, set_rng_state
 
@@ -52,20 +52,22 @@ def load_teacher(run_dir: str | Path, weights: str = "auto") -> Teacher:
         raise ConfigError(f"{key} = {str(run_dir)!r}: {what}; name a finished `trainwell train` run")
     problems: list[str] = []
     cfg = _teacher_config(run_dir, problems)
-    info, skipped = CheckpointStore(run_dir / "checkpoints").latest_valid()
-    if info is None:
-        why = "; ".join(skipped) or "the run saved none (checkpoint.final = false?)"
-        problems.append(f"{key} = {str(run_dir)!r}: no valid checkpoint ({why})")
-    if cfg is None or info is None:
-        raise ConfigError(problems)
-    part = _pick_weights(run_dir, weights, info.parts, cfg, problems)
-    if problems:
+    known = len(problems)
+    part = "model" if cfg is None else _pick_weights(run_dir, weights, cfg, problems)
+    ema_refused = len(problems) > known
+    try:
+        info, weights_state = newest_weights(run_dir, ema=part == "ema", purpose="teach a student")
+    except CheckpointError as e:
+        info = None
+        if not ema_refused:  # a missing EMA part is explained by _pick_weights already
+            problems.append(f"{key} = {str(run_dir)!r}: {' '.join(str(e).split())}")
+    if cfg is None or info is None or problems:
         raise ConfigError(problems)
     state = rng_state()
     try:
         task, model = _build(cfg, run_dir)
         try:
-            model.load_state_dict(CheckpointStore(run_dir / "checkpoints").load(info, parts=[part])[part])
+            model.load_state_dict(weights_state)
         except RuntimeError as e:  # shapes or names differ: the checkpoint is not this config's model
             raise ConfigError(f"{key} = {str(run_dir)!r}: its {part} weights do not fit the model its "
                               f"config.toml builds: {' '.join(str(e).split())[:400]}") from None
@@ -154,17 +156,16 @@ def _teacher_config(run_dir: Path, problems: list[str]) -> RunConfig | None:
         return None
 
 
-def _pick_weights(run_dir: Path, weights: str, parts: list[str], cfg: RunConfig,
-                  problems: list[str]) -> str:
-    if weights == "model" or (weights == "auto" and "ema" not in parts):
+def _pick_weights(run_dir: Path, weights: str, cfg: RunConfig, problems: list[str]) -> str:
+    if weights == "model":
         return "model"
-    if "ema" not in parts:
-        problems.append(f"distill.weights = 'ema': the teacher run {str(run_dir)!r} kept no EMA weights "
-                        "(it trained with ema.decay = 0); use distill.weights = 'model' or 'auto'")
-        return "ema"
+    kept_ema = cfg.ema.decay > 0
     if weights == "ema":
+        if not kept_ema:
+            problems.append(f"distill.weights = 'ema': the teacher run {str(run_dir)!r} kept no EMA weights "
+                            "(it trained with ema.decay = 0); use distill.weights = 'model' or 'auto'")
         return "ema"
-    return "ema" if _ema_scored_better(run_dir / "summary.json") else "model"
+    return "ema" if kept_ema and _ema_scored_better(run_dir / "summary.json") else "model"
 
 
 def _ema_scored_better(summary_path: Path) -> bool:
