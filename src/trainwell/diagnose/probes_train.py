@@ -184,6 +184,10 @@ class RunStats:
     """Largest Hessian eigenvalue (measured for plain SGD only, where 2/lr is the bound)."""
     noise_scale: float | None = None
     """Last per-sample B_simple (samples), EMA'd over the measurements."""
+    outliers_max_std: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """layer -> [(step, input max|x|/std)] from the outlier instrument."""
+    outliers_kurt: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """layer -> [(step, input kurtosis)] from the outlier instrument."""
     message: str = ""
 
 
@@ -225,6 +229,9 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
         steps=steps, lr=cfg.optim.lr, batch_size=cfg.train.batch_size, optimizer=cfg.optim.name,
         clip_norm=cfg.clip.max_norm, status=status, message=message,
     )  # fmt: skip
+    from trainwell.instruments.outliers import series
+
+    st.outliers_max_std, st.outliers_kurt = series(rows, "in_max_std"), series(rows, "in_kurt")
     for r in rows:
         if "train/loss" in r:
             st.losses.append(float(r["train/loss"]))
