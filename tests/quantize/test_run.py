@@ -69,3 +69,13 @@ def test_bad_input_lists_every_problem_and_exits_2(runs, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:  # argparse: an unknown method
         main(["quantize", str(runs[0]), "--method", "int3"])
     assert e.value.code == 2
+
+
+def test_the_run_report_shows_the_outliers_and_the_verdict(runs):
+    from trainwell.report import write_report
+
+    quantize_run(runs[1], ["int8-weight"])
+    html = write_report(runs[1]).read_text()
+    assert "<h2>Quantisation</h2>" in html
+    assert 'id="quantize-verdict"' in html and "int8-weight" in html and "seeds" in html
+    assert 'id="outlier-table"' in html and 'id="outliers-ok"' in html  # a 30-step digits run: no growth

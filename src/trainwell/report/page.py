@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.distill.verdict import verdict_html
+from trainwell.quantize.report import quantize_html
 from trainwell.report.assets import html_page, script
 from trainwell.report.hists import histogram_panels
 from trainwell.report.load import RunData, load_run
@@ -94,6 +95,7 @@ def render_report(data: RunData) -> str:
 
     parts = [_head(data), f"<h2>Findings</h2>{findings_html(data)}", f"<h2>Run</h2>{header_html(data)}"]
     parts.append(verdict_html(data.config, data.summary))  # '' unless the run had a teacher
+    parts.append(quantize_html(data.run_dir, data.rows))  # '' without outlier readings or quantize.json
     parts.append("<h2>Training curves</h2>" + _marker_key(payload["events"], panels) + _grid(training))
     parts.append("<h2>Autopilot</h2>" + _grid(autopilot) + "<h3 style='margin-top:12px'>Logbook</h3>" + logbook_html(data.logbook))
     parts.append("<h2>Instruments</h2>")
