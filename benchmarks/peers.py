@@ -28,10 +28,14 @@ per step everywhere (``train.accumulate=1``): each framework spells accumulation
 Method: all setups run in ONE process per workload, one torch thread, interleaved: each
 round runs every setup once, in an order that rotates round to round, so the drift of a
 shared machine hits all of them alike. Every setup draws its batches from trainwell's
-``ResumableSampler`` (the same ids, so the same losses); the clock is the time of each
-draw, and a run's figure is its median step interval after the first ``warmup`` steps. A
-setup's ratio and extra milliseconds are taken against the plain run of the same round,
-then the median over rounds is reported (the spread is min-max over rounds).
+``ResumableSampler`` (the same ids, so the same losses); the clock is the wall and CPU time
+of each draw, and a run's figure is its median step interval after the first ``warmup``
+steps. A setup's ratio and extra milliseconds are taken against the plain run of the same
+round, then the median over rounds is reported (the spread is min-max over rounds).
+``--lockstep`` interleaves finer: every setup (Cockpit aside) in its own thread, taking
+turns of 7 steps (benchmarks/lockstep.py, the plain loop twice as the null pair); on a
+loaded machine the pairing per turn resolves what whole runs cannot. The loops themselves
+are in benchmarks/peers_loops.py.
 
 The frameworks are never dependencies of trainwell, so the script runs in its own virtual
 environment, made the first time (benchmarks/.peers-venv: torch 2.13.0, lightning,
@@ -39,6 +43,7 @@ accelerate, cockpit-for-pytorch, and this checkout of trainwell, editable):
 
     python benchmarks/peers.py                                  # probe, mlp, gpt; 5 rounds
     python benchmarks/peers.py --workloads probe --rounds 2     # a quick look
+    python benchmarks/peers.py --lockstep                       # turns of 7 steps, one thread each
 
 Results and the command that produced them: benchmarks/RESULTS.md, section "Peers".
 """
@@ -47,19 +52,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
-import math
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peers_loops import RUNNERS, Prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "benchmarks" / ".peers-venv"
@@ -161,12 +166,6 @@ def probe_task(cfg: Any) -> Any:
     return ProbeTask()
 
 
-@dataclass
-class Prepared:
-    cfg: Any
-    task: Any
-
-
 def prepare(workload: str, steps: int, extra: tuple[str, ...] = ()) -> Prepared:
     from trainwell.config import load_config
     from trainwell.tasks import build_task
@@ -176,7 +175,7 @@ def prepare(workload: str, steps: int, extra: tuple[str, ...] = ()) -> Prepared:
     return Prepared(cfg, probe_task(cfg) if workload == "probe" else build_task(cfg))
 
 
-# ---------------------------------------------------------------- the pieces every setup shares
+# ---------------------------------------------------------------- the clock
 
 TICKS: list[tuple[float, float]] = []
 """(wall, CPU) time at every ResumableSampler.draw: one per step in every setup. The CPU
@@ -194,176 +193,6 @@ def install_clock() -> None:
         return draw(sampler, count)
 
     ResumableSampler.draw = timed_draw  # type: ignore[method-assign]
-
-
-def seeded_model(p: Prepared) -> Any:
-    from trainwell.train.rng import seed_everything
-
-    seed_everything(p.cfg.seed)  # as trainwell seeds: the same initial weights everywhere
-    model = p.task.build_model()
-    model.train()
-    return model
-
-
-def optimizer(p: Prepared, model: Any) -> tuple[Any, Any]:
-    """AdamW as trainwell builds it by default, and its warmup-cosine schedule."""
-    import torch
-
-    cfg = p.cfg
-    emb = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    params = [q for q in model.parameters() if q.requires_grad]
-    decay = [q for q in params if q.ndim >= 2 and id(q) not in emb]
-    rest = [q for q in params if not (q.ndim >= 2 and id(q) not in emb)]
-    groups = [g for g in ({"params": decay, "weight_decay": cfg.optim.weight_decay},
-                          {"params": rest, "weight_decay": 0.0}) if g["params"]]
-    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, fused=True)
-    total, warm, floor = cfg.train.steps, cfg.schedule.warmup_steps, cfg.schedule.min_lr_ratio
-
-    def factor(step: int) -> float:  # linear warmup, then cosine down to the floor
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def batches(p: Prepared) -> Iterator[Any]:
-    from trainwell.data.sampler import ResumableSampler
-
-    data = p.task.train_data()
-    sampler = ResumableSampler(len(data), seed=p.cfg.seed)
-    while True:
-        yield data.get_batch(sampler.draw(p.cfg.train.batch_size))
-
-
-def mean_loss(p: Prepared, model: Any, batch: Any) -> Any:
-    out = p.task.loss(model, batch)
-    return out.sum / out.count
-
-
-# ---------------------------------------------------------------- the setups (each returns its last loss)
-
-
-def run_plain(p: Prepared, steps: int) -> float:
-    import torch
-
-    model = seeded_model(p)
-    opt, sched = optimizer(p, model)
-    stream = batches(p)
-    for _ in range(steps):
-        loss = mean_loss(p, model, next(stream))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return loss.item()
-
-
-def run_trainwell(p: Prepared, steps: int) -> float:
-    from trainwell.train.loop import run
-
-    with tempfile.TemporaryDirectory(prefix="tw-peers-") as d:
-        result = run(p.cfg, task=p.task, run_dir=Path(d) / "run", progress=False)
-    return float([h["train/loss"] for h in result.history if "train/loss" in h][-1])
-
-
-def run_fabric(p: Prepared, steps: int) -> float:
-    import lightning as L
-
-    fabric = L.Fabric(accelerator="cpu", devices=1, precision="32-true")
-    model = seeded_model(p)
-    opt, sched = optimizer(p, model)
-    model, opt = fabric.setup(model, opt)
-    stream = batches(p)
-    for _ in range(steps):
-        loss = mean_loss(p, model, next(stream))
-        fabric.backward(loss)
-        fabric.clip_gradients(model, opt, max_norm=p.cfg.clip.max_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return loss.item()
-
-
-def run_trainer(p: Prepared, steps: int) -> float:
-    import lightning as L
-
-    net = seeded_model(p)
-
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-            self.last = math.nan
-
-        def training_step(self, batch: Any, index: int) -> Any:
-            loss = mean_loss(p, self.net, batch)
-            self.last = loss.detach()  # read once, after the run
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            opt, sched = optimizer(p, self.net)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    module = Module()
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, gradient_clip_val=p.cfg.clip.max_norm)
-    trainer.fit(module, train_dataloaders=batches(p))
-    return float(module.last)
-
-
-def run_accelerate(p: Prepared, steps: int) -> float:
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=True)
-    model = seeded_model(p)
-    opt, sched = optimizer(p, model)
-    model, opt, sched = accelerator.prepare(model, opt, sched)
-    stream = batches(p)
-    for _ in range(steps):
-        loss = mean_loss(p, model, next(stream))
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return loss.item()
-
-
-def run_cockpit(p: Prepared, steps: int) -> float:
-    """Cockpit's own example loop (BackPACK-extended model and loss), plus the clipping and
-    schedule of the others; every step measured, as in Cockpit's examples."""
-    import torch
-    from backpack import extend
-    from cockpit import Cockpit
-    from cockpit.utils.configuration import configuration
-
-    model = extend(seeded_model(p))
-    loss_fn = extend(torch.nn.CrossEntropyLoss())
-    per_sample_fn = torch.nn.CrossEntropyLoss(reduction="none")
-    opt, sched = optimizer(p, model)
-    cockpit = Cockpit(model.parameters(), quantities=configuration("economy"))
-    stream = batches(p)
-    for step in range(steps):
-        x, y = next(stream)
-        logits = model(x)  # (B, classes)
-        loss = loss_fn(logits, y)
-        info = {"batch_size": len(y), "individual_losses": per_sample_fn(logits, y), "loss": loss, "optimizer": opt}
-        with cockpit(step, info=info):
-            loss.backward(create_graph=cockpit.create_graph(step))
-        torch.nn.utils.clip_grad_norm_(model.parameters(), p.cfg.clip.max_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return loss.item()
-
-
-RUNNERS: dict[str, Callable[[Prepared, int], float]] = {
-    "plain": run_plain, "plain_bp": run_plain, "trainwell": run_trainwell, "tw_economy": run_trainwell, "fabric": run_fabric,
-    "trainer": run_trainer, "accelerate": run_accelerate, "cockpit": run_cockpit}
 
 
 def timed(workload: str, setup: str) -> dict[str, float]:
@@ -416,6 +245,35 @@ def paired(ours: list[dict[str, float]], base: list[dict[str, float]], key: str,
     return [x[key] / b[key] if ratio else x[key] - b[key] for x, b in zip(ours, base, strict=True)]
 
 
+LOCKSTEP = {"probe": (1500, 105, 10), "mlp": (600, 70, 5), "gpt": (120, 14, 2)}
+"""--lockstep: (steps, untimed steps, rounds per block) per workload; turns of 7 steps."""
+
+
+def bench_lockstep(workload: str) -> None:
+    """All setups (Cockpit aside) in threads taking turns of 7 steps (benchmarks/lockstep.py),
+    with the plain loop twice: plain.2/plain is the null ratio that shows the pairing's bias."""
+    import lockstep
+
+    steps, skip, block = LOCKSTEP[workload]
+    labels = [s for s in WORKLOADS[workload].setups if s in BASE_SETUPS] + ["plain.2"]
+    bodies = []
+    for label in labels:
+        setup = label.partition(".")[0]
+        bodies.append(functools.partial(RUNNERS[setup], prepare(workload, steps, EXTRA.get(setup, ())), steps))
+    lock = lockstep.Lockstep(len(labels), block, turn=7)
+    lock.install()
+    load = os.getloadavg()[0]
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        losses = lock.run(bodies)
+    result = {"labels": labels, "turn": 7, "block": block, "wall": lock.wall, "cpu": lock.cpu, "first": lock.first}
+    print(f"\n== {workload} (lockstep): {WORKLOADS[workload].help}; {steps} steps each, the first {skip} not timed; "
+          f"turns of 7 steps, the order rotating every {block} rounds; 1-min load {load:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after; last losses "
+          + ", ".join(f"{lab} {v:.6g}" for lab, v in zip(labels, losses, strict=True)))
+    for line in lockstep.describe([result], [("plain.2", "plain"), *((s, "plain") for s in labels[1:-1])], skip):
+        print(line, flush=True)
+
+
 def versions() -> str:
     from importlib.metadata import version
 
@@ -427,6 +285,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="probe,mlp,gpt", help="comma-separated: " + ", ".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=5, help="rounds (each runs every setup once)")
+    ap.add_argument("--lockstep", action="store_true", help="all setups in one process taking turns of 7 "
+                    "steps (benchmarks/lockstep.py): finer pairing on a loaded machine; Cockpit left out")
     args = ap.parse_args()
     names = [w for w in args.workloads.split(",") if w]
     if unknown := [w for w in names if w not in WORKLOADS]:
@@ -441,12 +301,13 @@ def main() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers:probe_task
-    install_clock()
+    if not args.lockstep:
+        install_clock()
     print(f"trainwell peers benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"1 torch thread; {versions()}")
     print("command: python " + " ".join(["benchmarks/peers.py", *sys.argv[1:]]))
     for name in names:
-        bench(name, args.rounds)
+        bench_lockstep(name) if args.lockstep else bench(name, args.rounds)
 
 
 if __name__ == "__main__":
