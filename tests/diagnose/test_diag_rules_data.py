@@ -108,3 +108,11 @@ def test_causes_are_listed_before_the_training_symptoms() -> None:
     diverging = run_stats([2.3, 5.0, 9.0, 20.0, 15.0, 18.0, 30.0, 25.0])
     found = [f.id for f in diag_run.apply_rules(diag_run.Probes(inputs=x255, run=diverging))]
     assert found[0] == "inputs_not_scaled" and "lr_too_high" in found  # medium cause before the high symptom
+
+
+def test_low_notes_come_after_every_high_or_medium_finding() -> None:
+    diverging = run_stats([2.3, 5.0, 9.0, 20.0, 15.0, 18.0, 30.0, 25.0],
+                          outliers_max_std={"head": [(1, 5.0), (41, 40.0)]})  # growing outliers: a low note
+    found = diag_run.apply_rules(diag_run.Probes(run=diverging))
+    assert [f.id for f in found] == ["lr_too_high", "outliers_growing"]
+    assert [f.severity for f in found] == ["high", "low"]

@@ -208,7 +208,9 @@ rise, and the first thing to read is the inputs, not the learning rate."""
 
 
 def apply_rules(p: Probes) -> list[Finding]:
-    """Every rule on the probes' statistics; the findings, causes first, each group worst first."""
+    """Every rule on the probes' statistics. The findings: high and medium ones first, causes
+    before the symptoms they explain (SYMPTOMS), each group worst first; then the low ones
+    (notes: nothing to fix before training) in the same order."""
     run = p.run
     acts, weighted = (p.profile.activations, p.profile.weighted) if p.profile else ([], [])
     overfit_failed = p.overfit is not None and p.overfit.has_gradient and not (p.overfit.ratio <= OVERFIT_TARGET)
@@ -251,7 +253,8 @@ def apply_rules(p: Probes) -> list[Finding]:
     order = [*SYMPTOMS, "dead_relus"]  # the learning rate first: it explains the units it killed
     effects = sorted((f for f in found if f.id in symptoms), key=lambda f: (SEVERITIES.index(f.severity),
                                                                             order.index(f.id)))
-    return sort_findings(causes) + effects
+    ranked = sort_findings(causes) + effects
+    return [f for f in ranked if f.severity != "low"] + [f for f in ranked if f.severity == "low"]  # notes last
 
 
 def _checked(rule: Any, *args: Any, **kwargs: Any) -> Finding | None:
