@@ -92,7 +92,9 @@ def gpt_plan(model: nn.Module, sequence_parallel: bool) -> dict[str, ParallelSty
     between = Shard(1) if sp else Replicate()  # (B, T, C): dimension 1 is the sequence
     plan: dict[str, ParallelStyle] = {
         "wte": RowwiseParallel(input_layouts=Replicate(), output_layouts=between, use_local_output=not sp),
-        "norm_f": ReplicatedParams(between, Replicate()),
+        # a norm whose input is split along T hands its output on as a DTensor: the column-parallel
+        # layer after it gathers it, and the backward turns that gather into a reduce-scatter
+        "norm_f": ReplicatedParams(between, Replicate(), local_output=not sp),
         # the logits (B, T, V) gathered whole on every rank: the task's loss stays plain
         "lm_head": ColwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
     }
@@ -101,14 +103,14 @@ def gpt_plan(model: nn.Module, sequence_parallel: bool) -> dict[str, ParallelSty
         plan["wpe"] = ReplicatedParams(Replicate(), Shard(0) if sp else Replicate(), local_output=not sp)
     for i, block in enumerate(model.blocks):  # type: ignore[union-attr]
         b = f"blocks.{i}"
-        plan[f"{b}.norm1"] = ReplicatedParams(between, Replicate())
+        plan[f"{b}.norm1"] = ReplicatedParams(between, Replicate(), local_output=not sp)
         plan[f"{b}.attn.qkv"] = ColwiseParallel()
         plan[f"{b}.attn.proj"] = RowwiseParallel(output_layouts=between, use_local_output=not sp)
         if block.attn.q_norm is not None:
             # (B, H, T, D): each rank holds its heads; one gain shared by all heads
             plan[f"{b}.attn.q_norm"] = ReplicatedParams(Shard(1))
             plan[f"{b}.attn.k_norm"] = ReplicatedParams(Shard(1))
-        plan[f"{b}.norm2"] = ReplicatedParams(between, Replicate())
+        plan[f"{b}.norm2"] = ReplicatedParams(between, Replicate(), local_output=not sp)
         plan[f"{b}.mlp.fc"] = ColwiseParallel()
         plan[f"{b}.mlp.proj"] = RowwiseParallel(output_layouts=between, use_local_output=not sp)
     return plan
