@@ -105,3 +105,51 @@ def test_batch_faults_hit_only_their_rank() -> None:
     assert not faults.nan_loss(cfg, 2, rank=0) and faults.nan_loss(cfg, 2, rank=1)
     everyone = faults.FaultsConfig(nan_batch_at=[2])
     assert torch.isnan(faults.apply_to_batch(everyone, 2, x, idx, rank=3)).all()
+
+
+def test_tensor_parallel_reports_every_problem_at_once() -> None:
+    cfg = _cfg("dist.tensor_parallel=3", "model.kind=mlp", "train.batch_size=32", "ema.decay=0.9")
+    with pytest.raises(ConfigError) as e:
+        _check_config(cfg, "ddp", 4)
+    text = str(e.value)
+    for needle in ("dist.tensor_parallel (3) must divide the number of processes (4)",
+                   "dist.parallel = 'ddp' cannot be combined", "plan for the gpt only"):
+        assert needle in text
+
+
+def test_tensor_parallel_splits_whole_heads_and_the_batch_over_data_parallel_ranks() -> None:
+    gpt = ("task.name=bytes-lm", "task.seq_len=16", "instruments.preset=off")
+    with pytest.raises(ConfigError) as e:
+        _check_config(load_config(None, [*gpt, "model.heads=3", "model.width=24", "dist.tensor_parallel=2",
+                                         "train.batch_size=3"]), "fsdp", 4)
+    text = str(e.value)
+    assert "model.heads (3) must be divisible by dist.tensor_parallel (2)" in text
+    assert "train.batch_size (3) must be divisible by the number of data-parallel ranks" in text and "(2)" in text
+    # 4 processes in tensor-parallel pairs: the global batch splits in 2, not 4
+    _check_config(load_config(None, [*gpt, "model.heads=2", "dist.tensor_parallel=2", "train.batch_size=2"]),
+                  "fsdp", 4)
+
+
+def test_the_launcher_refuses_a_bad_tensor_parallel_config_before_starting(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "trainwell", "train", "--set", "task.name=digits", "--set",
+                          "dist.tensor_parallel=2", "--set", "train.batch_size=30", "--nproc", "3",
+                          "--run-dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2, out.stderr
+    assert "dist.tensor_parallel (2) must divide" in out.stderr and "plan for the gpt only" in out.stderr
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
+def test_a_model_without_a_plan_is_refused() -> None:
+    from torch import nn
+
+    from trainwell.dist.tensor import plan_problems
+    from trainwell.models.gpt import GPT
+
+    assert "plan for trainwell's GPT" in plan_problems(nn.Linear(2, 2), 2)[0]
+    assert any("vocabulary (255 tokens)" in p for p in plan_problems(GPT(255, 8, width=16, heads=2), 2))
+    assert plan_problems(GPT(256, 8, width=16, heads=2), 2) == []

@@ -46,8 +46,10 @@ def handle(args: argparse.Namespace) -> int:
     if args.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {args.max_restarts}")
     if args.nproc:
+        from trainwell.dist.context import check_launch
         from trainwell.dist.launch import launch
 
+        check_launch(cfg, args.nproc)  # exit 2 here, before N processes start and fail alike
         run_dir = make_run_dir(args.run_dir, cfg.task.name)  # one directory for every rank and restart
         child = ["train"] + ([args.config] if args.config else [])
         for item in overrides:

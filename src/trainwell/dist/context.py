@@ -194,6 +194,16 @@ class DistContext:
             dist.destroy_process_group()
 
 
+def check_launch(cfg: RunConfig, nproc: int) -> None:
+    """The problems ``setup`` would find on every rank of ``nproc`` processes, found before
+    they start (``trainwell train --nproc``): a ConfigError listing all of them."""
+    parallel = cfg.dist.parallel
+    if parallel == "auto":
+        parallel = "fsdp" if cfg.dist.tensor_parallel > 1 else "ddp" if nproc > 1 else "none"
+    if parallel != "none" or cfg.dist.tensor_parallel > 1:
+        _check_config(cfg, parallel, nproc)
+
+
 def setup(cfg: RunConfig) -> DistContext | None:
     """The context for this process, with its process group initialised; None when the run
     is a single process. Config problems that depend on the world size are reported here,
@@ -202,7 +212,7 @@ def setup(cfg: RunConfig) -> DistContext | None:
     parallel, tp = cfg.dist.parallel, cfg.dist.tensor_parallel
     if parallel == "auto":
         parallel = "fsdp" if tp > 1 else "ddp" if world > 1 else "none"
-    if parallel == "none":
+    if parallel == "none" and tp == 1:
         if world > 1:
             raise ConfigError(f"dist.parallel = 'none', but torchrun started {world} processes: each "
                               "would train alone; use dist.parallel = 'auto', 'ddp' or 'fsdp'")
