@@ -11,7 +11,13 @@ import torch
 from q_helpers import tiny_gpt, tokens
 from scipy import stats
 
-from trainwell.quantize.measure import Evaluation, bootstrap_std, sqnr_db, tail_stats
+from trainwell.quantize.measure import (
+    Evaluation,
+    bootstrap_std,
+    paired_interval,
+    sqnr_db,
+    tail_stats,
+)
 from trainwell.quantize.methods import METHODS, Candidate, Method, apply_method, is_quantized
 
 
@@ -82,3 +88,14 @@ def test_bootstrap_std_is_the_spread_of_the_mean_over_batches():
     assert bootstrap_std(ev, "m") == pytest.approx(expected, rel=0.1)
     same = Evaluation({"m": [3.0] * 5}, {"m": [1.0] * 5})
     assert bootstrap_std(same, "m") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_paired_interval_cancels_what_both_models_share():
+    gen = torch.Generator().manual_seed(0)
+    fp32 = (2.0 + 0.5 * torch.randn(50, generator=gen)).tolist()  # batches of very different difficulty
+    counts = [10.0] * 50
+    shifted = Evaluation({"m": [10 * (v + 0.01) for v in fp32]}, {"m": counts})  # every target +0.01
+    base = Evaluation({"m": [10 * v for v in fp32]}, {"m": counts})
+    lo, hi = paired_interval(shifted, base, "m")
+    assert lo == pytest.approx(0.01, abs=1e-9) and hi == pytest.approx(0.01, abs=1e-9)
+    assert bootstrap_std(base, "m") > 0.05  # the unpaired spread would hide a change of 0.01

@@ -30,6 +30,7 @@ def test_verdict_for_every_method_with_the_seed_spread(runs):
     assert data["spread"]["value"] == pytest.approx(abs(summaries[0] - summaries[1]) / 2 ** 0.5, rel=1e-6)
     for m in data["methods"]:
         assert m["available"], m
+        assert m["verdict"] == "within the seed spread" if m["change_over_spread"] <= 1 else "seed spread" in m["verdict"]
         assert m["reloaded_identical"] is True
         assert m["file_bytes"] < data["fp32_file_bytes"]
         assert set(m["sqnr_db"]) == {"body.0", "body.1.fc1", "body.1.fc2", "body.2.fc1", "body.2.fc2", "head"}
@@ -52,6 +53,10 @@ def test_without_siblings_the_spread_is_a_bootstrap_and_skip_keeps_a_layer(runs,
     data = verdict.to_json()
     assert data["spread"]["how"] == "bootstrap" and "lower bound" in data["spread"]["detail"]
     (m,) = data["methods"]
+    lo, hi = m["change_ci"]
+    assert lo <= m["change"] <= hi
+    assert m["verdict"] == "no change beyond evaluation noise" if lo <= 0 <= hi else m["verdict"].startswith(
+        ("worse: 95% interval", "better: 95% interval"))
     assert m["file"] == str(tmp_path / "m.safetensors") and m["skipped"] == ["head"]
     assert "head" not in m["sqnr_db"] and "body.0" in m["sqnr_db"]
     assert data["layers"][0]["source"] == "the first evaluation batch"

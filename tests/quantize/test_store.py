@@ -41,7 +41,8 @@ def test_save_and_load_back_gives_the_same_outputs(tmp_path, method):
 
     with safe_open(str(path), framework="pt") as f:  # a plain safetensors file
         keys, meta = set(f.keys()), f.metadata()
-    assert "wte._weight_qdata" in keys and not any(k.startswith("lm_head.") for k in keys)  # tied: once
+    stored = "wte.weight" if METHODS[method].tied_in_fp32 else "wte._weight_qdata"  # int4: tied pair in fp32
+    assert stored in keys and not any(k.startswith("lm_head.") for k in keys)  # tied: stored once
     assert json.loads(meta["trainwell.tied"]) == {"lm_head.weight": "wte.weight"}
     assert meta["trainwell.quantize.method"] == method
 
@@ -74,3 +75,12 @@ def test_a_file_that_is_not_a_quantised_model_is_a_clear_error(tmp_path):
     path = save_quantized(q, tmp_path / "q.safetensors")
     with pytest.raises(CheckpointError, match="does not fit this model"):
         load_quantized(path, torch.nn.Linear(3, 3))
+
+
+def test_int4_keeps_the_tied_head_and_embedding_in_fp32():
+    model = tiny_gpt()
+    applied = apply_method(model, METHODS["int4-weight"], set(), lambda m: m(tokens()))
+    q = applied.model
+    assert q.lm_head.weight is q.wte.weight and not is_quantized(q.wte.weight)
+    assert "lm_head" in applied.kept and "lm_head" not in applied.quantized
+    assert any("lm_head kept in fp32" in n for n in applied.notes) and applied.why_not == ""

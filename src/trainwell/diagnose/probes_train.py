@@ -186,8 +186,6 @@ class RunStats:
     """Last per-sample B_simple (samples), EMA'd over the measurements."""
     outliers_max_std: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     """layer -> [(step, input max|x|/std)] from the outlier instrument."""
-    outliers_kurt: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    """layer -> [(step, input kurtosis)] from the outlier instrument."""
     message: str = ""
 
 
@@ -231,7 +229,7 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
     )  # fmt: skip
     from trainwell.instruments.outliers import series
 
-    st.outliers_max_std, st.outliers_kurt = series(rows, "in_max_std"), series(rows, "in_kurt")
+    st.outliers_max_std = series(rows, "in_max_std")
     for r in rows:
         if "train/loss" in r:
             st.losses.append(float(r["train/loss"]))

@@ -244,7 +244,7 @@ def apply_rules(p: Probes) -> list[Finding]:
         # says nothing about the batch size: judge the batch only on an otherwise sound run
         found.append(_checked(rules_train.batch_vs_noise, run.batch_size, run.noise_scale))
     if run is not None:  # what quantisation will meet: worth knowing whatever else was found
-        found.append(_checked(rules_outliers.outliers_growing, run.outliers_max_std, run.outliers_kurt))
+        found.append(_checked(rules_outliers.outliers_growing, run.outliers_max_std))
     found = [f for f in found if f is not None]
     symptoms = set(SYMPTOMS)
     if dead is not None and (ignores is not None or dead.evidence.get("at init", 0.0) <= rules.DEAD_FRAC):

@@ -69,6 +69,21 @@ def bootstrap_std(ev: Evaluation, name: str, draws: int = BOOTSTRAP_DRAWS) -> fl
     return float(values.std())
 
 
+def paired_interval(quant: Evaluation, fp32: Evaluation, name: str,
+                    draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float]:
+    """95 % bootstrap interval of (quantised - fp32) metric, both models resampled on the
+    same batches (paired: the batches' own differences in difficulty cancel)."""
+    sq, sf = (torch.tensor(e.sums[name], dtype=torch.float64) for e in (quant, fp32))
+    c = torch.tensor(fp32.counts[name], dtype=torch.float64)
+    if len(c) < 2:
+        return float("nan"), float("nan")
+    gen = torch.Generator().manual_seed(BOOTSTRAP_SEED)
+    idx = torch.randint(len(c), (draws, len(c)), generator=gen)  # (draws, batches)
+    diff = (sq[idx].sum(dim=1) - sf[idx].sum(dim=1)) / c[idx].sum(dim=1)  # (draws,)
+    lo, hi = torch.quantile(diff, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
 @torch.no_grad()
 def latencies(models: dict[str, nn.Module], forward: Callable[[nn.Module], Any],
               repeats: int = LATENCY_REPEATS) -> dict[str, float]:

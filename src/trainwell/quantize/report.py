@@ -32,7 +32,7 @@ def _outliers_html(rows: list[dict[str, Any]]) -> str:
     max_std, kurt = series(rows, "in_max_std"), series(rows, "in_kurt")
     if not max_std:
         return ""
-    finding = outliers_growing(max_std, kurt)
+    finding = outliers_growing(max_std)
     out = ["<h3>Outliers during training</h3>"]
     if finding is not None:
         evidence = "; ".join(f"{k}: {v}" for k, v in finding.evidence.items())

@@ -22,11 +22,13 @@ from torch import nn
 from trainwell.data.source import eval_batches
 from trainwell.quantize.errors import QuantizeError
 from trainwell.quantize.measure import (
+    Evaluation,
     bootstrap_std,
     evaluate_batches,
     latencies,
     layer_inputs,
     layer_sqnr,
+    paired_interval,
     tail_stats,
 )
 from trainwell.quantize.methods import METHODS, apply_method
@@ -76,7 +78,7 @@ def quantize_run(
     for name in methods:
         progress(f"{name}: quantising, evaluating, saving")
         path = Path(out) if out is not None else run.run_dir / "quantized" / f"{name}{suffix}.safetensors"
-        result, model = _one_method(run, name, set(skip), batches, fp32_value, inputs, path)
+        result, model = _one_method(run, name, set(skip), batches, ev, inputs, path)
         if model is not None:
             progress(f"{name}: timing CPU latency against fp32")
             latency = latencies({"fp32": fp32, name: model}, lambda m: task.metrics(m, batches[0]))
@@ -116,16 +118,18 @@ def _spread(run: LoadedRun, ev: Any, fp32_value: float) -> Spread:
                   "seed, so this is the evaluation's noise only, a lower bound on the seed spread")
 
 
-def _one_method(run: LoadedRun, name: str, skip: set[str], batches: list[Any], fp32_value: float,
+def _one_method(run: LoadedRun, name: str, skip: set[str], batches: list[Any], fp32_ev: Evaluation,
                 inputs: dict[str, torch.Tensor], path: Path) -> tuple[MethodResult, nn.Module | None]:
     task, fp32 = run.task, run.model
     applied = apply_method(fp32, METHODS[name], skip, lambda m: task.metrics(m, batches[0]))
     if applied.model is None:
         return MethodResult(name, False, why_not=applied.why_not), None
     q = applied.model.eval()
-    value = evaluate_batches(task, q, batches).value(task.metric)
+    ev = evaluate_batches(task, q, batches)
+    value = ev.value(task.metric)
     result = MethodResult(name, True, config=applied.config, notes=applied.notes, value=value,
-                          change=value - fp32_value, skipped=sorted(skip), retied=applied.retied)
+                          change=value - fp32_ev.value(task.metric), skipped=applied.kept, retied=applied.retied,
+                          change_ci=paired_interval(ev, fp32_ev, task.metric))
     result.sqnr_db = layer_sqnr(fp32, q, {k: v for k, v in inputs.items() if k in applied.quantized})
     save_quantized(q, path, {"trainwell.quantize.method": name, "trainwell.quantize.config": applied.config,
                              "trainwell.step": str(run.step), "trainwell.weights": run.weights})
@@ -175,14 +179,12 @@ def propose_skips(layers: list[LayerStats]) -> tuple[list[dict[str, str]], str]:
         why = []
         if s.input_max_std > MAX_STD_BAR:
             why.append(f"input max/std {s.input_max_std:.1f} > {MAX_STD_BAR:g}")
-        if s.input_kurtosis > KURTOSIS_BAR:
-            why.append(f"input kurtosis {s.input_kurtosis:.1f} > {KURTOSIS_BAR:g}")
         if s.weight_kurtosis > KURTOSIS_BAR:
             why.append(f"weight kurtosis {s.weight_kurtosis:.1f} > {KURTOSIS_BAR:g}")
         if why:
             keep.append({"layer": s.name, "why": "; ".join(why) + f" ({s.source})"})
     finite = [s for s in layers if math.isfinite(s.input_max_std)]
     top = max(finite, key=lambda s: s.input_max_std, default=None)
-    largest = (f"no layer's input max/std above {MAX_STD_BAR:g} nor kurtosis above {KURTOSIS_BAR:g}; the "
+    largest = (f"no layer's input max/std above {MAX_STD_BAR:g} nor weight kurtosis above {KURTOSIS_BAR:g}; the "
                f"largest input max/std is {top.input_max_std:.1f} at {top.name}" if top else "no layer measured")
     return keep, largest

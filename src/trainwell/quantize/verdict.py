@@ -27,6 +27,8 @@ class MethodResult:
     """The task's metric of the quantised model."""
     change: float = math.nan
     """value - fp32 value (positive: the metric went up)."""
+    change_ci: tuple[float, float] = (math.nan, math.nan)
+    """95 % paired bootstrap interval of ``change`` over the evaluation batches."""
     file: str = ""
     file_bytes: int = 0
     latency_s: float = math.nan
@@ -86,10 +88,15 @@ def _derived(v: Verdict, m: dict[str, Any]) -> dict[str, Any]:
     rel = m["change"] / abs(v.fp32_value) if v.fp32_value else math.nan
     over = abs(m["change"]) / v.spread.value if v.spread.value > 0 else math.inf
     worse = (m["change"] < 0) if v.higher_is_better else (m["change"] > 0)
-    if over <= 1:
-        word = "within the spread"
+    side = "worse" if worse else "better"
+    lo, hi = m["change_ci"]
+    if v.spread.how == "seeds":
+        word = "within the seed spread" if over <= 1 else f"{side} by {over:.1f}x the seed spread"
+    elif math.isfinite(lo) and math.isfinite(hi) and not lo <= 0 <= hi:  # no seed spread: does the
+        # change stand out of the evaluation's noise?
+        word = f"{side}: 95% interval {lo:+.3g} to {hi:+.3g}"
     else:
-        word = f"{'worse' if worse else 'better'} by {over:.1f}x the spread"
+        word = "no change beyond evaluation noise"
     return {
         "change_rel": rel,
         "change_over_spread": over,
