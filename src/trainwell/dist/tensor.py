@@ -51,8 +51,10 @@ class ReplicatedParams(ParallelStyle):
     """A module every rank of the group holds whole (a norm, the learned positions): its
     parameters become replicated DTensors, its input is read as a DTensor with
     ``input_layout`` (Replicate, or Shard(d) where each rank holds a slice of it), and its
-    output goes back to a plain local tensor. DTensor then sums the parameters' gradients
-    over the group where the input was sharded, and leaves them alone where it was whole."""
+    output is redistributed to ``output_layout`` (when given) and handed on as a plain local
+    tensor (or as the DTensor, ``local_output=False``). DTensor then sums the parameters'
+    gradients over the group where the input was sharded, and leaves them alone where it
+    was whole."""
 
     def __init__(self, input_layout: Placement, output_layout: Placement | None = None,
                  local_output: bool = True) -> None:
