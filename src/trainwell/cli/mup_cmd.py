@@ -11,6 +11,9 @@ from pathlib import Path
 from trainwell.cli.train_cmd import add_config_args
 from trainwell.errors import ConfigError
 
+CHECK_BASE = 32
+"""Default smallest width of the check (then 2x ... 32x)."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mup", help="muP: the coordinate check, and each parameter's role")
@@ -20,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "fail when a module's activations grow with the width")
     add_config_args(c)
     c.add_argument("--widths", type=int, nargs="+", metavar="W",
-                   help="widths to compare, smallest first; it is the muP base width "
-                        "(default: model.mup_base_width times 1, 2, 4, ... 32)")
+                   help="widths to compare, smallest first; it is the muP base width (default "
+                        "32 64 ... 1024: base to 32x as the muP paper's check; small, so that a GPT's "
+                        "32x fits a CPU; the scaling does not depend on where it starts)")
     c.add_argument("--steps", type=int, default=4, help="training steps per width (default 4: "
                    "growth shows from the second step on)")
     c.add_argument("--seeds", type=int, default=2, help="seeds averaged per width (default 2)")
@@ -39,7 +43,7 @@ def handle_check(args: argparse.Namespace) -> int:
     from trainwell.train.rundir import make_run_dir
 
     cfg = load_config(args.config, args.overrides)
-    widths = args.widths or default_widths(cfg.model.mup_base_width)
+    widths = args.widths or default_widths(CHECK_BASE)
     problems = check_widths(widths)
     if args.steps < 1 or args.seeds < 1:
         problems.append(f"--steps and --seeds must be >= 1, got {args.steps} and {args.seeds}")
