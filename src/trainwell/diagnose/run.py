@@ -200,11 +200,13 @@ def _probe(what: str, failed: list[str], fn: Any, *args: Any) -> Any:
         return None
 
 
-SYMPTOMS = ("lr_too_high", "lr_too_low", "clipping_most_steps", "cannot_overfit", "loss_at_init",
+SYMPTOMS = ("loss_at_init", "lr_too_high", "lr_too_low", "cannot_overfit", "clipping_most_steps",
             "batch_above_noise", "batch_below_noise")
 """Findings about how training behaves. Listed after the findings about the model, data or
 loss (the causes, whose fix is there) whatever their severity: x255 inputs make the loss
-rise, and the first thing to read is the inputs, not the learning rate."""
+rise, and the first thing to read is the inputs, not the learning rate. Among themselves in
+this order, nearest to a cause first: a loss at init far above log(C) (an output layer's
+init) explains the clipping of the first steps; a learning rate, the units it killed."""
 
 
 def apply_rules(p: Probes) -> list[Finding]:
