@@ -215,7 +215,7 @@ def _file_lines(data: dict[str, Any]) -> list[str]:
             continue
         check = {True: "reloaded: identical outputs", False: "RELOADED WITH DIFFERENT OUTPUTS",
                  None: "not reloaded"}[m["reloaded_identical"]]
-        extra = [f"skipped {', '.join(m['skipped'])}"] if m["skipped"] else []
+        extra = [f"kept in fp32: {', '.join(m['skipped'])}"] if m["skipped"] else []
         extra += [f"re-tied {', '.join(m['retied'])}"] if m["retied"] else []
         out.append(f"{m['method']}: {m['config']} -> {m['file']} ({'; '.join([check, *extra])})")
         out += [f"  note: {n}" for n in m["notes"]]
