@@ -176,19 +176,21 @@ def depth_profile(model: nn.Module, task: Task, batch: Any, saturation_eps: floa
         for h in handles:
             h.remove()
         model.train(was_training)
-    layers = []
-    for name in order:
-        m = weighted[name]
-        w = m.weight
-        fan_in, fan_out = w[0].numel(), w.shape[0] * w[0][0].numel() if w.ndim > 2 else w.shape[0]
-        g = w.grad
-        layers.append(WeightedLayer(
-            name, int(fan_in), int(fan_out), float(w.detach().float().std()),
-            math.sqrt(2.0 / fan_in), math.sqrt(2.0 / (fan_in + fan_out)),
-            float(g.float().square().mean().sqrt()) if g is not None else 0.0,
-        ))  # fmt: skip
+    layers = [_weighted_layer(name, weighted[name]) for name in order]
     model.zero_grad(set_to_none=True)
     return DepthProfile(float(loss.detach()), acts, layers, has_grad)
+
+
+def _weighted_layer(name: str, m: nn.Module) -> WeightedLayer:
+    """A Linear/Conv layer's scale and gradient after the profile's backward."""
+    w = m.weight
+    fan_in, fan_out = w[0].numel(), w.shape[0] * w[0][0].numel() if w.ndim > 2 else w.shape[0]
+    g = w.grad
+    return WeightedLayer(
+        name, int(fan_in), int(fan_out), float(w.detach().float().std()),
+        math.sqrt(2.0 / fan_in), math.sqrt(2.0 / (fan_in + fan_out)),
+        float(g.float().square().mean().sqrt()) if g is not None else 0.0,
+    )  # fmt: skip
 
 
 def _per_unit(y: Tensor) -> Tensor:
