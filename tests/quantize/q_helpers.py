@@ -26,15 +26,16 @@ def tokens(seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(seed))  # (B, T)
 
 
-def train_digits(run_dir: Path, seed: int) -> Path:
-    """A short digits run (a few seconds) with a checkpoint at its end and the outlier instrument on."""
+def train_digits(run_dir: Path, seed: int, ema: float = 0.9) -> Path:
+    """A short digits run (a few seconds) with a checkpoint at its end, EMA weights and the
+    outlier instrument on."""
     from trainwell.config import load_config
     from trainwell.train.loop import run
 
     cfg = load_config(overrides=[
         "task.name=digits", f"seed={seed}", "train.steps=30", "train.eval_every=30",
         "schedule.warmup_steps=5", "log.progress=off", "log.tensorboard=false",
-        "instruments.include=['outliers']", "instruments.every=10",
+        "instruments.include=['outliers']", "instruments.every=10", f"ema.decay={ema}",
     ])
     run(cfg, run_dir=run_dir)
     return run_dir

@@ -84,3 +84,14 @@ def test_the_run_report_shows_the_outliers_and_the_verdict(runs):
     assert "<h2>Quantisation</h2>" in html
     assert 'id="quantize-verdict"' in html and "int8-weight" in html and "seeds" in html
     assert 'id="outlier-table"' in html and 'id="outliers-ok"' in html  # a 30-step digits run: no growth
+
+
+def test_ema_weights_are_judged_against_the_ema_evaluations(runs, tmp_path, capsys):
+    verdict = quantize_run(runs[0], ["int8-weight"], ema=True).to_json()
+    assert verdict["weights"] == "ema" and verdict["spread"]["how"] == "seeds"
+    final = json.loads((runs[0] / "summary.json").read_text())["final"]
+    assert verdict["fp32_value"] == pytest.approx(final["eval_ema/accuracy"], abs=1e-9)
+    assert verdict["methods"][0]["file"].endswith("int8-weight-ema.safetensors")
+    no_ema = train_digits(tmp_path / "no-ema", seed=0, ema=0.0)
+    code = main(["quantize", str(no_ema), "--ema", "--method", "int8-weight"])
+    assert code == 2 and "kept no EMA weights" in capsys.readouterr().err
