@@ -245,7 +245,7 @@ def paired(ours: list[dict[str, float]], base: list[dict[str, float]], key: str,
     return [x[key] / b[key] if ratio else x[key] - b[key] for x, b in zip(ours, base, strict=True)]
 
 
-LOCKSTEP = {"probe": (1500, 105, 10), "mlp": (600, 70, 5), "gpt": (120, 14, 2)}
+LOCKSTEP = {"probe": (1500, 105, 10), "mlp": (600, 70, 5), "gpt": (300, 14, 3)}
 """--lockstep: (steps, untimed steps, rounds per block) per workload; turns of 7 steps."""
 
 
