@@ -167,12 +167,15 @@ def report(task: str) -> list[str]:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=[*TASKS, "report"])
     ap.add_argument("--params", nargs="+", default=["sp", "mup"], choices=["sp", "mup"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--workers", type=int, default=2, help="trials at once, one thread each (default 2)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"where the studies go (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
+    OUT = args.out
     if args.what == "report":
         print("| task | parametrization | width | best lr | shift (octaves) | best loss |")
         print("|---|---|---|---|---|---|")

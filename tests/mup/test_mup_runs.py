@@ -32,7 +32,7 @@ def train(run_dir: Path, *overrides: str, nproc: int = 0, resume: bool = False,
         cmd.append("--resume")
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == expect, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
