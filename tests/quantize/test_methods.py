@@ -99,3 +99,9 @@ def test_the_paired_interval_cancels_what_both_models_share():
     lo, hi = paired_interval(shifted, base, "m")
     assert lo == pytest.approx(0.01, abs=1e-9) and hi == pytest.approx(0.01, abs=1e-9)
     assert bootstrap_std(base, "m") > 0.05  # the unpaired spread would hide a change of 0.01
+
+
+def test_the_cli_lists_the_methods_without_importing_them():
+    from trainwell.quantize import METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES

@@ -10,7 +10,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from trainwell.quantize.methods import METHODS
+    from trainwell.quantize import METHOD_NAMES as METHODS  # no torch import to build the parser
 
     p = sub.add_parser("quantize", help="quantise a run's model (torchao) and judge what it cost")
     p.add_argument("run_dir", help="the run directory (holds config.toml and checkpoints/)")
@@ -29,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     import json
 
-    from trainwell.quantize import METHODS, quantize_run, render_text
+    from trainwell.quantize import METHOD_NAMES, quantize_run, render_text
 
     def progress(line: str) -> None:
         print(f"quantize: {line}", file=sys.stderr, flush=True)
 
-    verdict = quantize_run(args.run_dir, args.method or list(METHODS), ema=args.ema, out=args.out,
+    verdict = quantize_run(args.run_dir, args.method or list(METHOD_NAMES), ema=args.ema, out=args.out,
                            skip=args.skip, progress=progress)
     data = verdict.to_json()
     print(json.dumps(data, indent=2) if args.json else render_text(data))
