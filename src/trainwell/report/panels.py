@@ -1,5 +1,5 @@
 """Which charts the report shows, decided from the data: a panel appears only when its
-keys were logged. Each panel is plain JSON for the page's script (``script.py``) to draw.
+keys were logged. Each panel is plain JSON for the page's script (``static/report.js``) to draw.
 
 Layout, top to bottom: training curves (loss, the task's metric, LR, gradient norm with
 the clip line, clipped fraction, other train/* keys), the autopilot's counters, the
