@@ -4,6 +4,7 @@ distilled from a default-width teacher, against the same student trained alone, 
     python benchmarks/distill_bytes_lm.py [--teacher-steps 300] [--steps 300] [--seeds 0 1 2]
                                           [--teacher RUN_DIR] [--out DIR]
     python benchmarks/distill_bytes_lm.py --summary DIR [DIR ...]
+    python benchmarks/distill_bytes_lm.py --cost ROUNDS --teacher RUN_DIR
 
 The teacher is the default bytes-lm run (width 128) with ``--teacher-steps`` steps (its
 cosine schedule ends there), or an existing run directory (``--teacher``). Each seed trains
@@ -11,8 +12,8 @@ the student (model.width = 64, the default otherwise) twice on the same data ord
 the same initial weights: alone, and with ``distill.teacher`` at the default alpha and
 temperature. Prints one line per run and a summary table (validation bits per byte at the
 end, and the teacher agreement of both students), and writes it as JSON to ``--out``.
-Seeds can train in separate processes (``--seeds 1 --out A``, ``--seeds 2 --out B``, with
-``--teacher``); ``--summary A B`` then compares them all.
+Seeds and kinds can train in separate processes (``--seeds 1 --kinds distilled --out A``,
+with ``--teacher``); ``--summary A B ...`` then compares every finished pair.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def summarize(folders: list[Path]) -> dict[str, object]:
     for folder in folders:
         for kind in results:
             for run_dir in sorted(folder.glob(f"{kind}-seed*")):
-                summary = json.loads((run_dir / "summary.json").read_text())
-                if summary.get("status") != "completed":
+                path = run_dir / "summary.json"
+                summary = json.loads(path.read_text()) if path.is_file() else {}
+                if summary.get("status") != "completed":  # stopped, or still training
                     continue
                 seed = int(run_dir.name.rsplit("seed", 1)[1])
                 m = {**summary["final"], "wall_s": summary["wall_time_s"], "step_time_s": step_time_s(run_dir)}
@@ -111,6 +113,33 @@ def summarize(folders: list[Path]) -> dict[str, object]:
     return {"teacher": str(teacher_dir), "teacher_final": teacher["final"], "seeds": seeds, "runs": results}
 
 
+def cost(teacher_dir: Path, rounds: int) -> None:
+    """CPU time of one forward + backward of the student alone against the same with the
+    teacher's forward and the distillation term (the rest of a step is the same in both), on
+    one training batch, alternating, median over ``rounds``. CPU time of this process, not
+    wall time: the other processes of a shared machine inflate the wall clock."""
+    import torch
+
+    from trainwell.distill.task import DistillTask
+
+    cfg = load_config(None, [f"model.width={STUDENT_WIDTH}", "log.progress=off"])
+    task = build_plain_task(cfg)
+    distilled = DistillTask(task, load_teacher(teacher_dir).model)
+    torch.manual_seed(0)
+    model = task.build_model()
+    batch = task.train_data().get_batch(torch.arange(cfg.train.batch_size))
+    times: dict[str, list[float]] = {"scratch": [], "distilled": []}
+    for _ in range(rounds + 1):  # the first round warms up
+        for kind, t in (("scratch", task), ("distilled", distilled)):
+            t0 = time.process_time()
+            t.loss(model, batch).sum.backward()
+            times[kind].append(time.process_time() - t0)
+            model.zero_grad(set_to_none=True)
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    print(f"forward + backward, CPU time, median of {rounds}: scratch {1000 * med['scratch']:.0f} ms, "
+          f"distilled {1000 * med['distilled']:.0f} ms, ratio {med['distilled'] / med['scratch']:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher-steps", type=int, default=300)
@@ -118,9 +147,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--teacher", type=Path, help="an existing teacher run directory")
     p.add_argument("--out", type=Path, default=Path("runs/distill-bench"))
+    p.add_argument("--kinds", nargs="+", choices=["scratch", "distilled"], default=["scratch", "distilled"],
+                   help="which students to train (the two of a seed can train in separate processes)")
     p.add_argument("--summary", type=Path, nargs="+", metavar="DIR",
                    help="train nothing: compare the student runs already in these --out folders")
+    p.add_argument("--cost", type=int, metavar="ROUNDS", help="train nothing: time the teacher's cost per step "
+                   "(needs --teacher)")
     args = p.parse_args()
+    if args.cost:
+        cost(args.teacher, args.cost)
+        return
     if args.summary:
         rows = summarize(args.summary)
         (args.summary[0] / "distill_bytes_lm.json").write_text(json.dumps(rows, indent=1))
@@ -133,12 +169,13 @@ def main() -> None:
         print(f"teacher ({args.teacher_steps} steps): eval/bpb {m['eval/bpb']:.4f} in {m['wall_s']:.0f} s", flush=True)
     student = [f"model.width={STUDENT_WIDTH}", f"train.steps={args.steps}"]
     for seed in args.seeds:
-        for kind in ("scratch", "distilled"):
+        for kind in args.kinds:
             extra = [f"distill.teacher={teacher}"] if kind == "distilled" else []
             m = train([*student, f"seed={seed}", *extra], args.out / f"{kind}-seed{seed}")
             print(f"seed {seed} {kind:9s}: eval/bpb {m['eval/bpb']:.4f} in {m['wall_s']:.0f} s", flush=True)
-    rows = summarize([args.out])
-    (args.out / "distill_bytes_lm.json").write_text(json.dumps(rows, indent=1))
+    if args.kinds == ["scratch", "distilled"]:
+        rows = summarize([args.out])
+        (args.out / "distill_bytes_lm.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
