@@ -28,6 +28,8 @@ def test_scale_maps_ends_and_ticks_are_round_values_inside() -> None:
 
 def test_value_range_pads_and_ignores_what_it_cannot_show() -> None:
     assert value_range([0.0, 10.0, math.nan, math.inf]) == (-0.5, 10.5)
+    assert value_range([0.0, 390.0], pad=0.0) == (0.0, 390.0)  # no pad: the data's span exactly
+    assert value_range([2.0, 2.0]) == (1.9, 2.1) and value_range([0.0]) == (-1.0, 1.0)
     assert value_range([]) == (0.0, 1.0) and value_range([-1.0], log=True) == (0.1, 1.0)
     lo, hi = value_range([1e-3, 1e-1], pad=0.5, log=True)
     assert math.isclose(lo, 1e-4) and math.isclose(hi, 1.0)

@@ -102,7 +102,7 @@ def value_range(values: Sequence[float], pad: float = 0.05, log: bool = False) -
     lo, hi = min(vals), max(vals)
     if log:
         return lo / (hi / lo) ** pad if hi > lo else lo / 2, hi * (hi / lo) ** pad if hi > lo else hi * 2
-    d = (hi - lo) * pad or abs(hi) * 0.05 or 1.0
+    d = (hi - lo) * pad if hi > lo else abs(hi) * 0.05 or 1.0  # a single value: a span around it
     return lo - d, hi + d
 
 
