@@ -30,10 +30,12 @@ def wrap_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: s
 def shard_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: str) -> nn.Module:
     """``fully_shard`` each block, then the root (torchtitan's recipe): a block's parameters
     are gathered just before it runs and freed after, so peak memory is one block's weights
-    plus the shards. With ``dist.tensor_parallel`` the model is first split within each
-    tensor-parallel group (dist/tensor.py) and FSDP2 shards across the groups (with one
-    group, FSDP2's collectives span one process each and move nothing). Blocks are the children of the model's largest nn.ModuleList (the
-    transformer layers), or, without one, every direct child that holds parameters."""
+    plus the shards. Blocks are the children of the model's largest nn.ModuleList (the
+    transformer layers), or, without one, every direct child that holds parameters.
+
+    With ``dist.tensor_parallel`` the model is first split within each tensor-parallel group
+    (dist/tensor.py) and FSDP2 shards across the groups (with one group, FSDP2's collectives
+    span one process each and move nothing)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -52,6 +54,12 @@ def shard_model(model: nn.Module, ctx: DistContext, cfg: DistConfig, precision: 
         mesh = grid["dp"]
     else:
         mesh = init_device_mesh(ctx.device.type, (ctx.world,))
+    if policy.param_dtype is not torch.float32:
+        # norms compute in fp32 (models/norms.py) and layer_norm refuses bf16 gains beside an
+        # fp32 input: each norm is its own unit whose gains stay fp32 (a few bytes to gather)
+        fp32 = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=DTYPES[cfg.fsdp_reduce_dtype])
+        for norm in [m for m in model.modules() if isinstance(m, nn.LayerNorm | nn.RMSNorm)]:
+            fully_shard(norm, mesh=mesh, mp_policy=fp32, reshard_after_forward=cfg.fsdp_reshard_after_forward)
     for block in shard_units(model):
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.fsdp_reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.fsdp_reshard_after_forward)
