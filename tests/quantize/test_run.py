@@ -95,3 +95,20 @@ def test_ema_weights_are_judged_against_the_ema_evaluations(runs, tmp_path, caps
     no_ema = train_digits(tmp_path / "no-ema", seed=0, ema=0.0)
     code = main(["quantize", str(no_ema), "--ema", "--method", "int8-weight"])
     assert code == 2 and "kept no EMA weights" in capsys.readouterr().err
+
+
+def test_a_sibling_must_share_the_training_config_but_may_log_differently(runs, tmp_path):
+    import tomllib
+
+    import tomli_w
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(runs[0], a)
+    shutil.copytree(runs[1], b)
+    config = tomllib.loads((b / "config.toml").read_text())
+    config["instruments"]["every"] = 20  # instruments only read a run
+    (b / "config.toml").write_text(tomli_w.dumps(config))
+    assert quantize_run(a, ["int8-weight"]).spread.how == "seeds"
+    config["optim"]["lr"] = 0.001  # another recipe
+    (b / "config.toml").write_text(tomli_w.dumps(config))
+    assert quantize_run(a, ["int8-weight"]).spread.how == "bootstrap"
