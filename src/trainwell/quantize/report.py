@@ -90,7 +90,7 @@ def _verdict_table(data: dict[str, Any]) -> str:
     keep_text = ("Keep in full precision: " + "; ".join(f"{k['layer']} ({k['why']})" for k in keep) if keep
                  else f"Keep in full precision: none needed ({data.get('largest_outlier', '')}).")
     return (f"<h3>Verdict of <code>trainwell quantize</code></h3>"
-            f"<p>Step {escape(str(data['step']))} ({escape(str(data['weights']))} weights), {escape(metric)} "
+            f"<p>Step {escape(str(data['step']))} ({'EMA' if data['weights'] == 'ema' else 'raw'} weights), {escape(metric)} "
             f"({direction} is better) on {escape(str(data['eval_batches']))} evaluation batches, CPU, "
             f"{escape(str(data['threads']))} thread(s). Spread of the fp32 model: {_num(spread['value'])} "
             f"({escape(str(spread['detail']))}).</p>"
