@@ -112,7 +112,16 @@ def test_causes_are_listed_before_the_training_symptoms() -> None:
 
 def test_low_notes_come_after_every_high_or_medium_finding() -> None:
     diverging = run_stats([2.3, 5.0, 9.0, 20.0, 15.0, 18.0, 30.0, 25.0],
-                          outliers_max_std={"head": [(1, 5.0), (41, 40.0)]})  # growing outliers: a low note
+                          outliers_max_std={"head": [(1, 5.0), (41, 80.0)]})  # growing outliers: a low note
     found = diag_run.apply_rules(diag_run.Probes(run=diverging))
     assert [f.id for f in found] == ["lr_too_high", "outliers_growing"]
     assert [f.severity for f in found] == ["high", "low"]
+
+
+def test_a_model_that_cannot_learn_drifting_up_is_not_an_lr_problem() -> None:
+    drifting = [2.30, 2.30, 2.31, 2.33, 2.34, 2.35, 2.36, 2.37]  # 3% up, no divergence
+    assert rules_train.lr_too_high(run_stats(drifting)) is not None  # a model that learns: the LR
+    assert rules_train.lr_too_high(run_stats(drifting), can_learn=False) is None
+    assert rules_train.lr_too_high(run_stats([2.30, 2.31, 2.30, 2.31], alpha=[1.8, 1.9, 1.7]), can_learn=False) is None
+    diverging = [2.3, 5.0, 9.0, 20.0, 15.0, 18.0, 30.0, 25.0]
+    assert rules_train.lr_too_high(run_stats(diverging), can_learn=False) is not None

@@ -56,7 +56,12 @@ the Playbook's rule, written for a threshold near the 90th percentile of the nor
 a problem; it is then reported as low, not medium."""
 
 
-def lr_too_high(run: RunStats | None) -> Finding | None:
+def lr_too_high(run: RunStats | None, can_learn: bool = True) -> Finding | None:
+    """``can_learn``: the overfit probe fitted its batch. A model that cannot (vanishing
+    gradients, an output cut off from its input) drifts on a flat loss: its loss ending a
+    little above its start, or Alpha (a parabola fitted to noise, median 1.8 on a deep sigmoid
+    net whose loss went 2.30 -> 2.31), says nothing about the LR; only a divergence (NaN, a
+    1.5x rise) or the sharpness count then."""
     if run is None or not run.losses:
         return None
     first = run.losses[0]
@@ -71,9 +76,9 @@ def lr_too_high(run: RunStats | None) -> Finding | None:
         reasons.append("the loss became NaN/Inf")
     if peak > LOSS_RISE * first:
         reasons.append(f"the loss rose to {peak / first:.3g}x its first value")
-    if end > start * (1 + LOSS_FLAT):
+    if end > start * (1 + LOSS_FLAT) and can_learn:
         reasons.append("the loss was higher at the end than at the start")
-    if len(run.alpha) >= 3 and alpha > ALPHA_HIGH:
+    if len(run.alpha) >= 3 and alpha > ALPHA_HIGH and can_learn:
         reasons.append(f"median Alpha {alpha:.2g} > 1 (steps overshoot the valley)")
     if math.isfinite(sharp) and sharp * run.lr > 2:
         reasons.append(f"sharpness {sharp:.3g} > 2/lr = {2 / run.lr:.3g} (beyond the edge of stability)")

@@ -235,7 +235,7 @@ def apply_rules(p: Probes) -> list[Finding]:
         _checked(rules_data.eval_shares_samples, p.split),
         _checked(rules_data.eval_inputs_differ, p.split),
         _checked(rules.loss_at_init, p.profile.loss, p.num_classes) if p.profile else None,
-        _checked(rules_train.lr_too_high, run),
+        _checked(rules_train.lr_too_high, run, can_learn=not overfit_failed),
         low,
         _checked(rules_train.clipping_most_steps, run.clipped if run else [], lr_low=low is not None,
                  grad_norms=run.grad_norms if run else [], clip_norm=run.clip_norm if run else 0.0),
