@@ -4,6 +4,7 @@ every problem at once), and a distilled run end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -131,3 +132,14 @@ def test_config_section_validates():
         resolve({"task": {"name": "digits"}, "distill": {"alpha": 1.5, "temperature": 0, "weights": "best"}})
     text = str(e.value)
     assert "distill.alpha" in text and "distill.temperature" in text and "distill.weights" in text
+
+
+def test_a_distilled_run_teaches_without_its_own_teacher(teacher_dir, tmp_path):
+    """Only the distilled run's weights matter: its teacher is not loaded (nor needed)."""
+    first = tmp_path / "first"
+    shutil.copytree(teacher_dir, first)
+    student = tmp_path / "student"
+    run(load_config(None, [*DIGITS, "model.width=8", f"distill.teacher={first}"]), run_dir=student, progress=False)
+    shutil.rmtree(first)
+    t = load_teacher(student)
+    assert "step 12" in t.source and t.model(torch.zeros(2, 64)).shape == (2, 10)
