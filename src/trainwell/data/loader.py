@@ -15,11 +15,9 @@ a quarantine list shared by all ranks excludes the same ids everywhere.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
@@ -28,70 +26,6 @@ from trainwell.data.sampler import ResumableSampler
 
 MicroBatch = tuple[Tensor, Any]
 """(sample ids (b,), batch on the device)."""
-
-
-class MicroBatches(list):
-    """The micro-batches of one step; ``whole`` is (ids (B,), batch) when every micro-batch
-    is a view of that one batch (the step then measures its inputs with one op, not one per
-    micro-batch), else None. ``input_norms`` is (ids (B,), the dataset's InputNorms) when
-    the dataset knows its inputs' norms (TensorRows.input_norms): the step then runs no op
-    at all for them."""
-
-    whole: MicroBatch | None = None
-    input_norms: tuple[Tensor, InputNorms] | None = None
-    input_span: tuple[Tensor, int, int] | None = None
-    """The sampler's ``last_span`` for these ids (InputNorms.largest_rms reads a slice)."""
-
-
-class InputNorms:
-    """A dataset's per-sample input L2 norms by id, on the host (TensorRows.input_norms),
-    for the step to look a batch's up: a Python max over a list, no device op."""
-
-    def __init__(self, norms: np.ndarray, size: int) -> None:
-        self.norms, self.size = norms, size
-        """(N,) float32 norms, and the input size D (RMS = norm / sqrt(D))."""
-        self._rms_np = norms.astype(np.float64) / math.sqrt(size)
-        self._rms: list[float] = self._rms_np.tolist()
-        self._nan = bool(np.isnan(norms).any())
-        self._ordered: tuple[Tensor, int, list[float]] | None = None
-        """(an epoch's order, a draw's length L, the largest RMS of every L consecutive ids
-        of that order): built once per epoch and draw length."""
-
-    def largest_rms(self, ids: Tensor, span: tuple[Tensor, int, int] | None = None) -> float:
-        """The largest input RMS (norm / sqrt(D)) among ``ids``; NaN when any of them is NaN
-        (Python's max() would pass over a NaN that is not first).
-
-        ``span`` (the sampler's ``last_span``: ids == order[start:stop]) turns the lookup
-        into one list index: per epoch, the maximum of every window of ``stop - start``
-        consecutive ids of the order is computed in a few vectorised passes. The step calls
-        this right after the backward, when little of the table is in the CPU caches: on
-        the digits MLP (64 ids of 1,797), measured in a run, the lookup of 64 scattered
-        entries took a median 31-38 us, the max over a slice of the table in the epoch's
-        order 10.5 us."""
-        if self._nan:
-            return float(self.norms[ids.numpy()].max()) / math.sqrt(self.size)
-        if span is not None:
-            order, start, stop = span
-            ordered = self._ordered
-            if ordered is None or ordered[0] is not order or ordered[1] != stop - start:
-                ordered = self._ordered = (order, stop - start, window_max(self._rms_np[order.numpy()], stop - start))
-            return ordered[2][start]
-        return max(map(self._rms.__getitem__, ids.tolist()))
-
-    def of(self, ids: Tensor) -> Tensor:
-        """(B,) float32: the norms of ``ids`` (the quarantine's evidence)."""
-        return torch.from_numpy(self.norms[ids.numpy()])
-
-
-def window_max(x: np.ndarray, width: int) -> list[float]:
-    """[max(x[i:i + width]) for every i] (len(x) - width + 1 values) in about log2(width)
-    vectorised passes: each pass doubles the width the running maxima cover."""
-    m, covered = x, 1
-    while covered < width:
-        shift = min(covered, width - covered)
-        m = np.maximum(m[: len(m) - shift], m[shift:])
-        covered += shift
-    return m.tolist()
 
 
 def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
@@ -179,10 +113,6 @@ class BatchLoader:
         part = _shard_slice(batch_size, shard)
         self.shard = part if shard[1] > 1 else None
         self.sizes = split_sizes(part.stop - part.start, accumulate)
-        norms = getattr(dataset, "input_norms", None)
-        known = norms() if callable(norms) else None
-        self._norms = InputNorms(*known) if known is not None else None
-        """The dataset's per-sample input norms by id, when it knows them."""
         self._rows = bool(getattr(dataset, "get_batch_rowwise", False))
         """Whether the batch may be fetched once and cut into micro-batches: the dataset says
         its get_batch is row-wise (row i of get_batch(idx) depends on idx[i] alone, no
@@ -190,31 +120,20 @@ class BatchLoader:
         dimension."""
 
     def next(self) -> list[MicroBatch]:
+        """The step's micro-batches: [(ids (b,), batch on the device)] x accumulate."""
         ids = self.sampler.draw(self.batch_size)  # (B,)
         if self.shard is not None:
             ids = ids[self.shard]  # this rank's (B / world,)
         dataset, collate, device, sizes = self.dataset, self.collate, self.device, self.sizes
-        out = MicroBatches()
-        if self._norms is not None:  # the step looks them up by id when it measures inputs
-            out.input_norms = (ids, self._norms)
-            if self.shard is None:
-                out.input_span = self.sampler.last_span
         if len(sizes) > 1 and self._rows:
             # a row-wise get_batch: fetch the batch once and cut it into views (one gather per
             # tensor instead of one per micro-batch; the same rows, so the same numbers)
             batch = to_device(dataset.get_batch(ids), device)
             parts = split_batch(batch, sizes)
             if parts is not None:
-                out.extend(zip(ids.split_with_sizes(sizes), parts, strict=True))
-                out.whole = (ids, batch)
-                return out
+                return list(zip(ids.split_with_sizes(sizes), parts, strict=True))
             self._rows = False  # not cut along the batch dimension: fetch per micro-batch from now on
-        if len(sizes) == 1:  # one micro-batch: the ids as they are (torch.split's wrappers cost ~10 us a step)
-            out.append((ids, to_device(fetch(dataset, ids, collate), device)))
-            out.whole = out[0]
-            return out
-        out.extend((part, to_device(fetch(dataset, part, collate), device)) for part in ids.split_with_sizes(sizes))
-        return out
+        return [(part, to_device(fetch(dataset, part, collate), device)) for part in ids.split_with_sizes(sizes)]
 
     def skip(self, batches: int) -> None:
         self.sampler.skip(batches * self.batch_size)

@@ -18,8 +18,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from trainwell.data.loader import fetch, to_device
 from trainwell.instruments.activations import ACTIVATION_TYPES, kind_of
-from trainwell.tasks.base import Task
-from trainwell.train.step import input_tensor
+from trainwell.tasks.base import Task, input_tensor
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
