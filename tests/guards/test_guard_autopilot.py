@@ -181,11 +181,11 @@ def test_disabled_autopilot_still_stops_on_nan_and_no_rollback_means_stop():
 
 
 def test_disabled_autopilot_keeps_no_guard_windows():
-    """Off, the guards' windows do not move (they serve only the checks); on, they do."""
+    """Off, only the non-finite guard runs (no windows to move); on, the windows move."""
     off, on = Autopilot(GuardsConfig(enabled=False)), Autopilot(GuardsConfig())
     for pilot in (off, on):
         drive(pilot, [{"loss": 2.0, "grad_norm": 1.0, "input_rms": 1.0}] * 5)
-    assert off.state_dict()["spike"]["loss_window"] == [] and off.state_dict()["inputs"]["window"] == []
+    assert "spike" not in off.state_dict() and "inputs" not in off.state_dict()
     assert len(on.state_dict()["spike"]["loss_window"]) == 5 and len(on.state_dict()["inputs"]["window"]) == 5
 
 

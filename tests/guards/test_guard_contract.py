@@ -49,12 +49,14 @@ def test_every_guard_objects_to_something(name):
 
 
 class Tripwire:
-    """A new guard that objects to every loss above 3: nothing else mirrors its threshold."""
+    """A new guard that objects to every tenth update: nothing else mirrors its rule."""
 
     name = "tripwire"
+    calls = 0
 
     def check(self, record) -> Verdict:  # noqa: ANN001
-        return Verdict(Action.SKIP, "tripwire", self.name) if record.loss > 3.0 else Verdict(Action.APPLY)
+        Tripwire.calls += 1
+        return Verdict(Action.SKIP, "tripwire", self.name) if record.iteration % 10 == 0 else Verdict(Action.APPLY)
 
     def update(self, record) -> None:  # noqa: ANN001
         pass
@@ -68,11 +70,13 @@ class Tripwire:
 
 def test_a_new_guard_is_asked_on_every_step(monkeypatch):
     monkeypatch.setitem(GUARDS._items, "tripwire", lambda cfg, ctx: Tripwire())
-    pilot = Autopilot(GuardsConfig(use=["inputs", "spike", "tripwire"]))
-    for rec in records(300):  # warmed up and quiet: the loss is about 2-5 early, 2 later
+    pilot = Autopilot(GuardsConfig(use=["inputs", "spike", "tripwire"], max_skips=50))
+    quiet = records(300)  # clean: no other guard objects
+    for rec in quiet:
         verdict = pilot.decide(rec)
-        assert (verdict.reason == "tripwire") == (rec.loss > 3.0)
+        assert (verdict.reason == "tripwire") == (rec.iteration % 10 == 0)
         pilot.after(rec, verdict)
+    assert Tripwire.calls == len(quiet)
 
 
 def test_unknown_guard_names_are_config_errors():

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from trainwell.instruments.runner import InstrumentRunner
     from trainwell.sinks import ConsoleProgress
     from trainwell.train.checkpointing import Checkpointer
-    from trainwell.train.loop import Flight
+    from trainwell.train.flight import Flight
     from trainwell.train.state import TrainState
 
 
