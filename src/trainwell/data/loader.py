@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 from torch.utils.data import Dataset, IterableDataset
 
 from trainwell.data.sampler import ResumableSampler
@@ -30,42 +31,25 @@ MicroBatch = tuple[Tensor, Any]
 
 def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
     """``batch`` cut along dim 0 into parts of ``sizes`` as views (no copy), or None when a
-    leaf is not a tensor whose first dimension is the whole batch."""
+    leaf is not a tensor whose first dimension is the whole batch. Any structure of tuples,
+    lists, dicts and named tuples (torch's pytree walks it)."""
+    leaves, spec = tree_flatten(batch)
     total = sum(sizes)
-    if isinstance(batch, Tensor):
-        return list(batch.split_with_sizes(sizes)) if batch.ndim and batch.shape[0] == total else None
-    if type(batch) in (tuple, list) and batch:  # not a named tuple: those are fetched per micro-batch
-        parts = [split_batch(v, sizes) for v in batch]
-        if any(p is None for p in parts):
-            return None
-        return [type(batch)(p[i] for p in parts) for i in range(len(sizes))]
-    if isinstance(batch, dict) and batch:
-        cut = {k: split_batch(v, sizes) for k, v in batch.items()}
-        if any(p is None for p in cut.values()):
-            return None
-        return [{k: p[i] for k, p in cut.items()} for i in range(len(sizes))]
-    return None
+    if not leaves or not all(isinstance(x, Tensor) and x.ndim and x.shape[0] == total for x in leaves):
+        return None
+    cut = [x.split_with_sizes(sizes) for x in leaves]
+    return [tree_unflatten([c[i] for c in cut], spec) for i in range(len(sizes))]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
+    """Every tensor of ``batch`` on ``device``; on a GPU from pinned memory, so that the
+    copy overlaps compute."""
+    def move(x: Tensor) -> Tensor:
         if device.type == "cuda":
-            # pinned memory + non_blocking lets the copy overlap compute on a GPU
-            return batch.pin_memory().to(device, non_blocking=True)
-        if batch.is_cpu and device.type == "cpu":  # already there: skip the dispatcher (~1.5 us)
-            return batch
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple):
-        moved = [to_device(v, device) for v in batch]
-        if all(a is b for a, b in zip(moved, batch, strict=True)):
-            return batch  # nothing moved (a CPU run): the same immutable tuple
-        return type(batch)(moved)
-    if isinstance(batch, list):
-        moved = [to_device(v, device) for v in batch]
-        return moved if type(batch) is list else type(batch)(moved)
-    return batch
+            return x.pin_memory().to(device, non_blocking=True)
+        return x.to(device)
+
+    return tree_map_only(Tensor, move, batch)
 
 
 def split_sizes(total: int, parts: int) -> list[int]:
