@@ -43,7 +43,9 @@ def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """Every tensor of ``batch`` on ``device``; on a GPU from pinned memory, so that the
-    copy overlaps compute."""
+    copy overlaps compute. ``batch``: tensors in tuples, lists, dicts and named tuples (the
+    containers torch's pytree knows; register a custom one with
+    ``torch.utils._pytree.register_pytree_node``)."""
     def move(x: Tensor) -> Tensor:
         if device.type == "cuda":
             return x.pin_memory().to(device, non_blocking=True)
