@@ -13,11 +13,8 @@ from trainwell.guards import (
     Action,
     Autopilot,
     GuardsConfig,
-    NonFiniteGuard,
-    SpikeGuard,
     read_logbook,
 )
-from trainwell.guards.base import Guard
 
 
 def test_clean_runs_have_zero_interventions(tmp_path):
