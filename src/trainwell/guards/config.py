@@ -11,7 +11,7 @@ from trainwell.section import Section
 
 class GuardsConfig(Section):
     enabled: bool = True
-    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and costs a fixed 0.05-0.11 ms a step on a 2-core CPU (2% of a 3.9 ms digits-MLP step, ~0.1% of a 60 ms small-GPT step; benchmarks/RESULTS.md section 6). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
+    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and its fixed cost is a few norms and Python checks a step (docs/autopilot.md, Cost). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
     use: list[str] = Field(default_factory=lambda: ["inputs", "spike"])
     """The guards that judge every update, in order (the first objection wins), by name from the guard registry (guards/family.py): 'inputs' (mis-scaled batches) before 'spike' (loss and gradient spikes), so that a bad batch is named for its cause. The non-finite guard always runs first and is not listed."""
     nonfinite: Literal["skip", "stop"] = "skip"

@@ -13,9 +13,9 @@ Preset = Literal["off", "minimal", "economy", "business", "full"]
 
 class InstrumentsConfig(Section):
     preset: Preset = "minimal"
-    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, and the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, plus activations and both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: a few norms per measurement and a hook on the training forward, about 2 ms of CPU time per measurement on the digits MLP (1.05x a step at every = 16, 1.01x at 64, on its 2.5-3 ms step), and it shows the norms that go wrong first; economy costs about 8.4 ms per measurement there (1.18x at every = 16, 1.04x at 64), see docs/instruments.md."""
+    """Which set of instruments runs: off; minimal (global gradient, parameter and update norms, the final layer's activation RMS, the micro-batch noise scale: what the autopilot reads); economy (Cockpit's economy set: Alpha, distance, gradient histogram, gradient tests, per-layer norms, activations, both noise scales); business (+ TIC and Hessian trace); full (+ Hessian max eigenvalue and the 2d gradient/parameter histogram). Default minimal: it shows the norms that go wrong first for a few norms per measurement; the cost of each preset is in docs/instruments.md."""
     every: int = Field(64, ge=1)
-    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 64: the default minimal preset then costs about 1.01x a step even on the tiny digits MLP, and economy about 1.04x (measured on a 2-core CPU, benchmarks/RESULTS.md section 8); Cockpit's benchmark found interval 16-64 brings economy to <= 1.1x on GPU models. Steps that are not due cost one integer check."""
+    """Measure every this many applied steps (at step 0, every, 2*every, ...; Alpha also uses the step after). 64: the default preset then stays within about 1% of a step even on a tiny model (docs/instruments.md); Cockpit found intervals of 16-64 keep its economy set cheap. Steps that are not due cost one integer check."""
     include: tuple[str, ...] = ()
     """Instruments to run in addition to the preset, by name (e.g. ["mean_gsnr", "cabs"]); see docs/instruments.md for the list."""
     exclude: tuple[str, ...] = ()
@@ -33,7 +33,7 @@ class InstrumentsConfig(Section):
     hist_samples: int = Field(16, ge=0)
     """Samples whose per-sample gradient elements the histograms draw from (0 = all measured samples, as Cockpit). The 1d histogram samples hist_elements of their elements; the 2d histogram bins every element of these samples (a scatter over samples x parameters elements), so 16 resolve the shape of the distribution at a quarter of the cost of 64."""
     hist_elements: int = Field(16384, ge=0)
-    """The 1d gradient histogram bins at most this many per-sample gradient elements, drawn uniformly at random from those of the hist_samples samples (0 = bin every element, as Cockpit). A share of the histogram is then estimated with a standard error below sqrt(0.25 / 16384) = 0.004 (plenty for a picture and for the edge and centre shares the diagnosis reads; 65536 would halve it at four times the gathering and binning), and binning costs the same on any model; binning all 1.2M elements of 16 samples of the digits MLP took longer than the training step."""
+    """The 1d gradient histogram bins at most this many per-sample gradient elements, drawn uniformly at random from those of the hist_samples samples (0 = bin every element, as Cockpit). 16384: a share of the histogram then has a standard error below sqrt(0.25 / 16384) = 0.004, and binning costs the same on any model."""
     hist2d_bins: tuple[int, int] = (40, 50)
     """Bins of the 2d histogram: (gradient, parameter), as Cockpit's GradHist2d."""
     hist2d_range: tuple[float, float] = (1.0, 2.0)
