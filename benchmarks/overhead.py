@@ -428,6 +428,27 @@ def report(res: dict) -> None:
         note = f"  ({runs[s][0]['saves_timed']} saves timed, every {res['ckpt_every']} steps)" if s.startswith("ckpt") else ""
         last = runs[s][0]["losses"][str(max(map(int, runs[s][0]["losses"])))]
         print(f"  {s:<16} {spread(wall[s]):<32} {spread(cpu[s]):<26} {last:.8g}{note}")
+    _report_pairs(runs, name, wall, cpu)
+    for s in runs:
+        if ":" in s and "plain" in runs and not s.endswith((":trainwell", ":noguards")):  # others: vs plain
+            extra = [x - y for x, y in zip(wall[s], wall["plain"], strict=True)]
+            ratios = [x / y for x, y in zip(wall[s], wall["plain"], strict=True)]
+            print(f"  {s}/plain: wall ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms")
+    _report_ab(runs, wall, cpu)
+    for s in ("ckpt", "ckpt_async"):
+        if s not in runs or not runs[s][0]["saves_timed"]:
+            continue
+        save = [x for r in runs[s] for x in r["save_ms"]]
+        base = statistics.median(wall.get("trainwell", wall[s]))
+        share = statistics.median(save) / (500 * base)
+        print(f"  {s}: one save blocks {spread(save, '{:.1f}')} ms ({len(save)} saves: the step "
+              f"interval holding it minus the median interval); at the default cadence "
+              f"(every_steps=500) that is {share:+.2%} per step")
+    check_losses(runs)
+
+
+def _report_pairs(runs: dict, name: str, wall: dict, cpu: dict) -> None:
+    """Each pair of setups (trainwell/plain, ...) against its goal."""
     probe = name == "probe"
     pairs = [(a, b, None if probe else r, m if probe else None) for a, b, r, m in PAIRS]
     trees = sorted({s.rpartition(":")[0] + ":" for s in runs if ":" in s})
@@ -450,11 +471,10 @@ def report(res: dict) -> None:
             elif label == "wall":
                 goal = ""
         print(line + (f" {goal} (wall)" if goal else ""))
-    for s in runs:
-        if ":" in s and "plain" in runs and not s.endswith((":trainwell", ":noguards")):  # others: vs plain
-            extra = [x - y for x, y in zip(wall[s], wall["plain"], strict=True)]
-            ratios = [x / y for x, y in zip(wall[s], wall["plain"], strict=True)]
-            print(f"  {s}/plain: wall ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms")
+
+
+def _report_ab(runs: dict, wall: dict, cpu: dict) -> None:
+    """The same setup from two trees: an A/B of a change."""
     by_setup: dict[str, list[str]] = {}
     for s in runs:
         by_setup.setdefault(s.rpartition(":")[2], []).append(s)
@@ -466,16 +486,6 @@ def report(res: dict) -> None:
                 extra = [x - y for x, y in zip(m[a], m[b], strict=True)]
                 line += f" {label} ratio {spread(ratios)}, extra {spread(extra, '{:+.4f}')} ms;"
             print(line)
-    for s in ("ckpt", "ckpt_async"):
-        if s not in runs or not runs[s][0]["saves_timed"]:
-            continue
-        save = [x for r in runs[s] for x in r["save_ms"]]
-        base = statistics.median(wall.get("trainwell", wall[s]))
-        share = statistics.median(save) / (500 * base)
-        print(f"  {s}: one save blocks {spread(save, '{:.1f}')} ms ({len(save)} saves: the step "
-              f"interval holding it minus the median interval); at the default cadence "
-              f"(every_steps=500) that is {share:+.2%} per step")
-    check_losses(runs)
 
 
 def check_losses(runs: dict[str, list[dict]], reference: str = "plain") -> None:

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_valid
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.dist.config import DistConfig
 from trainwell.distill.config import DistillConfig
+from trainwell.drills import FaultsConfig
 from trainwell.errors import ConfigError
 from trainwell.guards.config import GuardsConfig
-from trainwell.guards.faults import FaultsConfig
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.models.config import ModelConfig
 from trainwell.optim.config import OptimConfig, ScheduleConfig

@@ -13,7 +13,7 @@ from trainwell.dist import setup
 from trainwell.dist.context import _check_config
 from trainwell.dist.launch import elastic_resume, torchrun_command
 from trainwell.errors import ConfigError
-from trainwell.guards import faults
+from trainwell import drills as faults
 
 
 class Rows(torch.utils.data.Dataset):

@@ -6,7 +6,8 @@ import pytest
 import tomli_w
 from pydantic import ValidationError
 
-from trainwell.guards import FaultsConfig, GuardsConfig
+from trainwell.drills import FaultsConfig
+from trainwell.guards import GuardsConfig
 
 
 @pytest.mark.parametrize("section", [GuardsConfig, FaultsConfig])

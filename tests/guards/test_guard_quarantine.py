@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainwell.guards import FaultsConfig, QuarantineList, apply_to_batch, find_bad_samples
+from trainwell.drills import FaultsConfig, apply_to_batch
+from trainwell.guards import QuarantineList, find_bad_samples
 from trainwell.guards.quarantine import nonfinite_rows
 
 V, T, D = 16, 12, 6

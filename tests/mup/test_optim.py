@@ -62,7 +62,7 @@ def test_every_parameter_is_in_exactly_one_group() -> None:
 
 def _state(cfg: RunConfig):
     from trainwell.tasks import build_task
-    from trainwell.train.loop import build_state
+    from trainwell.train.flight import build_state
 
     return build_state(cfg, build_task(cfg), torch.device("cpu"))
 

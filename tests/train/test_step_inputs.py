@@ -14,8 +14,8 @@ from torch import nn
 from trainwell.data.loader import BatchLoader
 from trainwell.data.sampler import ResumableSampler
 from trainwell.tasks.base import LossOutput, Task
-from trainwell.train import step as step_module
 from trainwell.train.precision import resolve_precision
+from trainwell.train.probe import FinalActivationProbe
 from trainwell.train.state import TrainState
 from trainwell.train.step import compute_update
 
@@ -71,19 +71,15 @@ def expected_rms(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", [(12,), (12, 5), (12, 2, 3, 3)])
 @pytest.mark.parametrize("accumulate", [1, 3])
-@pytest.mark.parametrize("host_max", [True, False])
 @pytest.mark.parametrize("rowwise", [False, True])
-def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, host_max, rowwise, monkeypatch):
+def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, rowwise):
     """Every input rank (a (N,) input used to fail in flatten(1)), one or several
-    micro-batches, per-sample norms read to the host or one device max per micro-batch,
-    measured per micro-batch or once over the batch they were cut from."""
-    if not host_max:
-        monkeypatch.setattr(step_module, "HOST_NORMS_MAX", 0)
+    micro-batches, fetched per micro-batch or cut from one batch."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(*shape, generator=g)
     x[7] *= 30.0  # the largest sample sits in a later micro-batch
     record, out = one_step(x, accumulate, rowwise)
-    assert len(out.input_norms) == (1 if rowwise else accumulate)
+    assert len(out.input_norms) == accumulate
     rms = expected_rms(x)
     assert record.input_rms == pytest.approx(float(rms.max()), rel=1e-5)
     ids, per_sample = out.per_sample_input_rms()  # the quarantine's evidence
@@ -91,13 +87,10 @@ def test_input_rms_is_the_largest_per_sample_rms(shape, accumulate, host_max, ro
     torch.testing.assert_close(per_sample.double(), rms, rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("host_max", [True, False])
 @pytest.mark.parametrize("rowwise", [False, True])
-def test_nan_input_in_a_later_micro_batch_is_seen(host_max, rowwise, monkeypatch):
+def test_nan_input_in_a_later_micro_batch_is_seen(rowwise):
     """A NaN in any micro-batch makes input_rms NaN (Python's max() passes over a NaN that
     is not first, which used to hide one outside the first micro-batch)."""
-    if not host_max:
-        monkeypatch.setattr(step_module, "HOST_NORMS_MAX", 0)
     x = torch.ones(8, 4)
     x[6, 2] = float("nan")
     record, _ = one_step(x, 2, rowwise)
@@ -132,8 +125,8 @@ def test_integer_inputs_are_not_measured():
 
 @pytest.mark.parametrize("n, accumulate", [(12, 2), (12, 3), (10, 3)])
 def test_host_count_accumulation_equals_the_full_batch(n, accumulate):
-    """Host target counts: equal micro-batches need no gradient correction (its factor is
-    exactly 1, and the step skips that pass); unequal ones (4, 3, 3) still get it."""
+    """Host target counts: equal micro-batches (correction factor exactly 1) and unequal
+    ones (4, 3, 3) give the full batch's gradient."""
     x = torch.randn(n, 5, generator=torch.Generator().manual_seed(2))
 
     def grads(k):
@@ -173,10 +166,9 @@ class TwoLayer(nn.Module):
         return self.head(torch.relu(self.hidden(x)))
 
 
-def test_final_activation_probe_measures_the_first_micro_batch_without_a_hook():
-    """The probe measures the input of the last Linear in the step's first micro-batch and
-    leaves the layer on nn.Module's fast path: no forward hook, and no instance forward
-    left behind after the step (nor after a step that never called the layer)."""
+def test_final_activation_probe_measures_the_first_micro_batch():
+    """The probe measures the input of the last Linear in the step's first micro-batch, and
+    its hook is gone once it is closed."""
     x = torch.randn(12, 5, generator=torch.Generator().manual_seed(5))
     task = RowwiseRegression(x)
     torch.manual_seed(0)
@@ -185,73 +177,16 @@ def test_final_activation_probe_measures_the_first_micro_batch_without_a_hook():
     loader = BatchLoader(task, ResumableSampler(12, seed=0, shuffle=False), list, cpu, 12, 3)
     st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
                     resolve_precision("fp32", cpu), loader, cpu)
-    probe = step_module.FinalActivationProbe(model)
-    assert not model.head._forward_hooks and "forward" not in model.head.__dict__
+    probe = FinalActivationProbe(model)
     micro = loader.next()
     record, _ = compute_update(st, task, micro, max_norm=1.0, probe=probe, data_time=0.0,
                                t_start=time.perf_counter())
     first = torch.relu(model.hidden(micro[0][1][0])).detach()  # (4, 4): the head's input
     expected = float(first.pow(2).mean().sqrt())
     assert record.final_act_norm == pytest.approx(expected, rel=1e-5)
-    assert not model.head._forward_hooks and "forward" not in model.head.__dict__
     probe.arm()
-    probe.disarm()  # a step that never reached the layer
-    assert "forward" not in model.head.__dict__
+    probe.disarm()  # a step that never reached the layer measures nothing
+    assert probe.take() is None
     probe.close()
+    assert not model.head._forward_hooks
 
-
-def table_step(x: torch.Tensor, accumulate: int):
-    """A step over TensorRows data: the loader gives the batch's input norms from the
-    dataset's table, and the step runs no norm op."""
-    from trainwell.data.tensor_rows import TensorRows
-
-    data = TensorRows(x, torch.zeros(len(x)))
-    task = Regression(x)
-    task.get_batch = data.get_batch
-    model = task.build_model()
-    cpu = torch.device("cpu")
-    loader = BatchLoader(data, ResumableSampler(len(x), seed=0, shuffle=False), list, cpu, len(x), accumulate)
-    st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
-                    resolve_precision("fp32", cpu), loader, cpu)
-    micro = loader.next()
-    assert micro.input_norms is not None
-    return compute_update(st, task, micro, max_norm=1.0, probe=None, data_time=0.0, t_start=time.perf_counter())
-
-
-@pytest.mark.parametrize("shape", [(12,), (12, 5), (12, 2, 3, 3)])
-@pytest.mark.parametrize("accumulate", [1, 3])
-def test_input_rms_from_the_datasets_table(shape, accumulate, monkeypatch):
-    """The same input_rms and per-sample evidence as measuring the batch, without a norm op."""
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(6))
-    x[7] *= 30.0
-    calls = []
-    real = step_module.sample_norms
-    monkeypatch.setattr(step_module, "sample_norms", lambda *a: calls.append(1) or real(*a))
-    record, out = table_step(x, accumulate)
-    assert not calls
-    measured, _ = one_step(x, accumulate)
-    assert record.input_rms == pytest.approx(measured.input_rms, rel=1e-6)
-    ids, per_sample = out.per_sample_input_rms()
-    assert ids.tolist() == list(range(len(x)))
-    torch.testing.assert_close(per_sample.double(), expected_rms(x), rtol=1e-5, atol=0)
-
-
-def test_nan_and_inf_rows_of_the_table_are_seen():
-    x = torch.ones(8, 4)
-    x[6, 2] = float("nan")
-    assert math.isnan(table_step(x, 2)[0].input_rms)
-    x = torch.ones(8, 4)
-    x[5, 0] = float("inf")
-    assert table_step(x, 2)[0].input_rms == float("inf")
-
-
-def test_a_subclass_that_changes_its_rows_is_measured_per_step():
-    from trainwell.data.tensor_rows import TensorRows
-
-    class Augmented(TensorRows):
-        def get_batch(self, idx):
-            x, y = super().get_batch(idx)
-            return x * 2.0, y
-
-    assert Augmented(torch.ones(4, 2), torch.zeros(4)).input_norms() is None
-    assert TensorRows(torch.arange(4), torch.zeros(4)).input_norms() is None  # token ids: not measured

@@ -106,10 +106,11 @@ def profile_steps(
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from trainwell.tasks import build_task
-    from trainwell.train.loop import build_state, resolve_device
+    from trainwell.train.flight import build_state, resolve_device
+    from trainwell.train.probe import FinalActivationProbe
     from trainwell.train.rng import seed_everything
     from trainwell.train.rundir import make_run_dir
-    from trainwell.train.step import FinalActivationProbe, apply_update, compute_update, skip_update
+    from trainwell.train.step import apply_update, compute_update, skip_update
 
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
@@ -123,11 +124,11 @@ def profile_steps(
     def step() -> float:
         t0 = time.perf_counter()
         micro = st.loader.next()
-        record, _ = compute_update(st, task, micro, max_norm=cfg.clip.max_norm, probe=probe,
-                                   data_time=time.perf_counter() - t0, t_start=t0)
+        record, out = compute_update(st, task, micro, max_norm=cfg.clip.max_norm, probe=probe,
+                                     data_time=time.perf_counter() - t0, t_start=t0)
         st.iteration += 1
         if record.applied:
-            apply_update(st)
+            apply_update(st, out.lr_factor)
         else:  # an fp16 overflow: the loop would skip it too
             skip_update(st)
         if cuda:

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils._pytree import tree_leaves
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from trainwell.data.loader import MicroBatches, split_batch, split_sizes, to_device
+from trainwell.data.loader import split_batch, split_sizes, to_device
 from trainwell.data.sampler import ResumableSampler
 from trainwell.errors import DataError
 
@@ -129,15 +129,10 @@ class BatchStream:
             batch, ids = _cut(batch, sizes, "dist world size")[rank], ids.split(sizes)[rank]
             n = sizes[rank]
         batch = to_device(batch, self.device)
-        out = MicroBatches()
         if self.accumulate == 1:
-            out.append((ids, batch))
-            out.whole = out[0]
-            return out
+            return [(ids, batch)]
         sizes = split_sizes(n, self.accumulate)
-        out.extend(zip(ids.split(sizes), _cut(batch, sizes, "train.accumulate"), strict=True))
-        out.whole = (ids, batch)
-        return out
+        return list(zip(ids.split(sizes), _cut(batch, sizes, "train.accumulate"), strict=True))
 
     def skip(self, batches: int) -> None:
         for _ in range(batches):

@@ -15,13 +15,12 @@ a quarantine list shared by all ranks excludes the same ids everywhere.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_map_only, tree_unflatten
 from torch.utils.data import Dataset, IterableDataset
 
 from trainwell.data.sampler import ResumableSampler
@@ -30,108 +29,29 @@ MicroBatch = tuple[Tensor, Any]
 """(sample ids (b,), batch on the device)."""
 
 
-class MicroBatches(list):
-    """The micro-batches of one step; ``whole`` is (ids (B,), batch) when every micro-batch
-    is a view of that one batch (the step then measures its inputs with one op, not one per
-    micro-batch), else None. ``input_norms`` is (ids (B,), the dataset's InputNorms) when
-    the dataset knows its inputs' norms (TensorRows.input_norms): the step then runs no op
-    at all for them."""
-
-    whole: MicroBatch | None = None
-    input_norms: tuple[Tensor, InputNorms] | None = None
-    input_span: tuple[Tensor, int, int] | None = None
-    """The sampler's ``last_span`` for these ids (InputNorms.largest_rms reads a slice)."""
-
-
-class InputNorms:
-    """A dataset's per-sample input L2 norms by id, on the host (TensorRows.input_norms),
-    for the step to look a batch's up: a Python max over a list, no device op."""
-
-    def __init__(self, norms: np.ndarray, size: int) -> None:
-        self.norms, self.size = norms, size
-        """(N,) float32 norms, and the input size D (RMS = norm / sqrt(D))."""
-        self._rms_np = norms.astype(np.float64) / math.sqrt(size)
-        self._rms: list[float] = self._rms_np.tolist()
-        self._nan = bool(np.isnan(norms).any())
-        self._ordered: tuple[Tensor, int, list[float]] | None = None
-        """(an epoch's order, a draw's length L, the largest RMS of every L consecutive ids
-        of that order): built once per epoch and draw length."""
-
-    def largest_rms(self, ids: Tensor, span: tuple[Tensor, int, int] | None = None) -> float:
-        """The largest input RMS (norm / sqrt(D)) among ``ids``; NaN when any of them is NaN
-        (Python's max() would pass over a NaN that is not first).
-
-        ``span`` (the sampler's ``last_span``: ids == order[start:stop]) turns the lookup
-        into one list index: per epoch, the maximum of every window of ``stop - start``
-        consecutive ids of the order is computed in a few vectorised passes. The step calls
-        this right after the backward, when little of the table is in the CPU caches: on
-        the digits MLP (64 ids of 1,797), measured in a run, the lookup of 64 scattered
-        entries took a median 31-38 us, the max over a slice of the table in the epoch's
-        order 10.5 us."""
-        if self._nan:
-            return float(self.norms[ids.numpy()].max()) / math.sqrt(self.size)
-        if span is not None:
-            order, start, stop = span
-            ordered = self._ordered
-            if ordered is None or ordered[0] is not order or ordered[1] != stop - start:
-                ordered = self._ordered = (order, stop - start, window_max(self._rms_np[order.numpy()], stop - start))
-            return ordered[2][start]
-        return max(map(self._rms.__getitem__, ids.tolist()))
-
-    def of(self, ids: Tensor) -> Tensor:
-        """(B,) float32: the norms of ``ids`` (the quarantine's evidence)."""
-        return torch.from_numpy(self.norms[ids.numpy()])
-
-
-def window_max(x: np.ndarray, width: int) -> list[float]:
-    """[max(x[i:i + width]) for every i] (len(x) - width + 1 values) in about log2(width)
-    vectorised passes: each pass doubles the width the running maxima cover."""
-    m, covered = x, 1
-    while covered < width:
-        shift = min(covered, width - covered)
-        m = np.maximum(m[: len(m) - shift], m[shift:])
-        covered += shift
-    return m.tolist()
-
-
 def split_batch(batch: Any, sizes: list[int]) -> list[Any] | None:
     """``batch`` cut along dim 0 into parts of ``sizes`` as views (no copy), or None when a
-    leaf is not a tensor whose first dimension is the whole batch."""
+    leaf is not a tensor whose first dimension is the whole batch. Any structure of tuples,
+    lists, dicts and named tuples (torch's pytree walks it)."""
+    leaves, spec = tree_flatten(batch)
     total = sum(sizes)
-    if isinstance(batch, Tensor):
-        return list(batch.split_with_sizes(sizes)) if batch.ndim and batch.shape[0] == total else None
-    if type(batch) in (tuple, list) and batch:  # not a named tuple: those are fetched per micro-batch
-        parts = [split_batch(v, sizes) for v in batch]
-        if any(p is None for p in parts):
-            return None
-        return [type(batch)(p[i] for p in parts) for i in range(len(sizes))]
-    if isinstance(batch, dict) and batch:
-        cut = {k: split_batch(v, sizes) for k, v in batch.items()}
-        if any(p is None for p in cut.values()):
-            return None
-        return [{k: p[i] for k, p in cut.items()} for i in range(len(sizes))]
-    return None
+    if not leaves or not all(isinstance(x, Tensor) and x.ndim and x.shape[0] == total for x in leaves):
+        return None
+    cut = [x.split_with_sizes(sizes) for x in leaves]
+    return [tree_unflatten([c[i] for c in cut], spec) for i in range(len(sizes))]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
+    """Every tensor of ``batch`` on ``device``; on a GPU from pinned memory, so that the
+    copy overlaps compute. ``batch``: tensors in tuples, lists, dicts and named tuples (the
+    containers torch's pytree knows; register a custom one with
+    ``torch.utils._pytree.register_pytree_node``)."""
+    def move(x: Tensor) -> Tensor:
         if device.type == "cuda":
-            # pinned memory + non_blocking lets the copy overlap compute on a GPU
-            return batch.pin_memory().to(device, non_blocking=True)
-        if batch.is_cpu and device.type == "cpu":  # already there: skip the dispatcher (~1.5 us)
-            return batch
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple):
-        moved = [to_device(v, device) for v in batch]
-        if all(a is b for a, b in zip(moved, batch, strict=True)):
-            return batch  # nothing moved (a CPU run): the same immutable tuple
-        return type(batch)(moved)
-    if isinstance(batch, list):
-        moved = [to_device(v, device) for v in batch]
-        return moved if type(batch) is list else type(batch)(moved)
-    return batch
+            return x.pin_memory().to(device, non_blocking=True)
+        return x.to(device)
+
+    return tree_map_only(Tensor, move, batch)
 
 
 def split_sizes(total: int, parts: int) -> list[int]:
@@ -179,10 +99,6 @@ class BatchLoader:
         part = _shard_slice(batch_size, shard)
         self.shard = part if shard[1] > 1 else None
         self.sizes = split_sizes(part.stop - part.start, accumulate)
-        norms = getattr(dataset, "input_norms", None)
-        known = norms() if callable(norms) else None
-        self._norms = InputNorms(*known) if known is not None else None
-        """The dataset's per-sample input norms by id, when it knows them."""
         self._rows = bool(getattr(dataset, "get_batch_rowwise", False))
         """Whether the batch may be fetched once and cut into micro-batches: the dataset says
         its get_batch is row-wise (row i of get_batch(idx) depends on idx[i] alone, no
@@ -190,31 +106,20 @@ class BatchLoader:
         dimension."""
 
     def next(self) -> list[MicroBatch]:
+        """The step's micro-batches: [(ids (b,), batch on the device)] x accumulate."""
         ids = self.sampler.draw(self.batch_size)  # (B,)
         if self.shard is not None:
             ids = ids[self.shard]  # this rank's (B / world,)
         dataset, collate, device, sizes = self.dataset, self.collate, self.device, self.sizes
-        out = MicroBatches()
-        if self._norms is not None:  # the step looks them up by id when it measures inputs
-            out.input_norms = (ids, self._norms)
-            if self.shard is None:
-                out.input_span = self.sampler.last_span
         if len(sizes) > 1 and self._rows:
             # a row-wise get_batch: fetch the batch once and cut it into views (one gather per
             # tensor instead of one per micro-batch; the same rows, so the same numbers)
             batch = to_device(dataset.get_batch(ids), device)
             parts = split_batch(batch, sizes)
             if parts is not None:
-                out.extend(zip(ids.split_with_sizes(sizes), parts, strict=True))
-                out.whole = (ids, batch)
-                return out
+                return list(zip(ids.split_with_sizes(sizes), parts, strict=True))
             self._rows = False  # not cut along the batch dimension: fetch per micro-batch from now on
-        if len(sizes) == 1:  # one micro-batch: the ids as they are (torch.split's wrappers cost ~10 us a step)
-            out.append((ids, to_device(fetch(dataset, ids, collate), device)))
-            out.whole = out[0]
-            return out
-        out.extend((part, to_device(fetch(dataset, part, collate), device)) for part in ids.split_with_sizes(sizes))
-        return out
+        return [(part, to_device(fetch(dataset, part, collate), device)) for part in ids.split_with_sizes(sizes)]
 
     def skip(self, batches: int) -> None:
         self.sampler.skip(batches * self.batch_size)

@@ -31,10 +31,6 @@ class ResumableSampler:
         self.position = 0
         self.exclude: Set[int] = frozenset()
         self._perm: Tensor | None = None
-        self.last_span: tuple[Tensor, int, int] | None = None
-        """(the epoch's order, start, stop) when the last draw was exactly ``order[start:stop]``
-        (nothing excluded, no epoch boundary crossed), else None: lets a per-sample table be
-        read as one contiguous slice of the table in that order (data/loader.py InputNorms)."""
 
     def _order(self) -> Tensor:
         if self._perm is None:
@@ -50,14 +46,11 @@ class ResumableSampler:
         out: list[Tensor] = []
         need = count
         guard = 0
-        self.last_span = None
         while need > 0:
             order = self._order()
             start = self.position
             take = order[start : start + need]
             self.position += take.numel()
-            if not out and not self.exclude and take.numel() == count:
-                self.last_span = (order, start, start + count)
             if self.exclude:
                 keep = torch.tensor([int(i) not in self.exclude for i in take], dtype=torch.bool)
                 take = take[keep]

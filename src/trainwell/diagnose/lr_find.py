@@ -128,7 +128,7 @@ def lr_range_test(
     configured optimizer, batch size and clipping; stop early once the loss diverged."""
     from trainwell.diagnose.probes import draw_batch
     from trainwell.optim import build_optimizer
-    from trainwell.train.loop import resolve_device
+    from trainwell.train.flight import resolve_device
 
     if not 0 < min_lr < max_lr:
         raise ConfigError(f"--min-lr and --max-lr must satisfy 0 < min-lr < max-lr, got {min_lr:g} and {max_lr:g}")

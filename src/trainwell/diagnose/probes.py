@@ -18,8 +18,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from trainwell.data.loader import fetch, to_device
 from trainwell.instruments.activations import ACTIVATION_TYPES, kind_of
-from trainwell.tasks.base import Task
-from trainwell.train.step import input_tensor
+from trainwell.tasks.base import Task, input_tensor
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -137,17 +136,8 @@ def depth_profile(model: nn.Module, task: Task, batch: Any, saturation_eps: floa
 
     def on_activation(name: str, kind: str):  # noqa: ANN202
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if not isinstance(output, Tensor) or not inputs or not isinstance(inputs[0], Tensor):
-                return
-            x, y = inputs[0].detach().float(), output.detach().float()
-            dead = sat = None
-            if kind == "relu":
-                dead = float((~_per_unit(y > 0).any(dim=1)).float().mean())
-            elif kind == "sigmoid":
-                sat = float(((y < saturation_eps) | (y > 1 - saturation_eps)).float().mean())
-            elif kind == "tanh":
-                sat = float((y.abs() > 1 - saturation_eps).float().mean())
-            acts.append(ActivationLayer(name, kind, _unit_std(x), dead, sat))
+            if isinstance(output, Tensor) and inputs and isinstance(inputs[0], Tensor):
+                acts.append(_activation_layer(name, kind, inputs[0], output, saturation_eps))
 
         return hook
 
@@ -191,6 +181,19 @@ def _weighted_layer(name: str, m: nn.Module) -> WeightedLayer:
         math.sqrt(2.0 / fan_in), math.sqrt(2.0 / (fan_in + fan_out)),
         float(g.float().square().mean().sqrt()) if g is not None else 0.0,
     )  # fmt: skip
+
+
+def _activation_layer(name: str, kind: str, x: Tensor, y: Tensor, saturation_eps: float) -> ActivationLayer:
+    """One activation's input spread and, by kind, its dead units (ReLU) or saturation."""
+    x, y = x.detach().float(), y.detach().float()
+    dead = sat = None
+    if kind == "relu":
+        dead = float((~_per_unit(y > 0).any(dim=1)).float().mean())
+    elif kind == "sigmoid":
+        sat = float(((y < saturation_eps) | (y > 1 - saturation_eps)).float().mean())
+    elif kind == "tanh":
+        sat = float((y.abs() > 1 - saturation_eps).float().mean())
+    return ActivationLayer(name, kind, _unit_std(x), dead, sat)
 
 
 def _per_unit(y: Tensor) -> Tensor:

@@ -104,7 +104,7 @@ def diagnose(
 ) -> Diagnosis:
     """Probe the run ``cfg`` describes and return its findings (also written to
     ``<run_dir>/findings.json``). The task's model is left as it was."""
-    from trainwell.train.loop import resolve_device
+    from trainwell.train.flight import resolve_device
     from trainwell.train.rng import seed_everything
 
     t0 = time.perf_counter()

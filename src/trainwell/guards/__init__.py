@@ -1,5 +1,5 @@
 """The stability autopilot: guards that return verdicts, the rollback policy, the health
-of checkpoints, the quarantine list, the logbook, and fault injection to prove them.
+of checkpoints, the quarantine list, and the logbook (the fault drills that prove them: trainwell/drills.py).
 
 The loop integrates them (only it changes training state); see ``autopilot.py``.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from trainwell.guards.autopilot import Autopilot
 from trainwell.guards.base import APPLY, Action, Guard, Verdict, worst
 from trainwell.guards.config import GuardsConfig
-from trainwell.guards.faults import FaultsConfig, apply_to_batch, force_overflow, lr_factor
+from trainwell.guards.family import GUARDS, GuardContext, build_guards
 from trainwell.guards.health import HealthTracker
 from trainwell.guards.logbook import Logbook, read_logbook, render_markdown
 from trainwell.guards.nonfinite import NonFiniteGuard
@@ -21,7 +21,8 @@ __all__ = [
     "APPLY",
     "Action",
     "Autopilot",
-    "FaultsConfig",
+    "GUARDS",
+    "GuardContext",
     "Guard",
     "GuardsConfig",
     "HealthTracker",
@@ -31,10 +32,8 @@ __all__ = [
     "RollbackPolicy",
     "SpikeGuard",
     "Verdict",
-    "apply_to_batch",
+    "build_guards",
     "find_bad_samples",
-    "force_overflow",
-    "lr_factor",
     "nonfinite_rows",
     "read_logbook",
     "render_markdown",

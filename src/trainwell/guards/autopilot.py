@@ -1,24 +1,16 @@
 """Autopilot: the guards, the rollback policy, the health tracker, the quarantine list and
 the logbook behind one decision point of the loop.
 
-How the loop uses it (only the loop changes training state)::
+How the loop uses it (only the loop and its interventions change training state)::
 
     verdict = autopilot.decide(record)          # after backward, before optimizer.step
-    autopilot.after(record, verdict)            # learn, count, write the logbook (for an
-                                                # applied update the loop calls it before the
-                                                # optimizer step: it reads only the record)
-    ...apply / skip / roll back / stop as the verdict says...
-    if verdict is SKIP and autopilot.cfg.quarantine:
-        autopilot.on_quarantine(autopilot.bad_samples(per_sample, idx), step=..., ...)
-    if verdict is ROLLBACK:
-        restore the last healthy checkpoint, including
-        autopilot.load_state_dict(ckpt_state, rollback=True)   # windows only; history kept
-        lr_mult, clip_mult = autopilot.rollback_multipliers(lr_mult, clip_mult)
-        autopilot.on_rollback(from_step, to_step, ...)
+    ...apply or skip the update...
+    autopilot.after(record, verdict)            # learn (applied steps only), count, log
+    interventions.act(verdict, ...)             # quarantine / rollback / stop (train/interventions.py)
     at a checkpoint: healthy, evidence = autopilot.checkpoint_health(step)
 
-Cost: plain Python floats, no tensor op, no host sync (the loop made the one sync that
-produced the record): a few microseconds per step.
+Cost: plain Python floats, no tensor op, no host sync (the step made the one sync that
+produced the record).
 """
 
 from __future__ import annotations
@@ -28,24 +20,19 @@ from typing import Any
 
 from torch import Tensor
 
-from trainwell.guards.base import APPLY, Action, Verdict, worst
+from trainwell.guards.base import APPLY, Action, Guard, Verdict, worst
 from trainwell.guards.config import GuardsConfig
+from trainwell.guards.family import GuardContext, build_guards
 from trainwell.guards.health import HealthTracker
-from trainwell.guards.inputs import InputGuard
 from trainwell.guards.logbook import Logbook, record_fields
-from trainwell.guards.nonfinite import FP16_OVERFLOW, NonFiniteGuard
+from trainwell.guards.nonfinite import FP16_OVERFLOW
 from trainwell.guards.quarantine import QuarantineList, find_bad_samples
 from trainwell.guards.rollback import RollbackPolicy
-from trainwell.guards.spike import SpikeGuard
 from trainwell.train.record import StepRecord
 
-_APPLY, _SKIP = Action.APPLY, Action.SKIP
-"""Module constants: reading ``Action.APPLY`` goes through the Enum class (0.2 us each in
-Python 3.11), and decide/after compare actions a few times every step."""
-
-WINDOW_PARTS = ("nonfinite", "spike", "inputs", "health")
-"""State restored from the checkpoint on a rollback; the rest is run history and is kept
-(the rollback count above all: restoring it would let a run roll back forever)."""
+HISTORY_PARTS = ("rollback", "quarantine", "counters")
+"""State that a rollback keeps (run history: restoring the rollback count would let a run
+roll back forever); the guards' windows and the health tracker are restored."""
 
 
 class Autopilot:
@@ -60,12 +47,8 @@ class Autopilot:
         """``input_prior``: the training data's log input scale (guards/prior.py), which arms
         the input guard from the first step."""
         self.cfg = cfg = cfg or GuardsConfig()
-        self._enabled = cfg.enabled  # read every step: a plain attribute
-        # Disabled still refuses a NaN update: applying it would silently destroy the weights.
-        self.nonfinite = NonFiniteGuard(cfg.nonfinite if cfg.enabled else "stop")
-        self.spike = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_robust, loss_floor=cfg.spike_loss_floor,
-                                grad_floor=cfg.spike_grad_floor)
-        self.inputs = InputGuard(cfg.spike_window, cfg.spike_sigma, prior=input_prior)
+        # Disabled: only the non-finite guard, which then stops (a NaN update is never applied)
+        self.guards: list[Guard] = build_guards(cfg, GuardContext(input_prior=input_prior))
         self.rollback = RollbackPolicy(
             max_skips=cfg.max_skips,
             skip_window=cfg.skip_window,
@@ -83,65 +66,37 @@ class Autopilot:
         self.skips = 0
         self.skips_by_reason: dict[str, int] = {}
         self.fp16_overflows = 0
-        self._limits: tuple[float, float, float, float] | None = None
-        """The quiet-step test's thresholds (``decide``), set by ``_set_limits``."""
-        self._set_limits()
+
+    def guard(self, name: str) -> Guard | None:
+        """The guard of that name, if this run uses it."""
+        return next((g for g in self.guards if g.name == name), None)
 
     # ------------------------------------------------------------- every step
 
     def decide(self, record: StepRecord) -> Verdict:
-        """The verdict for this step: STOP > ROLLBACK > SKIP > APPLY. Pure.
-
-        A quiet step (the common case) is recognised first by comparing the record's raw
-        values with every guard's threshold, kept as limits a hair inside (``_set_limits``);
-        anything else goes through each guard's own check, which decides exactly and gives
-        the evidence. Measured in a run of the digits MLP: 15 us -> 5 us a step."""
-        lim = self._limits
-        if lim is not None and record.finite:
-            if (record.loss < lim[0] and record.grad_norm < lim[1] and record.input_rms < lim[2]
-                    and record.loss_scale >= lim[3]):
-                return APPLY
-        return self._decide(record)
-
-    def _decide(self, record: StepRecord) -> Verdict:
-        """``decide`` without the quiet-step test: every guard's check."""
-        verdict = self.nonfinite.check(record)
-        if not self._enabled:
+        """The verdict for this step: STOP > ROLLBACK > SKIP > APPLY. Pure. The guards in
+        order, the first objection wins; then the rollback policy may escalate it."""
+        verdict = APPLY
+        for guard in self.guards:
+            verdict = guard.check(record)
+            if verdict.action is not Action.APPLY:
+                break
+        if not self.cfg.enabled:
             return verdict
-        # every guard answers a quiet step with the APPLY singleton: identity tests suffice
-        if verdict is APPLY:
-            verdict = self.inputs.check(record)
-            if verdict is APPLY:
-                verdict = self.spike.check(record)
-        escalate = self.rollback.check(record, skipping=verdict.action is _SKIP)
-        return verdict if escalate is APPLY else worst(verdict, escalate)
+        escalate = self.rollback.check(record, skipping=verdict.action is Action.SKIP)
+        return worst(verdict, escalate)
 
     def after(self, record: StepRecord, verdict: Verdict) -> None:
         """Learn from the step and write the logbook. Windows advance only if the update
         was applied (verdict APPLY and ``record.applied``: the fp16 scaler may have skipped it)."""
         self._after(record, verdict)
-        self._set_limits()
-
-    def _set_limits(self) -> None:
-        """The thresholds of the quiet-step test in ``decide``, from the guards' current
-        state: (loss, grad norm, input RMS) limits below which no check can fire, and the
-        smallest fp16 loss scale that triggers nothing. None (no shortcut) when the
-        autopilot is off or the rollback policy's divergence count could fire next step."""
-        rb = self.rollback
-        if not self._enabled or (rb.divergence_steps > 0 and rb.above + 1 >= rb.divergence_steps):
-            self._limits = None
-            return
-        loss_max, grad_max = self.spike.limits
-        self._limits = (loss_max, grad_max, self.inputs.limit, rb.min_loss_scale)
 
     def _after(self, record: StepRecord, verdict: Verdict) -> None:
         act = verdict.action
-        if act is _APPLY and record.applied:
-            self.nonfinite.update(record)
-            if self._enabled:  # the windows serve only the guards' checks
-                self.spike.update(record)
-                self.inputs.update(record)
-        elif act is _APPLY and record.reason == FP16_OVERFLOW:
+        if act is Action.APPLY and record.applied:
+            for guard in self.guards:
+                guard.update(record)
+        elif act is Action.APPLY and record.reason == FP16_OVERFLOW:
             self.fp16_overflows += 1
             # information, not an intervention: the grad scaler handles it by design
             self._write(
@@ -153,13 +108,13 @@ class Autopilot:
             )
         rollback = self.rollback
         target, best_before = rollback.target, rollback.best
-        recovered = self._enabled and rollback.update(record, verdict)
-        self.health.update(record, intervened=act is not _APPLY)
-        if act is _APPLY:
+        recovered = self.cfg.enabled and rollback.update(record, verdict)
+        self.health.update(record, intervened=act is not Action.APPLY)
+        if act is Action.APPLY:
             if recovered:
                 self._recovered(record, target, best_before)
             return
-        if act is _SKIP:
+        if act is Action.SKIP:
             self.skips += 1
             self.skips_by_reason[verdict.reason] = self.skips_by_reason.get(verdict.reason, 0) + 1
         kind = {Action.SKIP: "skip", Action.ROLLBACK: "rollback", Action.STOP: "stop"}[act]
@@ -243,6 +198,12 @@ class Autopilot:
             **extra,
         )
 
+    def input_outliers(self, per_sample_rms: Tensor) -> Tensor | None:
+        """(B,) bool: the samples whose own input RMS the input guard calls an outlier
+        (None when this run has no input guard)."""
+        inputs = self.guard("inputs")
+        return inputs.outliers(per_sample_rms) if inputs is not None else None
+
     def bad_samples(
         self, per_sample_loss: Tensor, idx: Tensor, nonfinite_inputs: Tensor | None = None
     ) -> list[int]:
@@ -291,9 +252,7 @@ class Autopilot:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "nonfinite": self.nonfinite.state_dict(),
-            "spike": self.spike.state_dict(),
-            "inputs": self.inputs.state_dict(),
+            **{g.name: g.state_dict() for g in self.guards},
             "health": self.health.state_dict(),
             "rollback": self.rollback.state_dict(),
             "quarantine": self.quarantine.state_dict(),
@@ -306,12 +265,13 @@ class Autopilot:
 
     def load_state_dict(self, state: dict[str, Any], rollback: bool = False) -> None:
         """Resume (``rollback=False``): restore everything. Rollback (``True``): restore
-        the guards' windows from the checkpoint, keep the run's history (rollback count,
-        quarantine list, counters)."""
-        for part in WINDOW_PARTS:
-            getattr(self, part).load_state_dict(state[part])
+        the guards' windows and the health tracker from the checkpoint, keep the run's
+        history (rollback count, quarantine list, counters)."""
+        for guard in self.guards:
+            if guard.name in state:  # a guard added to guards.use since: starts empty
+                guard.load_state_dict(state[guard.name])
+        self.health.load_state_dict(state["health"])
         if rollback:
-            self._set_limits()
             return
         self.rollback.load_state_dict(state["rollback"])
         self.quarantine.load_state_dict(state["quarantine"])
@@ -319,7 +279,6 @@ class Autopilot:
         self.skips = c["skips"]
         self.skips_by_reason = dict(c["skips_by_reason"])
         self.fp16_overflows = c["fp16_overflows"]
-        self._set_limits()
 
     def _write(self, kind: str, message: str, **fields: Any) -> dict[str, Any] | None:
         if self.logbook is None:

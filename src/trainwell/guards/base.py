@@ -49,17 +49,12 @@ class Verdict:
 APPLY = Verdict(Action.APPLY)
 """The verdict of a quiet step (shared: verdicts are frozen)."""
 
-INSIDE = 1e-9
-"""How far inside a guard's threshold (relative) a value must be for the autopilot's
-quiet-step test: far above float rounding, far below anything a guard would act on."""
-
 
 def worst(*verdicts: Verdict) -> Verdict:
     """The most severe verdict (STOP > ROLLBACK > SKIP > APPLY); the first one wins a tie."""
     out = APPLY
     for v in verdicts:
-        # _value_, not .value: Enum.value is a Python-level descriptor (a microsecond a call here)
-        if v.action._value_ > out.action._value_:
+        if v.action.value > out.action.value:
             out = v
     return out
 

@@ -11,7 +11,9 @@ from trainwell.section import Section
 
 class GuardsConfig(Section):
     enabled: bool = True
-    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and costs a fixed 0.05-0.11 ms a step on a 2-core CPU (2% of a 3.9 ms digits-MLP step, ~0.1% of a 60 ms small-GPT step; benchmarks/RESULTS.md section 6). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
+    """The stability autopilot (skip, quarantine, rollback, logbook). On by default: it is silent on a healthy run and its fixed cost is a few norms and Python checks a step (docs/autopilot.md, Cost). Off: every guard is off except that a NaN/Inf update still stops the run (applying it would silently destroy the weights), and the step measures neither inputs nor the final-layer activation."""
+    use: list[str] = Field(default_factory=lambda: ["inputs", "spike"])
+    """The guards that judge every update, in order (the first objection wins), by name from the guard registry (guards/family.py): 'inputs' (mis-scaled batches) before 'spike' (loss and gradient spikes), so that a bad batch is named for its cause. The non-finite guard always runs first and is not listed."""
     nonfinite: Literal["skip", "stop"] = "skip"
     """A NaN/Inf loss or grad norm: 'skip' the update and count it (repeated skips lead to a rollback), or 'stop' with a diagnosis. Maintainers disagree (torchtitan #916 vs OLMo-core), so it is your choice; 'skip' keeps long runs alive."""
     spike_window: int = Field(128, ge=8)
@@ -57,6 +59,11 @@ class GuardsConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> GuardsConfig:
+        from trainwell.guards.family import GUARDS  # the registry imports this section
+
+        unknown = [GUARDS.unknown(n) for n in self.use if n not in GUARDS]
+        if unknown:
+            raise ValueError("; ".join(unknown))
         if self.max_skips > self.skip_window:
             # a ValueError, so that pydantic reports it with the other problems of the config
             raise ValueError(

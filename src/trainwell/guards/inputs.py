@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import Tensor
 
-from trainwell.guards.base import APPLY, INSIDE, Action, Verdict
+from trainwell.guards.base import APPLY, Action, Verdict
 from trainwell.guards.window import RollingWindow
 from trainwell.train.record import StepRecord
 
@@ -58,9 +58,6 @@ class InputGuard:
         before the first step (guards/prior.py), or None: the reference of the warm-up.
         Not part of the state: it is derived from the data, the same on every (re)start."""
         self._warmup_floor = math.log(WARMUP_FACTOR) / sigma
-        self.limit = math.inf
-        """The input RMS below which a batch is surely no outlier (``check``'s threshold as a
-        raw value, a relative 1e-9 inside it; the autopilot's quiet-step test)."""
         self._ref: tuple[float, float] | None = None
         """(mean, std) in log scale that the next check compares with: the window's once it
         holds ``warmup`` values, a warm-up reference before (None: nothing to compare with
@@ -125,7 +122,6 @@ class InputGuard:
         else:
             ref = None
         self._ref = ref
-        self.limit = math.inf if ref is None else math.exp(ref[0] + self.sigma * ref[1]) * (1.0 - INSIDE)
 
     def state_dict(self) -> dict[str, Any]:
         return {"window": self.window.tolist(), "sums": self.window.sums()}

@@ -15,8 +15,8 @@ import torch
 
 from trainwell.data.loader import BatchLoader, IterableLoader, fetch
 from trainwell.guards.window import RollingWindow
+from trainwell.tasks.base import input_tensor, sample_norms
 from trainwell.train.rng import rng_state, set_rng_state
-from trainwell.train.step import input_tensor, sample_norms
 
 PRIOR_SAMPLES = 256
 """Samples measured. 256: the median and the MAD of a few hundred values are within a few
@@ -48,7 +48,7 @@ def input_prior(loader: BatchLoader | IterableLoader, seed: int = 0) -> tuple[fl
             x = input_tensor(fetch(data, part, loader.collate))
             if x is None:
                 return None
-            _, norms, d = sample_norms(part, x)
+            norms, d = sample_norms(x)
             rms = norms.cpu().double() / math.sqrt(d)  # (b,)
             logs += rms[rms.isfinite() & (rms > 0)].log().tolist()
     finally:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trainwell.guards.base import APPLY, INSIDE, Action, Verdict
+from trainwell.guards.base import APPLY, Action, Verdict
 from trainwell.guards.window import RollingWindow
 from trainwell.train.record import StepRecord
 
@@ -78,10 +78,6 @@ class SpikeGuard:
         """The first finite loss seen: the scale of the problem."""
         self.loss_window = RollingWindow(window, robust=robust)
         self.grad_window = RollingWindow(window, robust=robust)
-        self.limits: tuple[float, float] = (math.inf, math.inf)
-        """(loss, grad norm) below which a finite step is surely no spike: the thresholds
-        of ``check`` as raw values, a relative 1e-9 inside them (the autopilot's quiet-step
-        test; values at or above go through ``check``, which decides exactly)."""
         self._ref: tuple[float, float, float, float] | None = None
         """(loss center, loss spread, log grad center, log grad spread) that the next check
         compares with; None while the window is shorter than the warmup. Computed when the
@@ -91,7 +87,6 @@ class SpikeGuard:
         lw, gw = self.loss_window, self.grad_window
         if len(lw.values) < self.warmup:
             self._ref = None
-            self.limits = (math.inf, math.inf)
             return
         floor = self.loss_floor * abs(self.loss_ref or 0.0)
         if self.robust:
@@ -99,10 +94,7 @@ class SpikeGuard:
         else:  # kept up to date by the windows themselves
             lc, ls, gc, gs = lw.mean, lw.std, gw.mean, gw.std
         rel = self.min_rel_std
-        self._ref = ref = (lc, max(ls, rel * abs(lc), floor, 1e-12), gc, max(gs, rel * abs(gc), self._log_floor, 1e-12))
-        loss_max = ref[0] + self.sigma * ref[1]  # z_loss <= sigma  <=>  loss <= loss_max
-        self.limits = (loss_max - INSIDE * (abs(loss_max) + ref[1]),
-                       math.exp(ref[2] + self.sigma * ref[3]) * (1.0 - INSIDE))
+        self._ref = (lc, max(ls, rel * abs(lc), floor, 1e-12), gc, max(gs, rel * abs(gc), self._log_floor, 1e-12))
 
     def check(self, record: StepRecord) -> Verdict:
         # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.

@@ -49,6 +49,34 @@ class LossOutput:
     gives none and cannot be distilled."""
 
 
+LABEL_KEYS = ("y", "targets", "labels")
+"""Keys of a dict batch that hold labels, not model inputs."""
+
+
+def input_tensor(batch: object) -> Tensor | None:
+    """The floating-point model input of a batch, the part the input guard and the drills
+    treat as input: the batch itself when it is a tensor, the first element of an
+    (inputs, targets) pair, or the first floating-point tensor of a dict that is not under a
+    label key. None for integer inputs (token ids)."""
+    if isinstance(batch, Tensor):
+        x = batch
+    elif isinstance(batch, (tuple, list)) and batch:
+        x = batch[0]
+    elif isinstance(batch, dict):
+        x = next((v for k, v in batch.items() if k not in LABEL_KEYS and isinstance(v, Tensor)
+                  and v.is_floating_point()), None)
+    else:
+        x = None
+    return x if isinstance(x, Tensor) and x.is_floating_point() and x.ndim >= 1 else None
+
+
+def sample_norms(x: Tensor) -> tuple[Tensor, int]:
+    """((B,) float32 L2 norm of each sample of a (B, ...) input, the sample size D): the
+    samples' root-mean-square is norm / sqrt(D)."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.float32), flat.shape[1]
+
+
 MetricSums = dict[str, tuple[Tensor, Tensor]]
 """metric name -> (sum, count); an evaluation reports sum/count over the whole split."""
 

@@ -1,10 +1,10 @@
-"""The loop's side of checkpoints: cadence, what goes in, health marks, resume, rollback.
+"""The loop's side of checkpoints: cadence, what goes in, health marks, loading.
 
 The store (checkpoint/) knows nothing about training; this module decides when to save,
 assembles the TrainState parts, marks each checkpoint healthy or not with the autopilot's
-evidence, and restores state for resume (everything) or rollback (weights, optimizer,
-schedule position, guards' windows; the data moves on). The state before the first update
-is kept in host memory as the rollback target of last resort.
+evidence, restores everything on resume, and finds and loads a rollback's target (what a
+rollback restores and what it keeps is train/interventions.py's business). The state before
+the first update is kept in host memory as the rollback target of last resort.
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ def config_digest(config: dict[str, Any]) -> str:
 
 class Checkpointer:
     def __init__(
-        self, cfg: CheckpointConfig, run_dir: Path, config: dict[str, Any], dist: Any = None, sharded: Any = None
+        self, cfg: CheckpointConfig, run_dir: Path, config: dict[str, Any], dist: Any = None, sharded: Any = None,
+        runner: Any = None,
     ) -> None:
-        """``dist``: the DistContext of a multi-process run (rank 0 writes, every rank
+        """``config``: the run's config as data, stored with each checkpoint (resume checks
+        it). ``dist``: the DistContext of a multi-process run (rank 0 writes, every rank
         reads the same checkpoint); ``sharded``: an FSDP2 run's ShardedWeights (every rank
-        writes its shards of the model and optimizer through DCP)."""
+        writes its shards of the model and optimizer through DCP); ``runner``: the
+        instrument runner, whose state (initial weights, noise-scale averages) is saved too."""
         self.cfg = cfg
         self.store = CheckpointStore(run_dir / "checkpoints", cfg)
         self.dist, self.sharded = dist, sharded
@@ -56,8 +59,7 @@ class Checkpointer:
         self.failures = 0
         self.last_healthy = False
         """Whether the last save was marked healthy."""
-        self.runner: Any = None
-        """The instrument runner, whose state (initial weights, noise-scale averages) is saved too."""
+        self.runner = runner
         self.initial: dict[str, Any] | None = None
         """A host copy of the state before the first update (``keep_initial``), or None."""
 
@@ -171,12 +173,11 @@ class Checkpointer:
             self.runner.load_state_dict(parts["train"]["instruments"])
         return info, skipped
 
-    def rollback(self, st: TrainState, pilot: Autopilot, data_skip: int, before: int) -> int | None:
-        """Restore the newest healthy checkpoint older than step ``before``, else the initial
-        state (``keep_initial``) when ``before`` > 0; returns the restored step (None: no
-        target). The data position stays where it is (then moves ``data_skip`` batches
-        further), so the batches that led here are not replayed. Checkpoints from ``before``
-        on are marked unhealthy: they may hold the update that started the trouble (OPT
+    def rollback_target(self, before: int) -> tuple[int, dict[str, Any]] | None:
+        """The newest healthy checkpoint older than step ``before``, loaded: (its step, its
+        parts), sharded weights loaded in place; else the initial state (``keep_initial``)
+        when ``before`` > 0; None when there is no target. Checkpoints from ``before`` on are
+        marked unhealthy first: they may hold the update that started the trouble (OPT
         picked restart points well before a divergence)."""
         if self.dist is not None and self.saver is not None:
             self.saver.wait()  # other ranks are about to read the store: no save in flight
@@ -188,25 +189,15 @@ class Checkpointer:
         if self.dist is not None:
             self.dist.barrier()  # the marks are written before any rank chooses
         target = self._agree(self.store.latest_healthy())
-        if target is None or target.step >= before:
-            target = None
-            if self.initial is None or before <= 0:
-                return None
-        # the initial state when no checkpoint qualifies (every rank kept the same one); a
-        # copy of it: loading may alias its tensors, and a later rollback may need it again
-        parts = self.store.load(target) if target is not None else _host_copy(self.initial)
-        loader_now, iteration_now = st.loader.state_dict(), st.iteration
-        samples, targets = st.samples_seen, st.targets_seen
-        st.load_state_dict(parts)
-        if target is not None:
+        if target is not None and target.step < before:
+            parts = self.store.load(target)
             self._load_sharded(target)
-        pilot.load_state_dict(parts["train"]["autopilot"], rollback=True)
-        st.loader.load_state_dict(loader_now)
-        st.iteration, st.samples_seen, st.targets_seen = iteration_now, samples, targets
-        if data_skip:
-            st.loader.skip(data_skip)
-            st.iteration += data_skip
-        return target.step if target is not None else 0
+            return target.step, parts
+        if self.initial is None or before <= 0:
+            return None
+        # every rank kept the same initial state; a copy of it: loading may alias its
+        # tensors, and a later rollback may need it again
+        return 0, _host_copy(self.initial)
 
     def _agree(self, info: CheckpointInfo | None) -> CheckpointInfo | None:
         """Rank 0's choice of checkpoint, on every rank (each rank reads it itself)."""

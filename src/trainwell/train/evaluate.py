@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,6 +13,10 @@ from trainwell.data.loader import to_device
 from trainwell.data.source import eval_batches
 from trainwell.tasks.base import Task
 from trainwell.train.precision import Precision
+
+if TYPE_CHECKING:
+    from trainwell.train.config import TrainConfig
+    from trainwell.train.state import TrainState
 
 
 @torch.no_grad()
@@ -48,14 +53,12 @@ def evaluate(
     return dict(zip(names, values, strict=True))
 
 
-def evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, float]:  # noqa: ANN001
-    """The loop's evaluation: eval/* (and eval_ema/* with an EMA), written to the sinks, the
-    history and the console."""
-    if eval_data is None:
-        return {}
+def evaluate_all(cfg: TrainConfig, task: Task, st: TrainState, eval_data: Any) -> dict[str, float]:
+    """The loop's evaluation: eval/* (and eval_ema/* with an EMA) at the current weights,
+    with an optimizer that keeps separate evaluation weights (schedule-free) swapped in."""
     kwargs = dict(
-        batch_size=cfg.train.eval_batch_size or cfg.train.batch_size,
-        max_batches=cfg.train.eval_batches,
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
+        max_batches=cfg.eval_batches,
         device=st.device,
         precision=st.precision,
     )
@@ -76,8 +79,4 @@ def evaluate_all(cfg, task, st, eval_data, sinks, bar, history) -> dict[str, flo
     if st.ema is not None:
         ema = evaluate(task, st.ema.module, eval_data, **kwargs)
         results.update({f"eval_ema/{k}": v for k, v in ema.items()})
-    for sink in sinks:
-        sink.write(st.step, results)
-    history.append({"step": st.step, **results})
-    bar.log(f"step {st.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     return results

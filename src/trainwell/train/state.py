@@ -12,7 +12,6 @@ from torch.optim.swa_utils import AveragedModel
 
 from trainwell.data.loader import BatchLoader, IterableLoader
 from trainwell.train.precision import Precision
-from trainwell.train.probe import one_kind
 from trainwell.train.rng import rng_state, set_rng_state
 
 
@@ -35,24 +34,18 @@ class TrainState:
     """Run-time LR multiplier (the autopilot lowers it on rollback); survives resume."""
     clip_mult: float = 1.0
     """Run-time clipping multiplier (the autopilot lowers it on rollback, as OPT did 1.0 -> 0.3)."""
-    extra_lr_factor: float = 1.0
-    """Transient factor for this iteration only (fault injection's LR burst); not saved."""
     samples_seen: int = 0
     targets_seen: int = 0
     params: list[torch.Tensor] = field(default_factory=list)
     dist: Any = None
     """The DistContext (trainwell.dist) when several processes train together; None alone."""
-    one_kind: bool = field(init=False, default=False)
-    """Whether ``params`` are plain Parameters of one dtype and device (train/probe.py's
-    clip_and_norms); derived from them, not saved."""
 
     def __post_init__(self) -> None:
         if not self.params:
             self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.one_kind = one_kind(self.params)
 
     def lr_factor(self) -> float:
-        return self.schedule(self.step) * self.lr_mult * self.extra_lr_factor
+        return self.schedule(self.step) * self.lr_mult
 
     def current_lr(self) -> float:
         return self.peak_lr * self.lr_factor()

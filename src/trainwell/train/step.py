@@ -1,106 +1,46 @@
 """One update, top to bottom: micro-batches -> autocast forward -> loss -> scaled backward
--> unscale -> clip -> ONE host sync -> StepRecord -> (the loop's verdict) -> apply or skip.
+-> gradient normalised by the total target count -> unscale -> clip -> ONE host read ->
+StepRecord. The loop decides; ``apply_update`` or ``skip_update`` carries it out.
 
-Only this module and loop.py change training state.
+Only this module, loop.py and interventions.py change training state. One process and
+several run the same code: a single process is a world of one (train/reads.py).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from trainwell.data.loader import InputNorms, MicroBatch
+from trainwell.data.loader import MicroBatch
 from trainwell.instruments.runner import InstrumentRunner
-from trainwell.tasks.base import Task
-from trainwell.train.probe import FinalActivationProbe, clip_and_norms, grads_of, l2
+from trainwell.tasks.base import Task, input_tensor, sample_norms
+from trainwell.train.probe import FinalActivationProbe
+from trainwell.train.reads import ONE_PROCESS, HostReads, Reads
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState, unwrap
-
-_NO_SYNC = nullcontext()
-"""One process: no gradient-sync context around a micro-batch (a nullcontext is stateless)."""
-
-
-LABEL_KEYS = ("y", "targets", "labels")
-
-
-def input_tensor(batch: object) -> Tensor | None:
-    """The floating-point model input of a batch: a tensor, the first element of an
-    (inputs, targets) pair, or the first non-label float tensor of a dict."""
-    if isinstance(batch, Tensor):
-        x = batch
-    elif isinstance(batch, (tuple, list)) and batch:
-        x = batch[0]
-    elif isinstance(batch, dict):
-        x = next((v for k, v in batch.items() if k not in LABEL_KEYS and isinstance(v, Tensor)
-                  and v.is_floating_point()), None)
-    else:
-        x = None
-    return x if isinstance(x, Tensor) and x.is_floating_point() and x.ndim >= 1 else None
-
-
-HOST_NORMS_MAX = 4096
-"""Up to this many samples a step, the per-sample input norms travel in the step's one read
-and the host takes their max (no device op); above it, one device max per micro-batch."""
-
-
-def sample_norms(idx: Tensor, x: Tensor) -> tuple[Tensor, Tensor, int]:
-    """(ids, per-sample L2 norm of the input (b,) in float32, input size D) of a (b, ...)
-    floating-point input: a single op for a float32 (b, D) input (the common case)."""
-    if x.requires_grad:
-        x = x.detach()
-    if x.ndim != 2:  # (b,) -> (b, 1); (b, C, H, W) -> (b, C*H*W)
-        x = x.reshape(x.shape[0], -1)
-    if x.dtype is torch.float32:
-        return idx, torch.linalg.vector_norm(x, dim=1), x.shape[1]
-    return idx, torch.linalg.vector_norm(x, dim=1, dtype=torch.float32), x.shape[1]
-
-
-def largest_rms(values: list[float], start: int, input_norms: list[tuple[Tensor, Tensor, int]],
-                per_sample: bool) -> float:
-    """The largest per-sample input RMS (norm / sqrt(D)) from the host copy of each
-    micro-batch's norms, which begin at ``values[start]`` (all of a micro-batch's samples
-    when ``per_sample``, else its max alone); NaN when any norm is NaN, 0 without inputs."""
-    best = 0.0
-    for _, n, d in input_norms:
-        size = n.shape[0] if per_sample else 1
-        seg = values[start:start + size]
-        start += size
-        total = sum(seg)
-        if total != total:  # a NaN anywhere (max() would pass over one after the first)
-            return math.nan
-        top = max(seg) / math.sqrt(d)
-        if top > best:
-            best = top
-    return best
 
 
 @dataclass
 class StepOutput:
     """The tensors of a computed (not yet applied) update, for instruments and quarantine."""
 
-    per_sample: list[tuple[Tensor, Tensor]]
+    per_sample: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     """(ids, per-sample loss) of each micro-batch, when the task provides them."""
-    input_norms: list[tuple[Tensor, Tensor, int]]
+    input_norms: list[tuple[Tensor, Tensor, int]] = field(default_factory=list)
     """(ids, per-sample L2 norm of the input, input size D) of each micro-batch with
-    floating-point inputs (one entry for the whole batch when the micro-batches were cut
-    from it); RMS = norm / sqrt(D), computed only when it is needed."""
+    floating-point inputs; RMS = norm / sqrt(D)."""
     lr_factor: float = 1.0
     """The schedule factor of this update (record.lr / peak lr): apply_update uses it as is."""
     runner_due: bool = False
     """Whether the instruments runner wants this update (asked once a step)."""
-    input_table: tuple[Tensor, InputNorms] | None = None
-    """(ids, the dataset's input norms) when the step looked them up instead of measuring."""
 
     def per_sample_input_rms(self) -> tuple[Tensor, Tensor] | None:
         """(ids, per-sample input RMS on the host) over all micro-batches, or None."""
-        if self.input_table is not None:
-            ids, table = self.input_table
-            return ids, table.of(ids) / math.sqrt(table.size)
         if not self.input_norms:
             return None
         ids = torch.cat([i for i, _, _ in self.input_norms])
@@ -117,210 +57,152 @@ def compute_update(
     probe: FinalActivationProbe | None,
     data_time: float,
     t_start: float,
-    force_overflow: bool = False,
-    nan_loss: bool = False,
     runner: InstrumentRunner | None = None,
     measure_inputs: bool = True,
 ) -> tuple[StepRecord, StepOutput]:
-    """Forward and backward over all micro-batches, unscale, clip; read every scalar the
-    guards need in a single host sync and return them as a StepRecord. Nothing is applied.
-
-    Cheap on the host by design (a fixed cost paid every step, which small models feel):
-    nothing is accumulated on the device; each micro-batch's loss sum, the grad norm and
-    the optional probe values go into ONE stack read by one ``tolist()``, and the sums,
-    divisions and square roots happen on the host."""
-    model, opt, prec, dist = st.model, st.optimizer, st.precision, st.dist  # dist: None = one process
-    if not model.training:  # evaluation is the only place that switches it off
-        model.train()
-    k = len(micro)
-    if probe is not None:
-        probe.arm()
+    """Forward and backward over all micro-batches, normalise, unscale, clip; read every
+    scalar the guards need in a single host sync and return them as a StepRecord. Nothing
+    is applied."""
+    comm = st.dist or ONE_PROCESS
+    st.model.train()  # evaluation is the only place that switches it off
     runner_due = runner is not None and runner.due(st.step)
-    due = runner_due and dist is None
-    if due:  # per-sample gradients from this backward (instruments/capture.py), not a second pass
-        runner.begin(st.step, compiled=model is not unwrap(model), micro=k)  # one process: only compile wraps
+    if runner_due and st.dist is None:  # per-sample gradients from this backward (instruments/capture.py)
+        runner.begin(st.step, compiled=st.model is not unwrap(st.model), micro=len(micro))
+    if probe is not None:
+        probe.arm()  # the last Linear layer's input, first micro-batch
+    reads = HostReads(comm)
+    out, divisor = _forward_backward(st, task, micro, comm, reads, runner if runner_due and st.dist is None else None,
+                                     measure_inputs)
+    out.runner_due = runner_due
+    act = probe.take() if probe is not None else None
+    if probe is not None:
+        probe.disarm()
+    if act is not None:
+        reads.share("act_norm", [torch.linalg.vector_norm(act, dtype=torch.float32)])
 
-    sums: list[Tensor] = []  # per micro-batch: loss sum (device scalars, read in the sync)
-    counts: list[Tensor | float] = []  # per micro-batch: target count (host numbers when the task gives them)
+    reads.gather(st.device)  # across ranks: one all_gather; no host sync
+    # the gradient now holds sum / divisor: make it sum / (total target count of the step)
+    total = reads.columns("count").sum()
+    if grads := [p.grad for p in st.params if p.grad is not None]:
+        torch._foreach_mul_(grads, comm.grad_correction(divisor, total))
+    if st.precision.scaler is not None:
+        st.precision.scaler.unscale_(st.optimizer)  # records inf checks; the scaler skips an overflow
+    clip = max_norm * st.clip_mult
+    reads.add("grad_norm", _clip(st.params, clip, st.device))
+    if (scale := st.precision.scale_tensor()) is not None:
+        reads.add("loss_scale", scale)
+
+    got = reads.read()  # --- the single host sync of the step
+    return _record(st, got, clip, probe, out, data_time, t_start), out
+
+
+def _forward_backward(st: TrainState, task: Task, micro: list[MicroBatch], comm: Any, reads: HostReads,
+                      runner: InstrumentRunner | None, measure_inputs: bool) -> tuple[StepOutput, Tensor | float]:
+    """Each micro-batch's forward and scaled backward; its loss sum, target count and
+    components go to ``reads``. Returns the per-sample tensors and the divisor used."""
+    k, prec = len(micro), st.precision
+    out = StepOutput()
+    sums: list[Tensor] = []
+    counts: list[Tensor | float] = []
     comps: dict[str, list[Tensor]] = {}
-    per_sample: list[tuple[Tensor, Tensor]] = []
-    input_norms: list[tuple[Tensor, Tensor, int]] = []
-    norm_ref: Tensor | float | None = None
-    n_samples = 0
-    known = getattr(micro, "input_norms", None) if measure_inputs and dist is None else None
-    if known is not None:  # the dataset's own per-sample norms, looked up on the host: no op
-        measure_inputs = False
-    whole = getattr(micro, "whole", None) if measure_inputs else None
-    if whole is not None:  # the micro-batches are views of one batch: one op measures them all
-        x = input_tensor(whole[1])
-        if x is not None:
-            input_norms.append(sample_norms(whole[0], x))
+    divisor: Tensor | float | None = None
     for i, (idx, batch) in enumerate(micro):
-        x = input_tensor(batch) if measure_inputs and whole is None else None
-        if x is not None:  # for the input guard: one op per micro-batch, read in the single sync below
-            input_norms.append(sample_norms(idx, x))
-        with _NO_SYNC if dist is None else dist.grad_sync(model, last=i == k - 1):  # no sync until the last
+        x = input_tensor(batch) if measure_inputs else None
+        if x is not None:  # for the input guard
+            out.input_norms.append((idx, *sample_norms(x)))
+        with comm.grad_sync(st.model, last=i == k - 1):  # gradients reduce across ranks on the last only
             with prec.autocast():
-                out = task.loss(model, batch)
-            if nan_loss:  # fault injection: a numerical blow-up in the forward pass
-                out.sum = out.sum * float("nan")
-            c = out.count.detach().float() if isinstance(out.count, Tensor) else float(out.count)
-            if norm_ref is None:
+                loss = task.loss(st.model, batch)
+            count = loss.count.detach().float() if isinstance(loss.count, Tensor) else float(loss.count)
+            if divisor is None:
                 # Normalise by the total target count across micro-batches (not a mean of means,
                 # the HF 2024 accumulation bug). The total is known only after the last forward,
-                # so scale by a reference now and correct the gradient once at the end. Across
-                # ranks the reference must be the same everywhere (dist/context.py).
-                norm_ref = c * k if dist is None else dist.loss_divisor(c, k)
-            s = out.sum
-            loss = (s if s.dtype is torch.float32 else s.float()) / norm_ref  # .float() is a dispatch even on float32
-            if prec.scaler is not None:
-                prec.scaler.scale(loss).backward()
-            else:
-                loss.backward()
-        if due:  # the noise scale from micro-batches and the per-sample factors, free
+                # so divide by a reference now and correct the gradient once at the end.
+                divisor = comm.loss_divisor(count, k)
+            scaled = loss.sum.float() / divisor
+            (prec.scaler.scale(scaled) if prec.scaler is not None else scaled).backward()
+        if runner is not None:  # the noise scale from micro-batches and the per-sample factors
             scale = prec.scale_tensor()
-            runner.after_micro_backward(st.step, torch.as_tensor(c, device=st.device),
-                                        (scale if scale is not None else 1.0) / norm_ref,
-                                        int(idx.numel()), out.per_sample)
-        sums.append(out.sum.detach())
-        counts.append(c)
-        for name, v in out.components.items():
+            runner.after_micro_backward(st.step, torch.as_tensor(count, device=st.device),
+                                        (scale if scale is not None else 1.0) / divisor,
+                                        int(idx.numel()), loss.per_sample)
+        sums.append(loss.sum.detach())
+        counts.append(count)
+        for name, v in loss.components.items():
             comps.setdefault(name, []).append(v.detach())
-        if out.per_sample is not None:
-            per_sample.append((idx, out.per_sample.detach()))
-        n_samples += int(idx.numel())
+        if loss.per_sample is not None:
+            out.per_sample.append((idx, loss.per_sample.detach()))
+    reads.share("loss", sums)
+    reads.share("count", counts)
+    reads.share("samples", [float(idx.numel()) for idx, _ in micro])
+    reads.share("input_max", [n.max() for _, n, _ in out.input_norms])
+    for name, values in comps.items():
+        reads.share(f"component/{name}", values)
+    return out, divisor
 
-    if probe is not None and probe.armed:
-        probe.disarm()
-    # every scalar of this rank the guards need, packed in one stack of device scalars
-    # (constants never become tensors); grad norm and loss scale follow after clipping
-    host_counts = dist is None and all(not isinstance(c, Tensor) for c in counts)
-    names = list(comps)
-    local: list[Tensor] = [*sums]
-    if not host_counts:
-        local += [torch.as_tensor(c, device=st.device) for c in counts]
-    act_x = probe.take() if probe is not None else None  # the first micro-batch's last-layer input
-    act: Tensor | None = None
-    if act_x is not None and dist is not None:  # gathered with the rank's scalars
-        act = l2(act_x)
-        local.append(act)
-    if input_norms and dist is not None:  # across ranks: each micro-batch's largest norm, gathered
-        local += [n.max() for _, n, _ in input_norms]
-    at_comps = len(local)
-    for n in names:
-        local += comps[n]
 
-    params = st.params
-    # the gradient list only where it is used (clipping takes the parameters themselves)
-    clip = max_norm * st.clip_mult
-    if dist is None:
-        total: Tensor | float = sum(counts) if host_counts else sum(local[k:2 * k])
-        # now exactly sum / total count; with equal host counts the factor is exactly 1: no pass
-        if k > 1 and (not host_counts or norm_ref != total) and (grads := grads_of(params)):
-            torch._foreach_mul_(grads, norm_ref / total)
-    else:  # one all_gather: every rank's scalars, so that every rank reaches the same verdict
-        table = dist.gather_scalars(local)  # (world, len(local) + 1)
-        total = table[:, k:2 * k].sum()
-        if grads := grads_of(params):
-            torch._foreach_mul_(grads, dist.grad_correction(norm_ref, total))  # sum / global count
-    if force_overflow and (grads := grads_of(params)):
-        grads[0].fill_(float("inf"))  # fault injection: as if the scaled gradient overflowed
-    if prec.scaler is not None:
-        prec.scaler.unscale_(opt)  # records inf checks; the scaler skips and lowers its scale on overflow
-    # clipping; in one process the probe's norm rides in the gradients' _foreach_norm call
-    grad_norm, act_norm = clip_and_norms(params, clip, act_x if act is None else None, st.one_kind)
-
-    # --- the single host sync of the step: every scalar the guards and sinks need
-    if dist is not None and grad_norm is not None:
-        grad_norm = dist_plain(grad_norm)  # FSDP2: a DTensor holding the global norm
-    tail = [grad_norm if grad_norm is not None else torch.zeros((), device=st.device)]
-    if act_norm is not None:
-        tail.append(act_norm)
-    scale = prec.scale_tensor()
-    if scale is not None:
-        tail.append(scale.reshape(()))
-    n_local, n_tail = len(local), len(tail)
-    per_sample_norms = n_samples <= HOST_NORMS_MAX
-    if dist is None:
-        # one read: the scalars (stack promotes mixed dtypes, e.g. a bf16 loss sum, to the
-        # widest), then the input norms: per sample (the host takes the max), or each
-        # micro-batch's max when the batch is large
-        packed = torch.stack([*local, *tail])
-        if input_norms:
-            packed = torch.cat([packed, *(n if per_sample_norms else n.amax(0, keepdim=True)
-                                          for _, n, _ in input_norms)])
-        values = packed.tolist()
-        rows = [values[:n_local]]
-        end = n_local + n_tail
-    else:  # the gathered table (world, n_local + 1) and this rank's tail, still one read
-        values = torch.cat([table.flatten(), torch.stack([v.float() for v in tail])]).tolist()
-        rows = dist.rows(values[:-n_tail], n_local)
-        end = len(values)
-    norm_v = values[end - n_tail]
-    scale_v = values[end - 1] if scale is not None else 1.0
-
-    # host-side reduction over ranks (one row per rank; a single row in one process)
-    if len(rows) == 1:
-        row = rows[0]
-        total_v = float(total) if host_counts else sum(row[k:2 * k])
-        loss_v = sum(row[:k]) / total_v
+def _clip(params: list[Tensor], max_norm: float, device: torch.device) -> Tensor:
+    """Clip the gradients to a total L2 norm of ``max_norm`` (none when <= 0); returns
+    their total norm before clipping (a plain tensor, also under FSDP2)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=device)
+    if max_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     else:
-        total_v = float(total) if host_counts else sum(sum(r[k:2 * k]) for r in rows)
-        loss_v = sum(sum(r[:k]) for r in rows) / total_v
-    pos = k if host_counts else 2 * k
-    act_v = 0.0
-    if act_norm is not None:  # one process: after the grad norm in the tail
-        act_v = probe.rms(values[end - n_tail + 1])
-    elif act is not None:  # across ranks: the RMS over every rank's first micro-batch
-        norm = rows[0][pos] if len(rows) == 1 else math.sqrt(sum(r[pos] ** 2 for r in rows) / len(rows))
-        act_v, pos = probe.rms(norm), pos + 1
-    if known is not None:
-        input_v = known[1].largest_rms(known[0], micro.input_span)
-    elif dist is None:
-        input_v = largest_rms(values, end, input_norms, per_sample_norms)
-    else:  # the same Python expression over the same rows on every rank: the same value everywhere
-        input_v = max((r[pos + i] / math.sqrt(d) for r in rows for i, (_, _, d) in enumerate(input_norms)),
-                      default=0.0)
-    components = {n: sum(sum(r[at_comps + i * k: at_comps + (i + 1) * k]) for r in rows) / total_v
-                  for i, n in enumerate(names)}
-    n_samples *= len(rows)  # equal shards
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    full = getattr(norm, "full_tensor", None)  # FSDP2: a DTensor holding the global norm
+    return full() if full is not None else norm
 
+
+def _record(st: TrainState, got: Reads, clip: float, probe: FinalActivationProbe | None, out: StepOutput,
+            data_time: float, t_start: float) -> StepRecord:
+    """The StepRecord from the host values: sums over micro-batches and ranks, on the host."""
+    total = got.total("count")
+    grad_norm = got.local["grad_norm"]
+    overflow = st.precision.scaler is not None and not math.isfinite(grad_norm)
     factor = st.lr_factor()  # once a step: apply_update takes it from the StepOutput
-    overflow = prec.scaler is not None and not (norm_v == norm_v and abs(norm_v) != float("inf"))
-    record = StepRecord(
+    out.lr_factor = factor
+    return StepRecord(
         step=st.step,
         iteration=st.iteration + 1,
-        loss=loss_v,
-        grad_norm=norm_v,
+        loss=got.total("loss") / total,
+        grad_norm=grad_norm,
         lr=st.peak_lr * factor,
         clip_norm=clip,
-        loss_scale=scale_v,
-        components=components,
-        n_samples=n_samples,
-        n_targets=int(total_v),
+        loss_scale=got.local.get("loss_scale", 1.0),
+        components={key.split("/", 1)[1]: got.total(key) / total for key in got.per_rank if key.startswith("component/")},
+        n_samples=int(got.total("samples")),
+        n_targets=int(total),
         time_s=time.perf_counter() - t_start,
         data_time_s=data_time,
-        final_act_norm=act_v,
-        input_rms=input_v,
+        final_act_norm=_act_rms(got, probe),
+        input_rms=_input_rms(got, out),
         applied=not overflow,
         reason="fp16_overflow" if overflow else "",
     )
-    return record, StepOutput(per_sample=per_sample, input_norms=input_norms, lr_factor=factor,
-                              runner_due=runner_due, input_table=known)
 
 
-def dist_plain(t: Tensor) -> Tensor:
-    """A DTensor's full value as a plain tensor (FSDP2's global grad norm); others unchanged."""
-    full = getattr(t, "full_tensor", None)
-    return full() if full is not None else t
+def _act_rms(got: Reads, probe: FinalActivationProbe | None) -> float:
+    """The RMS of the last layer's input over every rank's first micro-batch (0: not measured)."""
+    if probe is None or "act_norm" not in got.per_rank:
+        return 0.0
+    norms = [row[0] for row in got.per_rank["act_norm"]]
+    return probe.rms(math.sqrt(sum(n * n for n in norms) / len(norms)) if len(norms) > 1 else norms[0])
 
 
-def apply_update(st: TrainState, lr_factor: float | None = None) -> None:
-    """Optimizer step with the scheduled LR, then EMA; advances the applied-step counter.
-    ``lr_factor``: the factor compute_update already took (StepOutput.lr_factor)."""
-    factor = st.lr_factor() if lr_factor is None else lr_factor
+def _input_rms(got: Reads, out: StepOutput) -> float:
+    """The largest per-sample input RMS of the update, over every rank; NaN when any is NaN."""
+    sizes = [d for _, _, d in out.input_norms]
+    rms = [row[i] / math.sqrt(d) for row in got.per_rank["input_max"] for i, d in enumerate(sizes)]
+    return math.nan if any(math.isnan(r) for r in rms) else max(rms, default=0.0)
+
+
+def apply_update(st: TrainState, lr_factor: float) -> None:
+    """Optimizer step with the scheduled LR (the factor the step took), then EMA; advances
+    the applied-step counter."""
     for group in st.optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * factor
+        group["lr"] = group["initial_lr"] * lr_factor
     if st.precision.scaler is not None:
         st.precision.scaler.step(st.optimizer)
         st.precision.scaler.update()

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import pytest
 import torch
 
-from trainwell.guards import FaultsConfig, apply_to_batch, force_overflow, lr_factor
+from trainwell.drills import FaultsConfig, apply_to_batch, force_overflow, lr_factor
 
 
 def dict_batch() -> dict[str, torch.Tensor]:
@@ -110,8 +111,7 @@ def test_faults_section_is_strict():
 def test_a_kill_fault_does_not_fire_again_after_a_resume(monkeypatch):
     """A run directory keeps its config, faults included: a resumed run (or an elastic
     restart) must not die at kill_at again. Were it to fire here, it would SIGKILL pytest."""
-    from trainwell.guards import faults as faults_mod
-    from trainwell.guards.faults import FaultsConfig
+    from trainwell import drills as faults_mod
 
     cfg = FaultsConfig(kill_at=3)
     monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
@@ -119,3 +119,47 @@ def test_a_kill_fault_does_not_fire_again_after_a_resume(monkeypatch):
     faults_mod.kill_if_due(cfg, 2)  # not yet due
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     faults_mod.kill_if_due(cfg, 3)
+
+
+def test_arm_wraps_the_loader_the_loss_and_the_schedule():
+    """The drills reach the step only through the loader, the task's loss and the schedule:
+    iteration 2's batch is poisoned, iteration 3's training loss is NaN (evaluation is not),
+    iteration 4 runs at 10x the learning rate, and an empty plan changes nothing."""
+    from torch import nn
+
+    from trainwell import drills
+    from trainwell.data.loader import BatchLoader
+    from trainwell.data.sampler import ResumableSampler
+    from trainwell.data.tensor_rows import TensorRows
+    from trainwell.tasks.base import LossOutput, Task
+    from trainwell.train.precision import resolve_precision
+    from trainwell.train.state import TrainState
+
+    class Mean(Task):
+        def loss(self, model, batch):
+            x, _ = batch
+            out = model(x).squeeze(1)
+            return LossOutput(out.sum(), float(len(x)))
+
+    data = TensorRows(torch.ones(16, 3), torch.zeros(16))
+    model = nn.Linear(3, 1)
+    cpu = torch.device("cpu")
+    loader = BatchLoader(data, ResumableSampler(16, seed=0), list, cpu, 4, 1)
+    st = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda s: 1.0, 0.1,
+                    resolve_precision("fp32", cpu), loader, cpu)
+    task = Mean()
+    assert drills.arm(FaultsConfig(), st, task) is task and st.loader is loader
+    plan = FaultsConfig(scale_batch_at=[2], scale_factor=100.0, poison_rows=[1], nan_loss_at=[3],
+                        lr_burst_at=4, lr_burst_factor=10.0)
+    task = drills.arm(plan, st, task)
+    seen = []
+    for it in range(1, 6):
+        ((_, (x, _)),) = st.loader.next()
+        model.train()
+        seen.append((float(x.abs().max()), task.loss(model, (x, None)).sum.item(), st.lr_factor()))
+        model.eval()
+        assert math.isfinite(float(task.loss(model, (x, None)).sum))  # evaluation is untouched
+        st.iteration = it
+    assert [m for m, _, _ in seen] == [1.0, 100.0, 1.0, 1.0, 1.0]
+    assert [math.isnan(v) for _, v, _ in seen] == [False, False, True, False, False]
+    assert [f for _, _, f in seen] == [1.0, 1.0, 1.0, 10.0, 1.0]

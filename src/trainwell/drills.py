@@ -1,25 +1,31 @@
-"""The ``[faults]`` section and its pure helpers: inject known faults to prove the autopilot.
+"""Fault drills: the ``[faults]`` section, its pure helpers, and the wrappers that inject
+known faults around the loader, the task's loss and the schedule, to prove the autopilot.
 
-A stability feature that has never seen a fault is a claim, not a feature. The loop calls
-``apply_to_batch`` on each batch, multiplies its LR by ``lr_factor`` and, with fp16,
-forces an overflow where ``force_overflow`` says so. Iterations are numbered as
-``StepRecord.iteration`` (1 = the first batch drawn). Defaults: no faults at all.
+A stability feature that has never seen a fault is a claim, not a feature. The drills stay
+outside the step and the guards: ``arm`` wraps the run's loader (poisoned batches, the
+kill), its task (NaN losses, fp16 overflows) and its schedule (LR bursts), and the step
+reads like any other. Iterations are numbered as ``StepRecord.iteration`` (1 = the first
+batch drawn). Defaults: no faults at all.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from trainwell.section import Section
+from trainwell.tasks.base import LABEL_KEYS
 
-LABEL_KEYS = ("y", "targets")
-"""Keys of a dict batch that hold labels (corrupted, never scaled)."""
+if TYPE_CHECKING:
+    from trainwell.tasks.base import LossOutput, Task
+    from trainwell.train.state import TrainState
 
 
 class FaultsConfig(Section):
@@ -153,3 +159,68 @@ def _corrupt(y: Tensor, rows: list[int]) -> Tensor:
         wrong = torch.where(sub > 0, sub - 1, sub + 1)
     y[rows] = torch.where(sub >= 0, wrong, sub)
     return y
+
+
+# ---------------------------------------------------------------- the wrappers
+
+
+def arm(cfg: FaultsConfig, st: TrainState, task: Task, rank: int = 0, *, resumed: bool = False) -> Task:
+    """Put the fault plan around ``st``'s loader and schedule; returns the task wrapped
+    (NaN losses, fp16 overflows). Nothing changes when the plan is empty."""
+    if not cfg.any:
+        return task
+    iteration = lambda: st.iteration + 1  # noqa: E731 - the iteration being computed
+    st.loader = DrillLoader(st.loader, cfg, iteration, rank, resumed)
+    base = st.schedule
+    st.schedule = lambda step: base(step) * lr_factor(cfg, iteration())
+    return DrillTask(task, cfg, iteration, rank)
+
+
+class DrillLoader:
+    """The run's loader, serving each batch with this iteration's faults applied (and
+    killing the process at ``kill_at``); everything else is the loader's own."""
+
+    def __init__(self, loader: Any, cfg: FaultsConfig, iteration: Callable[[], int], rank: int,
+                 resumed: bool) -> None:
+        self.loader, self.cfg, self.iteration, self.rank, self.resumed = loader, cfg, iteration, rank, resumed
+
+    def next(self) -> list[tuple[Tensor, Any]]:
+        it = self.iteration()
+        micro = self.loader.next()
+        kill_if_due(self.cfg, it, self.rank, resumed=self.resumed)
+        return [(idx, apply_to_batch(self.cfg, it, batch, idx, self.rank)) for idx, batch in micro]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+class DrillTask:
+    """The task, whose training loss comes out NaN (``nan_loss_at``) or sends an infinite
+    gradient back (``fp16_overflow_at``) at the planned iterations; evaluation is untouched."""
+
+    def __init__(self, task: Task, cfg: FaultsConfig, iteration: Callable[[], int], rank: int) -> None:
+        self.task, self.cfg, self.iteration, self.rank = task, cfg, iteration, rank
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> LossOutput:
+        out = self.task.loss(model, batch)
+        it = self.iteration()
+        if model.training and nan_loss(self.cfg, it, self.rank):  # a numerical blow-up in the forward
+            out = replace(out, sum=out.sum * float("nan"))
+        if model.training and force_overflow(self.cfg, it):  # as if the scaled gradient overflowed
+            out = replace(out, sum=_InfGradient.apply(out.sum))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+
+class _InfGradient(torch.autograd.Function):
+    """Identity forward; an infinite gradient backward (the fp16 overflow drill)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return torch.full_like(grad, float("inf"))
