@@ -103,7 +103,9 @@ read the run, log and checkpoint only write it (none changes a trained number)."
 
 
 def _config_without_seed(run_dir: Path) -> dict[str, Any]:
-    raw = read_toml(run_dir / "config.toml")
+    """The run's resolved config (defaults filled in, so that a config.toml written before a
+    field existed equals one written after) without NOT_RECIPE."""
+    raw = load_config(run_dir / "config.toml").to_dict()
     for k in NOT_RECIPE:
         raw.pop(k, None)
     return raw
