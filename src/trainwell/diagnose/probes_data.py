@@ -20,8 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from trainwell.data.inmemory import batched_view
 from trainwell.data.loader import fetch, to_device
-from trainwell.tasks.base import Task
-from trainwell.train.step import LABEL_KEYS
+from trainwell.tasks.base import LABEL_KEYS, Task
 
 HOLDOUT_SAMPLES = 128
 """Samples trained on (and as many held out) by the label probe: enough that memorising them
