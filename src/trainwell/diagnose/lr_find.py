@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from trainwell.config import RunConfig
-from trainwell.diagnose.svg import Marker, Series, log_plot
 from trainwell.errors import ConfigError
+from trainwell.report.charts import Box, Line, Marker, line_chart
 from trainwell.tasks import Task, build_task
 from trainwell.train.rundir import make_run_dir, write_json
 
@@ -180,10 +180,13 @@ def lr_range_test(
     return result
 
 
+PLOT_BOX = Box(width=640, height=400, left=64, right=16, top=14, bottom=48)
+
+
 def plot(result: LRFindResult, configured_lr: float | None = None) -> str:
     """The curve as SVG: raw loss (faint), smoothed loss, and the LRs that matter."""
     if not result.lrs:
-        return log_plot([1e-7, 10.0], [], title="LR range test: no points")
+        return line_chart([], log_x=True, title="LR range test: no points", legend="svg", box=PLOT_BOX)
     finite = [v for v in result.smoothed if math.isfinite(v)]
     lo = min(finite, default=0.0)
     hi = result.smoothed[0] * 1.5 if finite and math.isfinite(result.smoothed[0]) else max(finite, default=1.0)
@@ -194,12 +197,12 @@ def plot(result: LRFindResult, configured_lr: float | None = None) -> str:
         markers.append(Marker(result.diverged_lr, "#cf222e", f"diverged {result.diverged_lr:.2g}"))
     if configured_lr:
         markers.append(Marker(configured_lr, "#8250df", f"configured {configured_lr:.2g}"))
-    return log_plot(
-        result.lrs,
-        [Series(result.losses, "#0969da", "loss per batch", 1.0, 0.35),
-         Series(result.smoothed, "#0969da", "smoothed loss", 2.0)],
-        markers, title="LR range test" + ("" if result.found else ": no good learning rate found"),
+    return line_chart(
+        [Line("loss per batch", result.lrs, result.losses, "#0969da", 1.0, 0.35),
+         Line("smoothed loss", result.lrs, result.smoothed, "#0969da", 2.0)],
+        markers=markers, title="LR range test" + ("" if result.found else ": no good learning rate found"),
         xlabel="learning rate (log scale)", ylabel="training loss", ylim=(lo - 0.05 * (hi - lo), hi),
+        log_x=True, legend="svg", box=PLOT_BOX,
     )  # fmt: skip
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-from trainwell.diagnose.svg import Series, log_plot
 from trainwell.mup.coord import CoordData
+from trainwell.report.charts import Line, line_chart
 
 LABEL = {"sp": "SP", "mup": "muP"}
 COLORS = ("#D55E00", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9")
@@ -42,9 +42,9 @@ def _plot(data: CoordData, param: str, ylim: tuple[float, float]) -> str:
     for i, m in enumerate(modules):
         last = [row for row in zip(*data.l1[param][m], strict=True)]  # width -> per step
         ys = [math.log2(v[-1] / last[0][-1]) if v[-1] > 0 and last[0][-1] > 0 else math.nan for v in last]
-        series.append(Series(ys, COLORS[i % len(COLORS)], m or "(model)"))
-    return log_plot(data.widths, series, title=f"{LABEL.get(param, param)}: activation growth at step {data.steps}",
-                    xlabel="width", ylabel="log2 (mean |x| / at base width)", ylim=ylim)
+        series.append(Line(m or "(model)", data.widths, ys, COLORS[i % len(COLORS)]))
+    return line_chart(series, title=f"{LABEL.get(param, param)}: activation growth at step {data.steps}",
+                      xlabel="width", ylabel="log2 (mean |x| / at base width)", ylim=ylim, log_x=True, legend="svg")
 
 
 def html(data: CoordData, title: str) -> str:
