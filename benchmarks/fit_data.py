@@ -1,4 +1,4 @@
-"""fit() on in-memory data against the loops a user would write by hand (issue #21).
+"""fit() on in-memory data against the loops a user would write by hand.
 
 One Linear(64, 10), batch 128, cross-entropy, one torch thread (--threads). Setups:
   dataloader  a plain loop over DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True)
