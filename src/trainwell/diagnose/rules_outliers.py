@@ -3,7 +3,7 @@
 Outliers do no harm to fp32 training; they decide what quantisation costs afterwards (an
 int8 grid spans a row's or a token's largest value). LLM.int8() (Dettmers et al. 2022) found
 outlier features of magnitude ~20x the rest breaking 8-bit inference; on the default byte GPT
-the worst input (the MLP down-projection's) ends training at max/std 11-24, where int8 loses
+the worst input (the MLP down-projection's) peaks at max/std 27 and ends at 11-24, where int8 loses
 nothing measurable (-0.02 % bits per byte). Input kurtosis is not used: it grows from 3 to
 15-41 in that healthy training (a GELU's output is heavy-tailed by nature). Used by ``trainwell diagnose`` (its short run) and the run report.
 """
@@ -40,7 +40,7 @@ def outliers_growing(max_std: Series) -> Finding | None:
         fix=f"keep the layer in full precision when quantising (`trainwell quantize RUN_DIR {skips}`, "
             "which proposes it), or check its quantised SQNR in the verdict; if they keep growing, more "
             "weight decay or a lower learning rate slows them (training itself is not harmed)",
-        source=f"a layer input above max/std {MAX_STD_BAR:g} (trainwell's default byte GPT: 24 at most, int8 "
+        source=f"a layer input above max/std {MAX_STD_BAR:g} (trainwell's default byte GPT: 27 at most, int8 "
                "lossless there); LLM.int8() (Dettmers et al. 2022) on outlier features",
     )
 
