@@ -207,7 +207,8 @@ def cannot_overfit(result: OverfitResult | None, dead_units: bool = False) -> Fi
             f"No gradient reaches {1 - result.gradient_share:.0%} of the parameters: the loss is cut off from them",
             "high", {**evidence, "parameters with a gradient": result.gradient_share},
             "Look for .detach(), .item(), .data, torch.no_grad() or a numpy round trip between those parameters "
-            "and the loss (the model's output, or a branch of it).", source,
+            "and the loss (the model's output, or a branch of it), or for units that never activate (a functional "
+            "F.relu after a large negative bias: the activation probes see only modules).", source,
         )  # fmt: skip
     if not (result.ratio <= OVERFIT_TARGET):
         evidence["best/initial"] = result.ratio

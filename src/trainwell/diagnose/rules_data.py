@@ -196,6 +196,7 @@ def output_ignores_input(out: OutputStats | None, first_spread: float | None = N
         "output_ignores_input", "The model gives every sample the same output: its input does not reach the output",
         "high", {"output spread over the batch / output RMS": out.sample_spread, "output shape": out.shape},
         "Check the forward: the input variable is used (not overwritten, not a zeros/ones placeholder, not "
-        "detached into a constant), and nothing averages over the batch dimension.",
+        "detached into a constant), nothing averages over the batch dimension, and a layer's units are not all "
+        "dead (a functional F.relu after a large negative bias: the activation probes see only modules).",
         "A function of its input varies with it; threshold: spread below 1e-6 of the output's size",
     )
