@@ -109,6 +109,8 @@ def curves(task: str, param: str) -> dict[int, dict[float, float]]:
     res = result(load_handle(OUT / f"{task}-{param}"))
     acc: dict[int, dict[float, list[float]]] = {}
     for t in res.trials:
+        if "model.width" not in t.params:  # not started yet (a study still running)
+            continue
         w, lr = int(t.params["model.width"]), float(t.params["optim.lr"])
         run_dir = OUT / f"{task}-{param}" / "trials" / Path(t.run_dir).name if t.run_dir else None
         acc.setdefault(w, {}).setdefault(lr, []).append(final_loss(run_dir))  # the study may have moved
@@ -134,33 +136,34 @@ def best_log2_lr(curve: dict[float, float]) -> float:
 
 
 def report(task: str) -> list[str]:
-    from trainwell.diagnose.svg import Series, log_plot
+    from trainwell.report.charts import Line, line_chart
 
-    lines, svgs, summary = [], [], {}
+    lines, summary, data = [], {}, {}
     colors = {1: "#0072B2", 4: "#E69F00", 16: "#D55E00"}
     for param in ("sp", "mup"):
         if not (OUT / f"{task}-{param}").exists():
             continue
-        c = curves(task, param)
+        c = data[param] = curves(task, param)
         widths = sorted(c)
         base = widths[0]
         best = {w: best_log2_lr(c[w]) for w in widths}
         for w in widths:
-            lo = min(c[w].values())
             lines.append(f"| {task} | {param} | {w} ({w // base}x) | {2 ** best[w]:.3g} | "
-                         f"{best[w] - best[base]:+.2f} | {lo:.4f} |")
+                         f"{best[w] - best[base]:+.2f} | {min(c[w].values()):.4f} |")
         summary[param] = {str(w): {"best_lr": 2 ** best[w], "shift_octaves": best[w] - best[base],
                                    "curve": {f"{k:.6g}": v for k, v in c[w].items()}} for w in widths}
-        lrs = sorted(c[base])
-        finite = [v for w in widths for v in c[w].values() if math.isfinite(v)]
-        top = min(sorted(finite)[len(finite) // 2] * 1.6, max(finite))
-        series = [Series([c[w].get(lr, math.inf) for lr in lrs], colors.get(w // base, "#888"),
-                         f"width {w}") for w in widths]
-        svgs.append(log_plot(lrs, series, title=f"{task}, {'muP' if param == 'mup' else 'SP'}: final "
-                             "train loss against peak lr", xlabel="learning rate", ylabel="train loss",
-                             ylim=(min(finite) * 0.95, top)))
+    finite = [v for c in data.values() for cw in c.values() for v in cw.values() if math.isfinite(v) and v > 0]
+    ylim = (math.log10(min(finite)) - 0.1, math.log10(max(finite)) + 0.1) if finite else None
     IMAGES.mkdir(parents=True, exist_ok=True)
-    for param, svg in zip([p for p in ("sp", "mup") if p in summary], svgs, strict=True):
+    for param, c in data.items():
+        widths = sorted(c)
+        lrs = sorted(c[widths[0]])
+        chart = [Line(f"width {w}", lrs, [math.log10(c[w][lr]) if math.isfinite(c[w].get(lr, math.inf))
+                                            else math.nan for lr in lrs], colors.get(w // widths[0], "#888"))
+                 for w in widths]
+        name = "muP" if param == "mup" else "SP"
+        svg = line_chart(chart, title=f"{task}, {name}: final train loss against peak lr", log_x=True,
+                         xlabel="learning rate", ylabel="log10 train loss", ylim=ylim, legend="svg")
         (IMAGES / f"mup_transfer_{task}_{param}.svg").write_text(svg)
     (OUT / f"{task}-summary.json").write_text(json.dumps(summary, indent=1))
     return lines
