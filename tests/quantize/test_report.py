@@ -12,6 +12,7 @@ def test_growing_outliers_are_a_warning_in_the_section(tmp_path):
     html = quantize_html(tmp_path, rows)
     assert 'id="outliers-growing"' in html and "blocks.3.mlp.proj" in html
     assert "5 at step 0 -&gt; 46 at step 128" in html
+    assert "46 (step 128)" in html  # the peak column
     assert 'id="quantize-verdict"' not in html  # no quantize.json yet
 
 

@@ -42,11 +42,14 @@ def _outliers_html(rows: list[dict[str, Any]]) -> str:
     else:
         out.append(f'<p class="ok-text" id="outliers-ok">No layer input grew past max/std {MAX_STD_BAR:g}: '
                    "int8 quantisation meets no outlier worth keeping in full precision.</p>")
-    head = "<tr><th class='layer'>layer input</th><th>max/std first</th><th>max/std last</th><th>kurtosis last</th></tr>"
+    head = ("<tr><th class='layer'>layer input</th><th>max/std first</th><th>max/std peak</th><th>max/std last</th>"
+            "<th>kurtosis last</th></tr>")
     body = []
     for layer, points in sorted(max_std.items(), key=lambda kv: -kv[1][-1][1]):
         k = kurt.get(layer, [])
+        peak = max(points, key=lambda p: p[1])
         body.append(f"<tr><td>{escape(layer)}</td><td class='num'>{_num(points[0][1], '.3g')} (step {points[0][0]})</td>"
+                    f"<td class='num'>{_num(peak[1], '.3g')} (step {peak[0]})</td>"
                     f"<td class='num'>{_num(points[-1][1], '.3g')} (step {points[-1][0]})</td>"
                     f"<td class='num'>{_num(k[-1][1] if k else None, '.3g')}</td></tr>")
     out.append(f'<div class="scroll-x"><table class="layers" id="outlier-table">{head}{"".join(body)}</table></div>')
