@@ -8,11 +8,11 @@ from trainwell.quantize.report import quantize_html
 def test_growing_outliers_are_a_warning_in_the_section(tmp_path):
     rows = [{"step": s, "inst/outlier_in_max_std/blocks.3.mlp.proj": v, "inst/outlier_in_kurt/blocks.3.mlp.proj": 4.0,
              "inst/outlier_in_max_std/blocks.0.attn.qkv": 5.0}
-            for s, v in ((0, 5.0), (64, 12.0), (128, 46.0))]
+            for s, v in ((0, 5.0), (64, 47.0), (128, 46.0))]
     html = quantize_html(tmp_path, rows)
     assert 'id="outliers-growing"' in html and "blocks.3.mlp.proj" in html
     assert "5 at step 0 -&gt; 46 at step 128" in html
-    assert "46 (step 128)" in html  # the peak column
+    assert "47 (step 64)" in html  # the peak column
     assert 'id="quantize-verdict"' not in html  # no quantize.json yet
 
 
