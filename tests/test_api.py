@@ -80,6 +80,10 @@ def test_progress_false_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     trainwell.fit(model(), TensorDataset(X, Y), F.cross_entropy, {**CFG, "log": {"progress": "off",
                   "tensorboard": False}}, run_dir=tmp_path / "b")
     assert "done in" in capsys.readouterr().out  # progress None follows log.progress: plain lines
+    trainwell.train({"task": {"name": "digits"}, "train": {"steps": 3, "threads": 1}, "schedule": {"warmup_steps": 1},
+                     "log": {"tensorboard": False}}, run_dir=tmp_path / "c", progress=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
 
 
 def loss_of_model(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": "trainwell.api",
     "diagnose": "trainwell.diagnose",
-    "train": "trainwell.api",
+    "train": "trainwell.train",
     "tune": "trainwell.tune",
     "FunctionTask": "trainwell.api",
     "RunConfig": "trainwell.config",
@@ -73,6 +73,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainwell' has no attribute {name!r}")
-    if name == "diagnose":  # the package is the callable (diagnose/__init__.py says why)
+    if name in ("diagnose", "train"):  # the package is the callable (callable_package.py says why)
         return importlib.import_module(module)
     return getattr(importlib.import_module(module), name)

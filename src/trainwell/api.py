@@ -219,14 +219,16 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool | None = None,
 ) -> RunResult:
-    """Train a built-in or entry-point task from a config (the CLI's ``trainwell train``)."""
+    """Train a built-in or entry-point task from a config (the CLI's ``trainwell train``).
+    ``progress``: as for fit (False prints nothing)."""
     if isinstance(config, RunConfig):
         cfg = config
     elif isinstance(config, Mapping):
         cfg = load_config(base=config)
     else:
         cfg = load_config(config)
-    return run(cfg, run_dir=run_dir, progress=progress)
+    with quiet() if progress is False else contextlib.nullcontext():
+        return run(cfg, run_dir=run_dir, progress=progress)
 
 
 def _as_config(config: RunConfig | Mapping[str, Any] | str | Path | None) -> RunConfig:

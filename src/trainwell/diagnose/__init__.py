@@ -7,10 +7,7 @@ with its evidence and a fix. See docs/diagnose.md.
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
+from trainwell.callable_package import make_callable
 from trainwell.diagnose.findings import FINDINGS_FILE, SEVERITIES, Finding, write_findings
 from trainwell.diagnose.run import Diagnosis, apply_rules, diagnose, render
 
@@ -26,16 +23,4 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """``trainwell.diagnose(model, data, loss_fn, ...)`` (api.diagnose, for fit() users) is
-    this package called: the name is both the public function and the package, and whichever
-    import ran first, ``trainwell.diagnose`` is this module (Python sets a package attribute to
-    its imported subpackage), so the module itself must be the callable."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Diagnosis:
-        from trainwell.api import diagnose as diagnose_fit
-
-        return diagnose_fit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, "trainwell.api:diagnose")  # trainwell.diagnose(model, data, loss_fn): callable_package.py says why
