@@ -3,6 +3,7 @@
     python benchmarks/mup_transfer.py digits   [--params sp mup] [--seeds 0] [--workers 2]
     python benchmarks/mup_transfer.py bytes-lm [--params sp mup] [--seeds 0] [--workers 2]
     python benchmarks/mup_transfer.py report   # the tables and plots from the saved studies
+    python benchmarks/mup_transfer.py digits --seeds 1 --out DIR; ... report --out DIR   # table only
 
 For each parametrization, one grid study (``trainwell tune``, sampler grid) sweeps the peak
 learning rate (2/3-octave steps for digits, half-octave for bytes-lm) at the base width and
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "runs" / "mup-transfer"
+OUT = DEFAULT_OUT = ROOT / "runs" / "mup-transfer"
 IMAGES = ROOT / "docs" / "images"
 
 QUIET = {"guards": {"enabled": False}, "instruments": {"preset": "off"},
@@ -154,6 +155,8 @@ def report(task: str) -> list[str]:
                                    "curve": {f"{k:.6g}": v for k, v in c[w].items()}} for w in widths}
     finite = [v for c in data.values() for cw in c.values() for v in cw.values() if math.isfinite(v) and v > 0]
     ylim = (math.log10(min(finite)) - 0.1, math.log10(max(finite)) + 0.1) if finite else None
+    if OUT != DEFAULT_OUT:  # another set of studies (another seed): the table only
+        data = {}
     IMAGES.mkdir(parents=True, exist_ok=True)
     for param, c in data.items():
         widths = sorted(c)
