@@ -202,3 +202,29 @@ def test_flops_per_token_matches_a_flop_counter() -> None:
     # (PaLM appendix B), and the norm gains add 6 x their count in the formula
     counted = counter.get_total_flops() / idx.numel() + 12 * L * C * 16
     assert abs(model.flops_per_token() - counted) / counted < 0.01
+
+
+def test_a_checkpoint_with_the_earlier_qkv_row_order_loads_to_the_same_function():
+    """State saved before the qkv rows were grouped by head (module version 1, rows [q; k; v])
+    is regrouped on load: the loaded model computes what the saved one did."""
+    from trainwell.models.gpt import CausalSelfAttention
+
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(16, 4, "layernorm", False, True, 0.0)
+    x = torch.randn(2, 5, 16)
+    want = attn(x, None)
+    old = attn.state_dict()
+    for name in ("weight", "bias"):  # back to [q; k; v]: the inverse of the regrouping
+        t = old[f"qkv.{name}"]
+        old[f"qkv.{name}"] = t.reshape(4, 3, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+    old._metadata[""]["version"] = 1
+    fresh = CausalSelfAttention(16, 4, "layernorm", False, True, 0.0)
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh(x, None), want)
+    again = CausalSelfAttention(16, 4, "layernorm", False, True, 0.0)
+    again.load_state_dict(attn.state_dict())  # today's version: loaded as it is
+    torch.testing.assert_close(again(x, None), want)
+    old._metadata[""]["version"] = 2  # the same rows read as today's layout: another function
+    wrong = CausalSelfAttention(16, 4, "layernorm", False, True, 0.0)
+    wrong.load_state_dict(old)
+    assert not torch.allclose(wrong(x, None), want)

@@ -27,7 +27,17 @@ def _dropout(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()  # no module work when off (the default)
 
 
+def qkv_rows_by_head(t: Tensor, heads: int) -> Tensor:
+    """A fused qkv weight (3C, C) or bias (3C,) from the [q; k; v] row order to rows grouped
+    by head ([q_h, k_h, v_h] for each head h)."""
+    return t.reshape(3, heads, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
 class CausalSelfAttention(nn.Module):
+    _version = 2
+    """The state's layout: 2, the qkv rows grouped by head; 1 (checkpoints written before),
+    [q; k; v], converted when loaded (``_load_from_state_dict``)."""
+
     def __init__(
         self, width: int, heads: int, norm: str, qk_norm: bool, bias: bool, dropout: float,
         scale: float | None = None,
@@ -44,6 +54,16 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = make_norm(norm, self.head_dim, bias=bias) if qk_norm else None
         self.attn_dropout = dropout
         self.resid_drop = _dropout(dropout)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, *args: object) -> None:
+        # a state saved with a version (module state dicts carry one) older than 2 holds the
+        # qkv rows as [q; k; v]: regroup them, or the loaded model would compute another function
+        if local_metadata.get("version", self._version) < 2:
+            for name in ("weight", "bias"):
+                key = f"{prefix}qkv.{name}"
+                if key in state_dict:
+                    state_dict[key] = qkv_rows_by_head(state_dict[key], self.heads)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
     def forward(self, x: Tensor, rope: Rope) -> Tensor:
         B, T, C = x.shape
