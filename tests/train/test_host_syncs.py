@@ -61,3 +61,4 @@ def test_one_host_read_per_step(task, tmp_path, monkeypatch):
         loop._one_step(f)
     monkeypatch.undo()
     assert dict(seen) == {"tolist": steps}, dict(seen)
+

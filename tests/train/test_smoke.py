@@ -76,3 +76,19 @@ def test_nonfinite_stop_policy_halts_with_a_diagnosis(tmp_path):
         run(load_config(overrides=["task.name=digits", *FAST, "guards.nonfinite=stop", "faults.nan_loss_at=[3]"]),
             run_dir=tmp_path / "r", progress=False)
     assert "step" in str(e.value)
+
+
+def test_run_with_progress_false_prints_nothing(tmp_path, capsys):
+    """loop.run(progress=False) is as silent as fit(progress=False): no bar, no start, evaluation
+    or end line; and a resume that finds no checkpoint drops the rows logged before it."""
+    from trainwell.config import load_config
+    from trainwell.train.loop import run
+
+    cfg = load_config(overrides=["task.name=digits", "train.steps=6", "train.eval_every=3", "log.tensorboard=false",
+                                 "checkpoint.every_steps=0", "checkpoint.final=false", "schedule.warmup_steps=2"])
+    run(cfg, run_dir=tmp_path / "r", progress=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    run(cfg, run_dir=tmp_path / "r", progress=False, resume=True)  # no checkpoint: from step 0 again
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == len(rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from trainwell.config import RunConfig
 from trainwell.errors import TrainingHalted
 from trainwell.guards.base import Action
 from trainwell.sinks.base import Sink
+from trainwell.sinks.console import quiet
 from trainwell.tasks import Task
 from trainwell.train.evaluate import evaluate_all
 from trainwell.train.flight import Flight, build_flight
@@ -58,6 +60,12 @@ def run(
     """Train according to ``cfg``; everything the run produces goes to its run directory.
     ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one.
     ``extra_sinks``: more sinks for the writing process (a study's pruning reads evaluations)."""
+    with quiet() if progress is False else nullcontext():  # progress=False: nothing printed
+        return _run(cfg, task, run_dir, progress, resume, extra_sinks)
+
+
+def _run(cfg: RunConfig, task: Task | None, run_dir: str | Path | None, progress: bool | None, resume: bool,
+         extra_sinks: Sequence[Sink]) -> RunResult:
     t_begin = time.perf_counter()
     f = build_flight(cfg, task, run_dir, progress, resume, extra_sinks)
     status = "failed"

@@ -144,6 +144,8 @@ def resume_run(st: TrainState, pilot: Autopilot, ckpt: Checkpointer, out_dir: Pa
         bar.log(f"warning: {message}")
     if info is None:
         bar.log(f"no valid checkpoint in {out_dir}; starting fresh")
+        if st.dist is None or st.dist.main:  # rows of an earlier attempt would be logged twice
+            truncate_metrics(out_dir / "metrics.jsonl", 0)
         return None
     main = st.dist is None or st.dist.main
     dropped = truncate_metrics(out_dir / "metrics.jsonl", info.step) if main else 0  # rank 0 owns the file
@@ -160,6 +162,7 @@ def finish_run(f: Flight, status: str, wall: float) -> dict[str, float]:
     summary.json, logbook.md. Runs whether the run completed, stopped or failed. Returns the
     final metrics."""
     from trainwell.train.metrics import final_metrics
+    from trainwell.train.state import unwrap
 
     f.bar.close()
     if f.probe is not None:
@@ -175,6 +178,7 @@ def finish_run(f: Flight, status: str, wall: float) -> dict[str, float]:
             "higher_is_better": f.task.higher_is_better, "steps": st.step, "iterations": st.iteration,
             "samples": st.samples_seen, "targets": st.targets_seen, "wall_time_s": round(wall, 3),
             "resumed_from": f.resumed_from, "autopilot": f.pilot.metrics(), "final": final,
+            "model": describe_model(unwrap(st.model)),
         })
     for sink in f.sinks:
         sink.close()
