@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainwell.config import RunConfig, load_config
+from trainwell.config import RunConfig, as_run_config, load_config
 from trainwell.errors import ConfigError, TaskError
 from trainwell.sinks.console import quiet
 from trainwell.tasks.base import LossOutput, MetricSums, Task
@@ -221,14 +221,7 @@ def train(
 ) -> RunResult:
     """Train a built-in or entry-point task from a config (the CLI's ``trainwell train``).
     ``progress``: as for fit (False prints nothing)."""
-    if isinstance(config, RunConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = load_config(base=config)
-    else:
-        cfg = load_config(config)
-    with quiet() if progress is False else contextlib.nullcontext():
-        return run(cfg, run_dir=run_dir, progress=progress)
+    return run(as_run_config(config), run_dir=run_dir, progress=progress)
 
 
 def _as_config(config: RunConfig | Mapping[str, Any] | str | Path | None) -> RunConfig:

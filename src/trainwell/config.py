@@ -145,6 +145,16 @@ def load_config(
     return resolve(raw, source=source, problems=problems, check_task=check_task)
 
 
+def as_run_config(config: RunConfig | Mapping[str, Any] | str | Path | None) -> RunConfig:
+    """A RunConfig as the Python API takes one: as it is, a nested dict (over the task's
+    defaults), or a TOML path (None: the defaults)."""
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return load_config(base=config)
+    return load_config(config)
+
+
 def resolve(
     raw: Mapping[str, Any],
     *,

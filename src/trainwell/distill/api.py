@@ -28,19 +28,14 @@ def distill(
     The teacher reads the student's batches and gives logits over the same classes; it is
     frozen and put in eval mode (and moved to the student's device) for the run.
     ``distill.teacher`` must be empty here: the teacher is the module."""
-    from trainwell.config import RunConfig, load_config
+    from trainwell.config import as_run_config
     from trainwell.distill.task import DistillTask
     from trainwell.distill.teacher import check_fit
     from trainwell.errors import ConfigError
     from trainwell.tasks import build_plain_task
     from trainwell.train.loop import run
 
-    if isinstance(config, RunConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = load_config(base=config)
-    else:
-        cfg = load_config(config)
+    cfg = as_run_config(config)
     if cfg.distill.teacher:
         raise ConfigError(f"distill.teacher = {cfg.distill.teacher!r} and a teacher module were both given; "
                           "leave distill.teacher empty when passing the teacher")
