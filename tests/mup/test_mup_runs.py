@@ -62,11 +62,14 @@ def test_a_user_model_in_mup_resumes_exactly_after_kill9(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_mup_trains_under_ddp_as_one_process(tmp_path: Path) -> None:
-    digits = ("task.name=digits", "train.accumulate=2")
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_mup_trains_under_ddp_and_fsdp2_as_one_process(tmp_path: Path, parallel: str) -> None:
+    """The roles and per-role learning rates live in the optimizer's groups, not on the tensors:
+    FSDP2, which replaces the parameters with shards, keeps them."""
+    digits = ("task.name=digits", "train.accumulate=2", "instruments.preset=off")  # FSDP2: no instruments
     one, two = tmp_path / "one", tmp_path / "two"
     train(one, *digits)
-    train(two, *digits, nproc=2)
+    train(two, *digits, f"dist.parallel={parallel}", nproc=2)
     a, b = losses(one), losses(two)
     assert a.keys() == b.keys() and len(a) == 30
     assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
