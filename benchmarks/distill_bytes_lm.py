@@ -1,7 +1,7 @@
 """Does distillation beat training from scratch? A bytes-lm student at half the default width,
 distilled from a default-width teacher, against the same student trained alone, same steps.
 
-    python benchmarks/distill_bytes_lm.py [--teacher-steps 300] [--steps 300] [--seeds 0 1 2]
+    python benchmarks/distill_bytes_lm.py [--teacher-steps 900] [--steps 300] [--seeds 0 1 2]
                                           [--teacher RUN_DIR] [--out DIR]
     python benchmarks/distill_bytes_lm.py --summary DIR [DIR ...]
     python benchmarks/distill_bytes_lm.py --cost ROUNDS --teacher RUN_DIR
@@ -142,7 +142,7 @@ def cost(teacher_dir: Path, rounds: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher-steps", type=int, default=300)
+    p.add_argument("--teacher-steps", type=int, default=900)  # the default run's length
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--teacher", type=Path, help="an existing teacher run directory")

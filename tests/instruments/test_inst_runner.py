@@ -196,6 +196,7 @@ def test_presets_nest_and_include_exclude_compose() -> None:
         "param_norm",
         "update_size",
         "noise_scale",
+        "mup_update",
         "mean_gsnr",
     ]
 

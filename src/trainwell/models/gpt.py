@@ -180,6 +180,13 @@ class GPT(nn.Module):
                         # GPT-2: scale by 1/sqrt(#residual additions) so the stream's
                         # variance does not grow with depth
                         proj.weight.normal_(0.0, std / math.sqrt(2 * self.depth))
+            for block in self.blocks:
+                # drawn in the [q; k; v] row order, then regrouped by head: a seed gives the
+                # function it gave before the rows were grouped (and every figure measured then)
+                qkv = block.attn.qkv
+                qkv.weight.copy_(qkv_rows_by_head(qkv.weight, block.attn.heads))
+                if qkv.bias is not None:
+                    qkv.bias.copy_(qkv_rows_by_head(qkv.bias, block.attn.heads))
 
     @property
     def final_layer(self) -> nn.Module:

@@ -83,7 +83,7 @@ def run_trial(study: Study, trial: optuna.Trial, cfg: Any, run_dir: Path, metric
 
     pruner = PruneOnEval(trial, metric) if study.tune.pruner != "none" else None
     try:
-        run(cfg, run_dir=run_dir, progress=False, resume=True, extra_sinks=[pruner] if pruner else [])
+        run(cfg, run_dir=run_dir, progress=None, resume=True, extra_sinks=[pruner] if pruner else [])
     except optuna.TrialPruned as e:
         return Outcome("pruned", pruner.last if pruner else None, reason=str(e),
                        interventions=interventions(run_dir), steps=cfg.train.steps)
