@@ -8,6 +8,10 @@ ms, and the median over rounds of the ratio fp32 / model measured within the sam
 
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quantize_latency.py
     PYTHONPATH=src .venv/bin/python benchmarks/quantize_latency.py --workloads gpt-default --rounds 15
+    PYTHONPATH=src .venv/bin/python benchmarks/quantize_latency.py --compile   # every model torch.compile'd
+
+``--compile`` compiles every model, fp32 included, before timing: torchao's int8 kernels on a
+CPU are written for inductor (eager, int8-dynamic quantises activations op by op).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[], tuple[nn.Module, torch.Tensor]]]] =
 }
 
 
-def measure(name: str, rounds: int, methods: list[str]) -> None:
+def measure(name: str, rounds: int, methods: list[str], compile: bool = False) -> None:
     what, build = WORKLOADS[name]
     model, x = build()
     model.eval()
@@ -57,11 +61,14 @@ def measure(name: str, rounds: int, methods: list[str]) -> None:
             print(f"  {m}: not available here: {applied.why_not}")
             continue
         models[m] = applied.model.eval()
+    if compile:
+        models = {k: torch.compile(m) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     names = list(models)
     with torch.no_grad():
         for k in names:
-            models[k](x)  # warm-up
+            for _ in range(2 if compile else 1):
+                models[k](x)  # warm-up (and compilation)
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for k in order:
@@ -69,7 +76,8 @@ def measure(name: str, rounds: int, methods: list[str]) -> None:
                 models[k](x)
                 times[k].append(time.perf_counter() - t0)
     params = sum(p.numel() for p in model.parameters())
-    print(f"\n{name}: {what}; {params / 1e6:.2f}M params; load {os.getloadavg()[0]:.1f}")
+    print(f"\n{name}: {what}; {params / 1e6:.2f}M params; load {os.getloadavg()[0]:.1f}"
+          + ("; every model torch.compile'd" if compile else ""))
     print(f"  {'model':14s} {'min ms':>9s} {'median ms':>10s} {'fp32/model':>11s}")
     for k in names:
         ratios = [f / t for f, t in zip(times["fp32"], times[k], strict=True)]
@@ -82,13 +90,14 @@ def main() -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (fp32 too) before timing")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the tests' and the CLI's setting here)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, "
           f"cpu: {_cpu_name()}; load {os.getloadavg()[0]:.1f}")
     for w in args.workloads:
-        measure(w, args.rounds, args.methods)
+        measure(w, args.rounds, args.methods, args.compile)
 
 
 def _cpu_name() -> str:
