@@ -19,7 +19,6 @@ from trainwell.errors import ConfigError, TaskError
 from trainwell.sinks.console import quiet
 from trainwell.tasks.base import LossOutput, MetricSums, Task
 from trainwell.train.loop import RunResult, run
-from trainwell.train.rundir import record_model
 
 MetricFn = Callable[[Any, Any], Tensor]
 Data = Any
@@ -167,21 +166,9 @@ def fit(
         raise ConfigError("fit(resume=True) needs run_dir: the run directory to continue")
     cfg = _as_config(config)
     task = FunctionTask(model, train_data, loss_fn, eval_data, metrics, higher_is_better)
-    if resume:
-        from trainwell.train.checkpointing import restart_if_no_checkpoint
-
-        restart_if_no_checkpoint(Path(run_dir))  # type: ignore[arg-type]
-    silence = quiet() if progress is False else contextlib.nullcontext()
-    out_dir: list[Path] = []
-    try:
-        with silence:
-            result = run(cfg, task=task, run_dir=run_dir, progress=progress, resume=resume)
-        out_dir.append(result.run_dir)
-        return result
-    finally:
-        where = out_dir[0] if out_dir else (Path(run_dir) if run_dir is not None else None)
-        if where is not None:
-            record_model(where, model)
+    # the loop starts a run without a checkpoint again from step 0 (dropping the rows it had
+    # logged), is silent with progress=False and names the model in summary.json
+    return run(cfg, task=task, run_dir=run_dir, progress=progress, resume=resume)
 
 
 def diagnose(
@@ -208,9 +195,7 @@ def diagnose(
     cfg = _as_config(config)
     task = FunctionTask(model, train_data, loss_fn, eval_data, metrics)
     with quiet() if not progress else contextlib.nullcontext():
-        d = run_diagnosis(cfg, task=task, run_dir=run_dir, steps=steps)
-    record_model(d.run_dir, model)
-    return d
+        return run_diagnosis(cfg, task=task, run_dir=run_dir, steps=steps)
 
 
 def train(

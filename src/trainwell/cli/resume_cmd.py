@@ -59,10 +59,8 @@ def handle(args: argparse.Namespace) -> int:
         child += [x for o in overrides for x in ("--set", o)]
         return launch(nproc, args.max_restarts, child)
     if args.max_restarts:
-        from trainwell.train.checkpointing import restart_if_no_checkpoint
         from trainwell.train.supervise import supervise
 
-        restart_if_no_checkpoint(run_dir)  # killed before the first checkpoint: its rows are logged again
         child = ["train", str(config)] + [x for o in overrides for x in ("--set", o)]
         return supervise(child, run_dir, args.max_restarts)
     _newest(run_dir)
@@ -75,9 +73,9 @@ def _newest(run_dir: Path) -> None:
     none at all (killed before the first), say that it starts again from step 0."""
     from trainwell.checkpoint import CheckpointStore
     from trainwell.errors import CheckpointError
-    from trainwell.train.checkpointing import restart_if_no_checkpoint
+    from trainwell.train.checkpointing import no_checkpoint_yet
 
-    if restart_if_no_checkpoint(run_dir):
+    if no_checkpoint_yet(run_dir):
         print(f"trainwell: {run_dir} has no checkpoint yet (stopped before the first): starting it again "
               "from step 0 with its saved config.toml", flush=True)
         return

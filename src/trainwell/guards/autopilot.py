@@ -30,10 +30,6 @@ from trainwell.guards.quarantine import QuarantineList, find_bad_samples
 from trainwell.guards.rollback import RollbackPolicy
 from trainwell.train.record import StepRecord
 
-HISTORY_PARTS = ("rollback", "quarantine", "counters")
-"""State that a rollback keeps (run history: restoring the rollback count would let a run
-roll back forever); the guards' windows and the health tracker are restored."""
-
 
 class Autopilot:
     """Composes the guards from a GuardsConfig. ``run_dir`` None: no logbook (ranks > 0)."""
@@ -266,7 +262,8 @@ class Autopilot:
     def load_state_dict(self, state: dict[str, Any], rollback: bool = False) -> None:
         """Resume (``rollback=False``): restore everything. Rollback (``True``): restore
         the guards' windows and the health tracker from the checkpoint, keep the run's
-        history (rollback count, quarantine list, counters)."""
+        history (rollback count, quarantine list, counters: restoring the rollback count
+        would let a run roll back forever)."""
         for guard in self.guards:
             if guard.name in state:  # a guard added to guards.use since: starts empty
                 guard.load_state_dict(state[guard.name])

@@ -261,17 +261,11 @@ def truncate_metrics(path: Path, step: int) -> int:
     return dropped
 
 
-
-
-def restart_if_no_checkpoint(run_dir: Path) -> bool:
-    """Before resuming ``run_dir``: when it holds no checkpoint at all (the run was killed
-    before its first one), drop its logged metric rows so that the run, started again from
-    step 0, does not log its steps twice. True when it did so. Damaged checkpoints are not
-    'none': resuming reports them."""
+def no_checkpoint_yet(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds no checkpoint at all (the run was stopped before its first):
+    resuming it starts again from step 0, and the loop drops the rows it had logged. Damaged
+    checkpoints are not 'none': resuming reports them."""
     from trainwell.checkpoint import CheckpointStore
 
     info, skipped = CheckpointStore(run_dir / "checkpoints").latest_valid()
-    if info is not None or skipped:
-        return False
-    truncate_metrics(run_dir / "metrics.jsonl", 0)
-    return True
+    return info is None and not skipped

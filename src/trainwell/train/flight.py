@@ -101,7 +101,7 @@ class Flight:
 
 
 def build_flight(cfg: RunConfig, task: Task | None, run_dir: str | Path | None, progress: bool | None, resume: bool,
-           extra_sinks: Sequence[Sink]) -> Flight:
+                 extra_sinks: Sequence[Sink]) -> Flight:
     dist = setup_distributed(cfg)  # None: a single process (no collective anywhere)
     main = dist is None or dist.main  # rank 0 writes the run dir; other ranks only their failures
     seed_everything(cfg.seed)  # the same on every rank: identical initial replicas

@@ -57,24 +57,25 @@ class HostReads:
         self.shared: dict[str, list[Tensor]] = {}
         self.local: dict[str, Tensor] = {}
         self.table: Tensor | None = None
+        self.slices: dict[str, slice] = {}
+        """Each shared name's columns in ``table``, set by ``gather``."""
 
     def share(self, name: str, values: list[Tensor | float]) -> None:
         self.shared[name] = [torch.as_tensor(v) for v in values]
 
     def gather(self, device: torch.device) -> Tensor:
         """(world, n) table of every rank's shared values, on the device."""
+        at = 0
+        for key, vs in self.shared.items():
+            self.slices[key] = slice(at, at + len(vs))
+            at += len(vs)
         row = [v.to(device).reshape(()) for vs in self.shared.values() for v in vs]
         self.table = self.comm.gather_scalars(row)
         return self.table
 
     def columns(self, name: str) -> Tensor:
         """The table's columns of ``name`` (world, len), on the device."""
-        start = 0
-        for key, vs in self.shared.items():
-            if key == name:
-                return self.table[:, start:start + len(vs)]
-            start += len(vs)
-        raise KeyError(name)
+        return self.table[:, self.slices[name]]
 
     def add(self, name: str, value: Tensor) -> None:
         self.local[name] = value.reshape(())
@@ -84,10 +85,7 @@ class HostReads:
         flat = torch.cat([self.table.flatten(), *(v.reshape(1) for v in self.local.values())]).tolist()
         n_table = self.table.numel()
         rows = self.comm.rows(flat[:n_table], sum(len(vs) for vs in self.shared.values()))
-        per_rank, at = {}, 0
-        for key, vs in self.shared.items():
-            per_rank[key] = [row[at:at + len(vs)] for row in rows]
-            at += len(vs)
+        per_rank = {key: [row[cols] for row in rows] for key, cols in self.slices.items()}
         return Reads(per_rank, dict(zip(self.local, flat[n_table:], strict=True)))
 
 

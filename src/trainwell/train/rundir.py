@@ -57,19 +57,6 @@ def describe_model(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def record_model(run_dir: Path, model: torch.nn.Module) -> None:
-    """Add ``"model": describe_model(model)`` to the run's summary.json (a run of a user's
-    model: its config's [model] section describes a built-in model it does not use). A run
-    without summary.json (it failed before writing one) is left alone."""
-    path = Path(run_dir) / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):  # the run failed before writing one: nothing to add to
-        return
-    if isinstance(summary, dict):
-        write_json(path, {**summary, "model": describe_model(model)})
-
-
 def environment(seed: int, device: torch.device, precision: str) -> dict[str, Any]:
     import numpy
 

@@ -66,13 +66,14 @@ def compute_update(
     comm = st.dist or ONE_PROCESS
     st.model.train()  # evaluation is the only place that switches it off
     runner_due = runner is not None and runner.due(st.step)
-    if runner_due and st.dist is None:  # per-sample gradients from this backward (instruments/capture.py)
-        runner.begin(st.step, compiled=st.model is not unwrap(st.model), micro=len(micro))
+    # one process: per-sample gradients from this backward (instruments/capture.py)
+    capture = runner if runner_due and st.dist is None else None
+    if capture is not None:
+        capture.begin(st.step, compiled=st.model is not unwrap(st.model), micro=len(micro))
     if probe is not None:
         probe.arm()  # the last Linear layer's input, first micro-batch
     reads = HostReads(comm)
-    out, divisor = _forward_backward(st, task, micro, comm, reads, runner if runner_due and st.dist is None else None,
-                                     measure_inputs)
+    out, divisor = _forward_backward(st, task, micro, comm, reads, capture, measure_inputs)
     out.runner_due = runner_due
     act = probe.take() if probe is not None else None
     if probe is not None:
