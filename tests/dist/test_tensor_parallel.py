@@ -9,13 +9,13 @@ Each run starts 2 or 4 Python processes on a 2-core machine: marked slow."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from dist_helpers import ENV, assert_close, events, losses, rows, trainwell_train
 
 pytestmark = pytest.mark.slow
 
@@ -30,37 +30,10 @@ logged, a checkpoint every 50. lr 1e-3: at the task's 4e-3 this tiny model's gra
 norm spikes, and there one process and two DDP processes already part by 0.2 in the loss
 (float rounding amplified, as any change of summation order would)."""
 TP2 = ("dist.tensor_parallel=2",)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def train(run_dir: Path, *overrides: str, nproc: int = 0, extra: tuple[str, ...] = (),
-          expect: int = 0) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "trainwell", "train", "--run-dir", str(run_dir)]
-    for item in (*BASE, *overrides):
-        cmd += ["--set", item]
-    if nproc:
-        cmd += ["--nproc", str(nproc)]
-    out = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=600, env=ENV)
-    assert out.returncode == expect, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["train/loss"] for r in rows(run_dir) if "train/loss" in r}
-
-
-def events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "logbook.jsonl").read_text().splitlines()]
-
-
-def assert_close(a: dict[int, float], b: dict[int, float], tol: float, n: int = 100) -> None:
-    assert a.keys() == b.keys() and len(a) == n
-    worst = max(abs(a[s] - b[s]) for s in a)
-    assert worst <= tol, f"largest loss difference {worst:.3g} > {tol}"
+def train(run_dir: Path, *overrides: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return trainwell_train(run_dir, *BASE, *overrides, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +51,7 @@ def tp2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_two_processes_match_one_on_every_loss(single: Path, tp2: Path) -> None:
-    assert_close(losses(single), losses(tp2), 1e-5)
+    assert_close(losses(single), losses(tp2), 1e-5, n=100)
     env = json.loads((tp2 / "env.json").read_text())["dist"]
     assert env == {"parallel": "fsdp", "world_size": 2, "backend": "gloo", "restart": 0,
                    "tensor_parallel": 2, "data_parallel": 1}
@@ -161,7 +134,7 @@ def test_fsdp_by_tensor_parallel_on_four_processes(single: Path, tmp_path: Path)
     the norms and the residual stream split along the sequence (sequence parallel)."""
     run = tmp_path / "run"
     train(run, *TP2, "dist.parallel=fsdp", "dist.sequence_parallel=true", nproc=4)
-    assert_close(losses(single), losses(run), 1e-5)
+    assert_close(losses(single), losses(run), 1e-5, n=100)
     env = json.loads((run / "env.json").read_text())["dist"]
     assert (env["world_size"], env["tensor_parallel"], env["data_parallel"]) == (4, 2, 2)
 

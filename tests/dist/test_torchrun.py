@@ -7,12 +7,12 @@ Each run starts two Python processes (about 5-10 s on 2 cores): marked slow."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from dist_helpers import ENV, assert_close, losses, rows, trainwell_train
 
 pytestmark = pytest.mark.slow
 
@@ -23,31 +23,8 @@ BASE = [
 """30 steps of the digits MLP (76k parameters), every step logged, a checkpoint every 10."""
 
 
-def train(run_dir: Path, *overrides: str, nproc: int = 0, extra: tuple[str, ...] = (),
-          expect: int = 0) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "trainwell", "train", "--run-dir", str(run_dir)]
-    for item in (*BASE, *overrides):
-        cmd += ["--set", item]
-    if nproc:
-        cmd += ["--nproc", str(nproc)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == expect, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["train/loss"] for r in rows(run_dir) if "train/loss" in r}
-
-
-def assert_close(a: dict[int, float], b: dict[int, float], tol: float) -> None:
-    assert a.keys() == b.keys() and len(a) == 30
-    worst = max(abs(a[s] - b[s]) for s in a)
-    assert worst <= tol, f"largest loss difference {worst:.3g} > {tol}"
+def train(run_dir: Path, *overrides: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return trainwell_train(run_dir, *BASE, *overrides, timeout=120, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +42,7 @@ def ddp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ddp_matches_one_process_with_the_same_global_batch(single: Path, ddp: Path) -> None:
-    assert_close(losses(single), losses(ddp), 1e-5)
+    assert_close(losses(single), losses(ddp), 1e-5, n=30)
     final_single, final_ddp = rows(single)[-1], rows(ddp)[-1]
     assert abs(final_single["eval/loss"] - final_ddp["eval/loss"]) < 1e-5
     env = json.loads((ddp / "env.json").read_text())
@@ -87,9 +64,8 @@ def test_trainwell_resume_uses_the_runs_own_process_count(ddp: Path, tmp_path: P
     as exactly as `train --resume --nproc 2`."""
     run = tmp_path / "run"
     train(run, "train.accumulate=2", "faults.kill_at=25", nproc=2, expect=1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "trainwell", "resume", str(run)], capture_output=True,
-                         text=True, timeout=120, env=env)
+                         text=True, timeout=120, env=ENV)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "resuming with 2 through torchrun" in out.stdout
     assert losses(run) == losses(ddp)
@@ -114,7 +90,7 @@ def test_guards_act_in_unison(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     train(one, "faults.nan_batch_at=[5]", "faults.poison_rows=[19]")
     train(two, "faults.nan_batch_at=[5]", "faults.poison_rows=[3]", "faults.rank=1", nproc=2)
-    assert_close(losses(one), losses(two), 1e-5)
+    assert_close(losses(one), losses(two), 1e-5, n=30)
     for run in (one, two):
         assert rows(run)[-1 if "guard/skips" in rows(run)[-1] else -2]["guard/skips"] == 1
     quarantined = [
@@ -131,7 +107,7 @@ def test_fsdp2_trains_and_restarts_from_sharded_checkpoints(single: Path, tmp_pa
     run = tmp_path / "run"
     fsdp = ("train.accumulate=2", "dist.parallel=fsdp", "instruments.preset=off")
     train(run, *fsdp, "faults.kill_at=15", "faults.rank=1", nproc=2, extra=("--max-restarts", "1"))
-    assert_close(losses(single), losses(run), 1e-5)
+    assert_close(losses(single), losses(run), 1e-5, n=30)
     sharded = sorted(p.name for p in (run / "checkpoints" / "sharded").iterdir())
     assert sharded == ["step-00000010", "step-00000020", "step-00000030"]
     assert (run / "checkpoints" / "sharded" / "step-00000030" / ".metadata").is_file()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainwell import drills as faults
 from trainwell.config import load_config
 from trainwell.data.loader import BatchLoader
 from trainwell.data.sampler import ResumableSampler
@@ -13,7 +14,6 @@ from trainwell.dist import setup
 from trainwell.dist.context import _check_config
 from trainwell.dist.launch import elastic_resume, torchrun_command
 from trainwell.errors import ConfigError
-from trainwell import drills as faults
 
 
 class Rows(torch.utils.data.Dataset):
