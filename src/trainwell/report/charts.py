@@ -1,17 +1,26 @@
-"""Charts as SVG text drawn in Python: the one renderer of the study, bench and LR-finder pages.
+"""Charts as SVG text drawn in Python: the one chart renderer of every trainwell page (run
+report, diagnose, LR finder, tuning and benchmark reports).
 
 Each chart is a complete ``<svg>`` element (with ``xmlns``, ``width`` and ``height``): it
 inlines into a page or saves as a ``.svg`` file that any viewer opens, needs no script and
 no font file, and its content can be tested as text. Hover text is an SVG ``<title>``;
 every label is escaped. Written by hand, not with a plotting library: matplotlib is no
 dependency of trainwell and embeds its glyphs (tens of kilobytes per chart), and a
-JavaScript library would need a script in every page. The run report's interactive charts
-(log toggle, crosshair, step slider) are drawn by its script, ``static/report.js``.
+JavaScript library would need a script in every page.
+
+What a page's script may switch is drawn here too, so that the script only toggles and
+reads: ``line_chart(toggle_log_y=True)`` draws the linear and the log y scale as two
+groups (``<g class="yscale" data-scale=...>``, the second hidden); lines with
+``role="smooth"`` are overlays that the stylesheet hides when the ``<svg>`` has the class
+``raw-only`` (the ``role="raw"`` lines under them then show at full strength); and
+``hover=True`` writes each line's values as data attributes plus a hidden crosshair line,
+for a tooltip. Without a script the chart shows its first scale, smoothed.
 
 Pieces: ``Scale`` (data to pixels, linear or log10), ``value_range``, ``frame`` (the
-opening, axes, grid and labels), ``line_chart`` (lines, vertical markers, a legend). A
-page with its own marks (the study's scatter of trials) draws them between ``frame`` and
-``"</svg>"``.
+opening, axes, grid and labels), ``line_chart`` (lines, vertical markers, horizontal
+reference lines, flags, a legend), ``histogram_chart`` (bars per step) and ``heat_map``.
+A page with its own marks (the study's scatter of trials) draws them between ``frame``
+and ``"</svg>"``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ from html import escape
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
 """Okabe-Ito colours (told apart with every common colour-vision deficiency), then grey."""
+
+RAW_UNDER_SMOOTH = 0.3
+"""Opacity of a ``role="raw"`` line while its smoothed overlay shows: the noise stays
+visible as a band, the trend reads from the overlay."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +100,14 @@ class Scale:
         return [round(i * step, 12) for i in range(first, math.floor(self.hi / step) + 1)]
 
     def label(self, v: float) -> str:
-        """A tick's text: ``1e-4`` for a decade on a log scale, else 4 significant digits."""
+        """A tick's text: ``1e-4`` for a decade on a log scale, ``250k`` or ``1.5M`` from
+        ten thousand up (where 4 significant digits would print ``2.5e+05``), else 4
+        significant digits."""
         if self.log and v > 0 and math.log10(v) == round(math.log10(v)):
             return f"1e{round(math.log10(v))}"
+        for above, unit, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+            if abs(v) >= above:
+                return f"{v / unit:.4g}{suffix}"
         return f"{v:.4g}"
 
 
@@ -106,11 +124,8 @@ def value_range(values: Sequence[float], pad: float = 0.05, log: bool = False) -
     return lo - d, hi + d
 
 
-def frame(x: Scale, y: Scale, xlabel: str, ylabel: str, attrs: str = "",
-          xticks: list[tuple[float, str]] | None = None, box: Box = BOX, title: str = "") -> list[str]:
-    """An SVG's opening, its title, axes, grid lines and labels (closed by the caller with
-    ``"</svg>"``). ``xticks`` are (value, text) pairs for category axes; ``attrs`` is markup
-    added to the ``<svg>`` tag (``data-*`` attributes for tests and scripts)."""
+def _opening(attrs: str, box: Box, title: str) -> list[str]:
+    """The ``<svg>`` tag, the white background, the plot's border and the title."""
     w, h = box.width, box.height
     out = [f'<svg class="chart fit" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
            f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11" {attrs}>',
@@ -119,27 +134,58 @@ def frame(x: Scale, y: Scale, xlabel: str, ylabel: str, attrs: str = "",
            'fill="none" stroke="#bbb"/>']
     if title:
         out.append(f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">{escape(title)}</text>')
+    return out
+
+
+def _x_axis(x: Scale, xticks: list[tuple[float, str]] | None, box: Box) -> list[str]:
+    """Vertical grid lines with their labels under the plot."""
+    out = []
     ticks = xticks if xticks is not None else [(v, x.label(v)) for v in x.ticks()]
     stagger = len(ticks) > 4 and xticks is not None  # long category labels take two rows
     for i, (v, label) in enumerate(ticks):
         px, ty = x(v), box.y1 + 14 + (12 if stagger and i % 2 else 0)
         out.append(f'<line x1="{px:.1f}" y1="{box.y0}" x2="{px:.1f}" y2="{box.y1}" stroke="#eee"/>'
                    f'<text x="{px:.1f}" y="{ty}" text-anchor="middle">{escape(label)}</text>')
+    return out
+
+
+def _y_axis(y: Scale, box: Box) -> list[str]:
+    """Horizontal grid lines with their labels left of the plot."""
+    out = []
     for v in y.ticks():
         py = y(v)
         out.append(f'<line x1="{box.x0}" y1="{py:.1f}" x2="{box.x1}" y2="{py:.1f}" stroke="#eee"/>'
                    f'<text x="{box.x0 - 5}" y="{py + 4:.1f}" text-anchor="end">{escape(y.label(v))}</text>')
-    mid_y = (box.y0 + box.y1) / 2
-    out.append(f'<text class="axlabel" x="{(box.x0 + box.x1) / 2}" y="{h - 8}" text-anchor="middle">'
-               f'{escape(xlabel)}</text><text class="axlabel" x="13" y="{mid_y}" text-anchor="middle" '
-               f'transform="rotate(-90 13 {mid_y})">{escape(ylabel)}</text>')
     return out
+
+
+def _axis_labels(xlabel: str, ylabel: str, box: Box) -> str:
+    mid_y = (box.y0 + box.y1) / 2
+    return (f'<text class="axlabel" x="{(box.x0 + box.x1) / 2}" y="{box.height - 8}" text-anchor="middle">'
+            f'{escape(xlabel)}</text><text class="axlabel" x="13" y="{mid_y}" text-anchor="middle" '
+            f'transform="rotate(-90 13 {mid_y})">{escape(ylabel)}</text>')
+
+
+def frame(x: Scale, y: Scale, xlabel: str, ylabel: str, attrs: str = "",
+          xticks: list[tuple[float, str]] | None = None, box: Box = BOX, title: str = "") -> list[str]:
+    """An SVG's opening, its title, axes, grid lines and labels (closed by the caller with
+    ``"</svg>"``). ``xticks`` are (value, text) pairs for category axes; ``attrs`` is markup
+    added to the ``<svg>`` tag (``data-*`` attributes for tests and scripts)."""
+    return [*_opening(attrs, box, title), *_x_axis(x, xticks, box), *_y_axis(y, box),
+            _axis_labels(xlabel, ylabel, box)]
 
 
 @dataclass(frozen=True)
 class Line:
     """One series: ``ys`` over ``xs``; a non-finite y breaks the line. ``color`` "" takes the
-    palette colour of the line's position."""
+    palette colour of the line's position.
+
+    ``dash`` is an SVG dash pattern ("6 4"; "" solid). ``step`` draws a staircase (the value
+    holds until the next point: a schedule, a counter). ``dots`` marks each point (sparse
+    curves such as evaluations read better with them). ``role`` "smooth" makes the line an
+    overlay a page may hide, "raw" the noisy line under one (drawn faint while the overlay
+    shows). ``legend`` False keeps it out of the legend, ``hover`` False out of the
+    crosshair's read-out (a smoothed or abandoned stretch)."""
 
     label: str
     xs: Sequence[float]
@@ -147,15 +193,46 @@ class Line:
     color: str = ""
     width: float = 1.5
     opacity: float = 1.0
+    dash: str = ""
+    step: bool = False
+    dots: bool = False
+    role: str = ""
+    legend: bool = True
+    hover: bool = True
 
 
 @dataclass(frozen=True)
 class Marker:
-    """A dashed vertical line at ``x``, labelled at the top of the plot."""
+    """A vertical line at ``x`` (dashed by ``dash``, "" solid) labelled at the top of the
+    plot; ``title`` is its hover text (default: the label). An empty label writes no text."""
 
     x: float
     color: str
     label: str
+    title: str = ""
+    dash: str = "4 3"
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class HLine:
+    """A horizontal reference line at ``y``, labelled at the plot's right end (the value
+    that gives a gauge its meaning: 0 for alpha, 1 for the gradient tests)."""
+
+    y: float
+    label: str = ""
+    color: str = "#666"
+    dash: str = "2 3"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A small downward triangle at ``x`` on the plot's top edge, ``title`` on hover: a value
+    a line cannot show (a NaN or an infinity)."""
+
+    x: float
+    title: str
+    color: str = "#d00000"
 
 
 def finite_runs(xs: Sequence[float], ys: Sequence[float]) -> list[list[tuple[float, float]]]:
@@ -169,56 +246,179 @@ def finite_runs(xs: Sequence[float], ys: Sequence[float]) -> list[list[tuple[flo
     return [r for r in runs if len(r) >= 2]
 
 
+def _color(line: Line, i: int) -> str:
+    return line.color or PALETTE[i % len(PALETTE)]
+
+
+def _shown(line: Line, log: bool) -> list[float]:
+    """The line's y values as drawn: on a log scale a value <= 0 has no place (a gap)."""
+    return [v if v > 0 else math.nan for v in line.ys] if log else list(line.ys)
+
+
+def _polyline(pts: list[tuple[float, float]], step: bool) -> str:
+    """SVG points of a run; a staircase holds each value until the next x."""
+    if step:
+        pts = [p for a, b in zip(pts, pts[1:], strict=False) for p in (a, (b[0], a[1]))] + pts[-1:]
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
+
+
+def _line_marks(line: Line, color: str, x: Scale, y: Scale, ylim: tuple[float, float] | None,
+                smoothed: bool) -> list[str]:
+    """The polylines (one per finite run) and dots of one line on one y scale."""
+    y_lo, y_hi = (min(ylim), max(ylim)) if ylim else (-math.inf, math.inf)
+    ys = _shown(line, y.log)
+    opacity = line.opacity * (RAW_UNDER_SMOOTH if smoothed and line.role == "raw" else 1.0)
+    cls = f' class="{line.role}"' if line.role else ""
+    dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
+    out = []
+    for run in finite_runs(line.xs, ys):
+        pts = [(x(a), y(min(max(b, y_lo), y_hi))) for a, b in run]
+        out.append(f'<polyline{cls} points="{_polyline(pts, line.step)}" fill="none" stroke="{color}" '
+                   f'stroke-width="{line.width}" stroke-opacity="{opacity}"{dash}>'
+                   f"<title>{escape(line.label)}</title></polyline>")
+    if line.dots:
+        out += [f'<circle{cls} cx="{x(a):.1f}" cy="{y(min(max(b, y_lo), y_hi)):.1f}" r="2.6" fill="{color}"/>'
+                for a, b in zip(line.xs, ys, strict=False) if math.isfinite(b)]
+    return out
+
+
+def _hline_marks(hlines: Sequence[HLine], y: Scale, box: Box) -> list[str]:
+    out = []
+    for h in hlines:
+        if not math.isfinite(h.y) or (y.log and h.y <= 0):
+            continue
+        py = y(h.y)
+        out.append(f'<line class="hline" x1="{box.x0}" y1="{py:.1f}" x2="{box.x1}" y2="{py:.1f}" '
+                   f'stroke="{h.color}" stroke-dasharray="{h.dash}"/>')
+        if h.label:
+            out.append(f'<text class="reflabel" x="{box.x1 - 4}" y="{py - 4:.1f}" text-anchor="end" '
+                       f'fill="#555">{escape(h.label)}</text>')
+    return out
+
+
+def _plot_layer(lines: Sequence[Line], x: Scale, y: Scale, ylim: tuple[float, float] | None,
+                hlines: Sequence[HLine], box: Box) -> list[str]:
+    """What depends on the y scale: reference lines, then the lines."""
+    smoothed = any(line.role == "smooth" for line in lines)
+    out = _hline_marks(hlines, y, box)
+    for i, line in enumerate(lines):
+        out += _line_marks(line, _color(line, i), x, y, ylim, smoothed)
+    return out
+
+
+def _marker_marks(markers: Sequence[Marker], x: Scale, box: Box) -> list[str]:
+    """Vertical markers; two at one pixel sit side by side, labels stack down the top."""
+    out, taken, labelled = [], {}, 0
+    for m in markers:
+        if not math.isfinite(m.x) or (x.log and m.x <= 0):
+            continue
+        at = round(x(m.x), 1)
+        px = at + 2.5 * taken.get(at, 0)
+        taken[at] = taken.get(at, 0) + 1
+        style = (f' stroke-width="{m.width}"' if m.width != 1.0 else "") + (f' stroke-dasharray="{m.dash}"' if m.dash else "")
+        out.append(f'<line x1="{px:.1f}" y1="{box.y0}" x2="{px:.1f}" y2="{box.y1}" stroke="{m.color}"{style}>'
+                   f"<title>{escape(m.title or m.label)}</title></line>")
+        if m.label:
+            near_right = px > box.x1 - 120  # the label goes left of the line instead of off the chart
+            tx, anchor = (px - 4, "end") if near_right else (px + 4, "start")
+            out.append(f'<text x="{tx:.1f}" y="{box.y0 + 14 + 14 * labelled}" text-anchor="{anchor}" '
+                       f'fill="{m.color}">{escape(m.label)}</text>')
+            labelled += 1
+    return out
+
+
+def _flag_marks(flags: Sequence[Flag], x: Scale, box: Box) -> list[str]:
+    out = []
+    for f in flags:
+        if not math.isfinite(f.x) or (x.log and f.x <= 0):
+            continue
+        px, top = x(f.x), box.y0 + 1
+        out.append(f'<path class="flag" d="M{px - 5:.1f} {top}L{px + 5:.1f} {top}L{px:.1f} {top + 8}Z" '
+                   f'fill="{f.color}"><title>{escape(f.title)}</title></path>')
+    return out
+
+
+def _num(v: float) -> str:
+    """A value for a data attribute: 4 significant digits, ``nan`` when not finite."""
+    return f"{v:.4g}" if math.isfinite(v) else "nan"
+
+
+def _hover_marks(lines: Sequence[Line], box: Box) -> list[str]:
+    """Each line's values as data attributes (``data-x`` steps, ``data-y`` values) and a
+    hidden crosshair line, for a page's script to read and move."""
+    out = [f'<line class="crosshair" x1="{box.x0}" y1="{box.y0}" x2="{box.x0}" y2="{box.y1}" '
+           'stroke="#555" stroke-width="0.8" visibility="hidden" pointer-events="none"/>']
+    for line in lines:
+        if line.hover:
+            xs = " ".join(f"{v:.10g}" for v in line.xs)
+            ys = " ".join(_num(v) for v in line.ys)
+            out.append(f'<g class="hover" data-label="{escape(line.label)}" data-x="{xs}" data-y="{ys}"/>')
+    return out
+
+
+def _y_scale(lines: Sequence[Line], hlines: Sequence[HLine], ylim: tuple[float, float] | None,
+             log: bool, box: Box) -> Scale:
+    """The y scale spans the finite values and the reference lines (with a margin), or ``ylim``."""
+    if ylim and not log:
+        return Scale(*ylim, box.y1, box.y0)
+    ys = [v for line in lines for v in line.ys if math.isfinite(v)] + [h.y for h in hlines]
+    return Scale(*value_range(ys, log=log), box.y1, box.y0, log=log)
+
+
 def line_chart(lines: Sequence[Line], *, xlabel: str = "", ylabel: str = "", log_x: bool = False,
                ylim: tuple[float, float] | None = None, markers: Sequence[Marker] = (), title: str = "",
-               legend: str = "html", attrs: str = "", box: Box = BOX) -> str:
-    """Lines on shared axes. x spans the data exactly; y spans the finite values with a
-    margin, or ``ylim`` (values beyond it are drawn at its edge). ``legend`` "html" puts a
-    ``<div class="legend">`` before the SVG (a page styles it), "svg" draws it inside (a
-    standalone file), "" leaves it out."""
+               legend: str = "html", attrs: str = "", box: Box = BOX, xlim: tuple[float, float] | None = None,
+               log_y: bool = False, toggle_log_y: bool = False, hlines: Sequence[HLine] = (),
+               flags: Sequence[Flag] = (), hover: bool = False) -> str:
+    """Lines on shared axes. x spans the data exactly, or ``xlim``; y spans the finite values
+    with a margin, or ``ylim`` (values beyond it are drawn at its edge). ``log_y`` puts y on
+    log10; ``toggle_log_y`` draws both y scales (``log_y``'s first, the other hidden) for a
+    page's script to switch. ``hlines`` are reference lines, ``flags`` marks on the top
+    edge, ``hover`` writes the values for a crosshair (see the module docstring).
+    ``legend`` "html" puts a ``<div class="legend">`` before the SVG (a page styles it),
+    "svg" draws it inside (a standalone file), "" leaves it out."""
     if title:
         box = replace(box, top=box.top + 22)
     xs = [v for line in lines for v in line.xs]
-    ys = [v for line in lines for v in line.ys if math.isfinite(v)]
-    x = Scale(*value_range(xs, 0.0, log=log_x), box.x0, box.x1, log=log_x)
-    y = Scale(*(ylim or value_range(ys)), box.y1, box.y0)
-    y_lo, y_hi = (min(ylim), max(ylim)) if ylim else (-math.inf, math.inf)
-    out = frame(x, y, xlabel, ylabel, attrs, box=box, title=title)
-    for i, line in enumerate(lines):
-        color = line.color or PALETTE[i % len(PALETTE)]
-        for run in finite_runs(line.xs, line.ys):
-            pts = " ".join(f"{x(a):.1f},{y(min(max(b, y_lo), y_hi)):.1f}" for a, b in run)
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{line.width}" '
-                       f'stroke-opacity="{line.opacity}"><title>{escape(line.label)}</title></polyline>')
-    for i, m in enumerate(markers):
-        if not math.isfinite(m.x) or (x.log and m.x <= 0):
-            continue
-        px = x(m.x)
-        near_right = px > box.x1 - 120  # the label goes left of the line instead of off the chart
-        tx, anchor = (px - 4, "end") if near_right else (px + 4, "start")
-        out.append(f'<line x1="{px:.1f}" y1="{box.y0}" x2="{px:.1f}" y2="{box.y1}" stroke="{m.color}" '
-                   f'stroke-dasharray="4 3"><title>{escape(m.label)}</title></line>'
-                   f'<text x="{tx:.1f}" y="{box.y0 + 14 + 14 * i}" text-anchor="{anchor}" fill="{m.color}">'
-                   f"{escape(m.label)}</text>")
+    x = Scale(*(xlim or value_range(xs, 0.0, log=log_x)), box.x0, box.x1, log=log_x)
+    if hover:
+        attrs += f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}{" log" if x.log else ""}"'
+    scales = [log_y, not log_y] if toggle_log_y else [log_y]
+    out = [*_opening(attrs, box, title), *_x_axis(x, None, box)]
+    for k, log in enumerate(scales):
+        y = _y_scale(lines, hlines, ylim, log, box)
+        layer = _y_axis(y, box) + _plot_layer(lines, x, y, None if y.log else ylim, hlines, box)
+        if toggle_log_y:
+            hidden = ' display="none"' if k else ""
+            layer = [f'<g class="yscale" data-scale="{"log" if y.log else "linear"}"{hidden}>', *layer, "</g>"]
+        out += layer
+    out.append(_axis_labels(xlabel, ylabel, box))
+    out += _marker_marks(markers, x, box) + _flag_marks(flags, x, box)
+    if hover:
+        out += _hover_marks(lines, box)
     if legend == "svg":
         out += _svg_legend(lines, box)
     out.append("</svg>")
     svg = "\n".join(out)
-    if legend != "html":
-        return svg
-    items = "".join(f'<span class="item"><span class="swatch" style="border-color:'
-                    f'{line.color or PALETTE[i % len(PALETTE)]}"></span>{escape(line.label)}</span>'
-                    for i, line in enumerate(lines))
-    return f'<div class="legend">{items}</div>' + svg
+    return svg if legend != "html" else _html_legend(lines) + svg
+
+
+def _html_legend(lines: Sequence[Line]) -> str:
+    items = "".join(f'<span class="item"><span class="swatch{" dash" if line.dash else ""}" style="border-color:'
+                    f'{_color(line, i)}"></span>{escape(line.label)}</span>'
+                    for i, line in enumerate(lines) if line.legend)
+    return f'<div class="legend">{items}</div>'
 
 
 def _svg_legend(lines: Sequence[Line], box: Box) -> list[str]:
     """A legend in the plot's bottom-right corner, one row per line."""
     out = []
-    first_y = box.y1 - 8 - 14 * (len(lines) - 1)
-    for i, line in enumerate(lines):
-        ly, color = first_y + 14 * i, line.color or PALETTE[i % len(PALETTE)]
+    shown = [(i, line) for i, line in enumerate(lines) if line.legend]
+    first_y = box.y1 - 8 - 14 * (len(shown) - 1)
+    for row, (i, line) in enumerate(shown):
+        ly, color = first_y + 14 * row, _color(line, i)
+        dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
         out.append(f'<line x1="{box.x1 - 150}" y1="{ly - 4}" x2="{box.x1 - 130}" y2="{ly - 4}" stroke="{color}" '
-                   f'stroke-width="{line.width}" stroke-opacity="{line.opacity}"/>'
+                   f'stroke-width="{line.width}" stroke-opacity="{line.opacity}"{dash}/>'
                    f'<text x="{box.x1 - 124}" y="{ly}">{escape(line.label)}</text>')
     return out
