@@ -3,7 +3,15 @@ metric, so that only the training algorithm varies (DeepOBS, Schneider et al. 20
 
 Every instance is fixed by its own seeds, identical between runs and machines: the data
 splits and the quadratic's Hessian use fixed seeds of their own, never the run's seed (which
-only sets the initialisation and the batch order). The CPU suite mirrors DeepOBS's small set
+only sets the initialisation and the batch order).
+
+Every problem has three disjoint splits. Training; validation (``eval/*``: what the
+protocols select on, and what AlgoPerf's targets are set on); and test, never evaluated
+while training and reported for the setting chosen on validation (deepobs, budget;
+``bench/heldout.py``). The test split is ``task.test_fraction`` (``TEST_FRACTION`` of the
+data, taken from the training side with its own fixed seed, so validation holds the same
+samples as without it; for bytes, a band of the file hash), and for the quadratic a
+separate draw of its noise, as in DeepOBS. The CPU suite mirrors DeepOBS's small set
 on data that ships with Python and scikit-learn; the GPU suite is the same shape, larger.
 
 An AlgoPerf target (``target``) is the validation value a run must reach and
@@ -25,7 +33,11 @@ from trainwell.registry import Registry
 TARGETS_SET_ON = ("2-core Intel Xeon (KVM), torch 2.13.0 CPU, 1 thread per run with 2 workers, 2026-12-05, "
                   "benchmarks/bench_targets.py (AdamW, NAdamW, Nesterov momentum; 8 trials each, 5 reruns)")
 
+TEST_FRACTION = 0.1
+"""Share of each problem's data held out as its test split (the quadratic draws its own)."""
+
 _HARNESS: dict[str, Any] = {
+    "task": {"test_fraction": TEST_FRACTION},
     # the algorithm under test supplies the optimizer and its schedule; clipping would change
     # what SGD does and EMA would change what is evaluated, so the harness turns both off
     "clip": {"max_norm": 0.0},

@@ -16,10 +16,12 @@ VOCAB_MULTIPLE = 64
 tensor cores (nanoGPT pads GPT-2's 50257 to 50304 for the same reason)."""
 
 
-def load_token_bin(path: Path, val_fraction: float) -> TokenSplit:
+def load_token_bin(path: Path, val_fraction: float, test_fraction: float = 0.0) -> TokenSplit:
     """Split a uint16 token file into train (the first 1 - val_fraction of the tokens) and
-    val (the rest). A token file has no file boundaries, so the split is by position.
-    vocab_size = max token + 1, rounded up to a multiple of VOCAB_MULTIPLE."""
+    val (the rest); with ``test_fraction`` > 0, the test split is the ``test_fraction`` of
+    the tokens just before val, taken from train. A token file has no file boundaries, so
+    the split is by position. vocab_size = max token + 1, rounded up to a multiple of
+    VOCAB_MULTIPLE."""
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"task.data = {str(path)!r}: the token file is empty")
@@ -29,7 +31,9 @@ def load_token_bin(path: Path, val_fraction: float) -> TokenSplit:
             "a .bin file must hold uint16 token ids (nanoGPT's format)"
         )
     tokens = np.memmap(path, dtype=np.uint16, mode="r")  # (N,)
-    n_val = int(len(tokens) * val_fraction)
+    n_val, n_test = int(len(tokens) * val_fraction), int(len(tokens) * test_fraction)
+    end = len(tokens) - n_val
     vocab = int(tokens.max()) + 1
     vocab = -(-vocab // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    return TokenSplit(tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :], vocab)
+    test = tokens[end - n_test : end] if test_fraction > 0 else None
+    return TokenSplit(tokens[: end - n_test], tokens[end:], vocab, test=test)

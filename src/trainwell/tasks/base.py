@@ -99,6 +99,15 @@ class Task:
         raise NotImplementedError  # abstract
 
     def eval_data(self) -> Dataset | None:
+        """The validation split: evaluated during training, what runs are compared and
+        selected on."""
+        return None
+
+    def test_data(self) -> Dataset | None:
+        """The held-out test split, disjoint from training and validation: never evaluated
+        during training, so that a number reported on it was not used to choose anything
+        (trainwell bench reports it for the setting chosen on validation). None: no test
+        split."""
         return None
 
     def collate(self, samples: list[Any]) -> Any:

@@ -1,7 +1,8 @@
 """bytes-lm (the default task): a byte-level causal language model.
 
 Data without a download: the source code of the running Python's standard library (about
-700 files, 12 MB), split into training and validation by file. With ``task.data`` it reads a
+700 files, 12 MB), split into training and validation by file (and, with
+``task.test_fraction``, a test split of other files). With ``task.data`` it reads a
 folder of text files (or one text file) the same way, or a ``.bin`` file of uint16 tokens as
 nanoGPT's prepare scripts write them.
 
@@ -53,7 +54,7 @@ class BytesLM(Task):
         self.seq_len = cfg.task.seq_len
         self.z_loss = cfg.task.z_loss
         data = cfg.task.data
-        self.split, source = load_lm_data(data, cfg.task.val_fraction)
+        self.split, source = load_lm_data(data, cfg.task.val_fraction, cfg.task.test_fraction)
         self.is_bytes = self.split.train.dtype == np.uint8
         self.metric = "bpb" if self.is_bytes else "bits_per_token"
         self.vocab_size = self.split.vocab_size
@@ -62,6 +63,8 @@ class BytesLM(Task):
         where = f"task.data = {data!r}" if data else f"the standard library corpus ({source})"
         self._train = _windows(self.split.train, self.seq_len, "training", where)
         self._val = _windows(self.split.val, self.seq_len, "validation", where)
+        test = self.split.test
+        self._test = _windows(test, self.seq_len, "test", where) if test is not None else None
 
     def build_model(self) -> nn.Module:
         spec = ModelSpec(vocab_size=self.vocab_size, seq_len=self.seq_len)
@@ -72,6 +75,9 @@ class BytesLM(Task):
 
     def eval_data(self) -> Dataset:
         return self._val
+
+    def test_data(self) -> Dataset | None:
+        return self._test
 
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         x, y = batch  # (B, T), (B, T) int64
@@ -115,10 +121,15 @@ class BytesLM(Task):
         return text.replace("\x00", "\u2400")  # show the file separator instead of hiding it
 
 
-def load_lm_data(data: str | None, val_fraction: float) -> tuple[TokenSplit, str]:
+def load_lm_data(data: str | None, val_fraction: float, test_fraction: float = 0.0) -> tuple[TokenSplit, str]:
     """(token split, a short description of the source) for ``task.data``."""
+    if val_fraction + test_fraction >= 0.9:
+        raise DataError(
+            f"task.val_fraction + task.test_fraction = {val_fraction + test_fraction:g} leaves "
+            "under 10% of the data to train on; lower one of them"
+        )
     if not data:
-        split = load_stdlib_corpus(val_fraction)
+        split = load_stdlib_corpus(val_fraction, test_fraction)
         return split, "Python standard library source"
     path = Path(data).expanduser()
     if not path.exists():
@@ -127,8 +138,8 @@ def load_lm_data(data: str | None, val_fraction: float) -> tuple[TokenSplit, str
             "a text file, or a .bin file of uint16 tokens (nanoGPT's format)"
         )
     if path.suffix == ".bin" and path.is_file():
-        return load_token_bin(path, val_fraction), f"uint16 tokens from {path}"
-    return load_text_folder(path, val_fraction), f"bytes of {path}"
+        return load_token_bin(path, val_fraction, test_fraction), f"uint16 tokens from {path}"
+    return load_text_folder(path, val_fraction, test_fraction), f"bytes of {path}"
 
 
 def _windows(tokens: np.ndarray, seq_len: int, which: str, where: str) -> TokenWindows:

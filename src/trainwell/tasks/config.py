@@ -18,6 +18,8 @@ class TaskConfig(Section):
     """Context length in tokens for language-model tasks."""
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     """Share of the data held out for validation (by file for text corpora, deterministic)."""
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the data held out as a test split, apart from validation and taken from the training side (so validation stays the same): evaluated only when asked (trainwell bench reports it), never during training. 0 = none. The quadratic task always has its own test draw and ignores this."""
     whiten: bool = False
     """Digits: whiten inputs (decorrelate with PCA statistics of the training split) on top of centring and scaling."""
     z_loss: float = Field(0.0, ge=0.0)

@@ -22,12 +22,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from trainwell.data.arrays import load_digits_arrays
-from trainwell.data.split import stratified_split
 from trainwell.data.tensor_rows import TensorRows
 from trainwell.errors import ConfigError, DataError
 from trainwell.models import ModelSpec, build_model
 from trainwell.tasks.base import LossOutput, MetricSums, Task, TaskSpec
-from trainwell.tasks.digits import SPLIT_SEED
+from trainwell.tasks.digits import three_way_split
 
 if TYPE_CHECKING:
     from trainwell.config import RunConfig
@@ -60,13 +59,15 @@ class DigitsVAE(Task):
         images, y = load_digits_arrays()  # (N, 8, 8), (N,)
         # a fixed scale, not data statistics: the Bernoulli likelihood needs targets in [0, 1]
         x = torch.from_numpy((images.reshape(len(images), -1) / PIXEL_MAX).astype(np.float32))
-        # same split as the digits task, stratified so every digit is in both splits
-        self.train_idx, self.test_idx = stratified_split(y, cfg.task.val_fraction, SPLIT_SEED)
+        # same splits as the digits task, stratified so every digit is in each of them
+        self.train_idx, self.test_idx, self.heldout_test_idx = three_way_split(y, cfg)
+        held = self.heldout_test_idx
         self._train = TensorRows(x[self.train_idx])  # (N_train, 64)
-        self._test = TensorRows(x[self.test_idx])  # (N_test, 64)
+        self._test = TensorRows(x[self.test_idx])  # (N_val, 64)
+        self._heldout = TensorRows(x[held]) if len(held) else None  # (N_test, 64)
         self.data_summary = (
-            f"scikit-learn digits in [0, 1]: {len(self.train_idx)} train / "
-            f"{len(self.test_idx)} test images of 64 pixels"
+            f"scikit-learn digits in [0, 1]: {len(self.train_idx)} train / {len(self.test_idx)} validation"
+            + (f" / {len(held)} test" if len(held) else "") + " images of 64 pixels"
         )
 
     def build_model(self) -> nn.Module:
@@ -77,6 +78,9 @@ class DigitsVAE(Task):
 
     def eval_data(self) -> Dataset:
         return self._test
+
+    def test_data(self) -> Dataset | None:
+        return self._heldout
 
     def _terms(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(recon (B,), regulariser (B,)) in nats per image: KL, or the vq loss."""

@@ -3,9 +3,11 @@
 Per-sample loss 0.5 (theta - x)^T H (theta - x) with H = Q diag(lambda) Q^T: Q a fixed random
 rotation, 90% of the eigenvalues ~ U(0, 1) and 10% ~ U(30, 60), the spectrum reported for
 deep networks (Chaudhari et al. 2017, "Entropy-SGD"): a few steep directions, many flat ones.
-The "data" x ~ N(0, 0.6^2 I) are noise samples: 1000 fixed training samples and a separate
-test set of 1000. The optimum of the expected loss is theta = 0, where the test loss is
-about 0.5 * 0.36 * tr(H) (~89): no optimizer can go below that floor.
+The "data" x ~ N(0, 0.6^2 I) are noise samples: 1000 fixed training samples, a separate
+draw of 1000 for validation (``eval/*``) and, as DeepOBS's test set, another separate draw
+of 1000 for the test split (``test_data``). The optimum of the expected loss is theta = 0,
+where the held-out loss is about 0.5 * 0.36 * tr(H) (~89): no optimizer can go below that
+floor.
 
 What DeepOBS does and what we chose: DeepOBS draws the eigenvalues, the rotation (the
 Diaconis-Shahshahani subgroup algorithm) and the data with numpy's legacy RandomState
@@ -36,8 +38,11 @@ NOISE_STD = 0.6
 """DeepOBS's noise level: the spread of the samples around the optimum."""
 N_TRAIN = 1000
 N_TEST = 1000
-HESSIAN_SEED, TRAIN_SEED, TEST_SEED = 42, 43, 44
-"""Fixed seeds, not the run's seed: every run optimises the same problem instance."""
+"""Samples of each held-out draw (validation, test)."""
+HESSIAN_SEED, TRAIN_SEED, TEST_SEED, HELDOUT_TEST_SEED = 42, 43, 44, 45
+"""Fixed seeds, not the run's seed: every run optimises the same problem instance.
+TEST_SEED draws the validation samples (named before there was a test split, and kept so
+that validation stays the same draw); HELDOUT_TEST_SEED the test split's."""
 
 
 def deep_spectrum_hessian(dim: int = DIM, seed: int = HESSIAN_SEED) -> np.ndarray:
@@ -88,8 +93,10 @@ class Quadratic(Task):
             )
         self.hessian = torch.from_numpy(deep_spectrum_hessian().astype(np.float32))  # (D, D)
         self._train = TensorRows(_noise(N_TRAIN, TRAIN_SEED))  # (N_train, D)
-        self._test = TensorRows(_noise(N_TEST, TEST_SEED))  # (N_test, D)
-        self.data_summary = f"noisy quadratic: D={DIM}, {N_TRAIN} train / {N_TEST} test samples"
+        self._test = TensorRows(_noise(N_TEST, TEST_SEED))  # (N_val, D), the validation draw
+        self._heldout = TensorRows(_noise(N_TEST, HELDOUT_TEST_SEED))  # (N_test, D)
+        self.data_summary = (f"noisy quadratic: D={DIM}, {N_TRAIN} train / {N_TEST} validation / "
+                             f"{N_TEST} test samples")
 
     def build_model(self) -> nn.Module:
         return NoisyQuadratic(self.hessian.clone())
@@ -99,6 +106,9 @@ class Quadratic(Task):
 
     def eval_data(self) -> Dataset:
         return self._test
+
+    def test_data(self) -> Dataset:
+        return self._heldout
 
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         x = batch  # (B, D)
