@@ -88,3 +88,60 @@ def test_advice_for_valid_but_unlikely_settings(capsys):
     assert load_config(None, ["optim.name=lion", "optim.lr=3e-4"]).advice() == []
     assert main(["config", "show", "--set", "optim.name=lion"]) == 0
     assert "# advice: optim.name = 'lion'" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- a task's presets in a short run
+
+
+def test_a_task_preset_scales_to_a_shorter_run_and_config_show_says_so(capsys):
+    from trainwell.cli.main import main
+
+    cfg = load_config(overrides=["task.name=digits", "train.steps=20"])
+    # digits presets warmup 20 and eval_every 100 for its 400 steps: the same shares of 20 steps
+    assert (cfg.schedule.warmup_steps, cfg.train.eval_every) == (1, 5)
+    assert "instead of the digits task's 20, which it sets for its 400-step run" in cfg.fitted["schedule.warmup_steps"]
+    assert main(["config", "show", "--set", "task.name=digits", "--set", "train.steps=20"]) == 0
+    out = capsys.readouterr().out
+    assert "# fitted to train.steps = 20: 1 instead of the digits task's 20" in out
+    assert "warmup_steps = 1\n" in out
+    # the task's own run length keeps its presets exactly
+    full = load_config(overrides=["task.name=digits"])
+    assert (full.schedule.warmup_steps, full.train.eval_every) == (20, 100)
+    assert "schedule.warmup_steps" not in full.fitted and "train.eval_every" not in full.fitted
+
+
+def test_a_value_the_user_sets_over_a_preset_is_kept_and_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"schedule.warmup_steps \(30\) must be < train.steps \(20\)"):
+        load_config(overrides=["task.name=digits", "train.steps=20", "schedule.warmup_steps=30"])
+    path = tmp_path / "run.toml"
+    path.write_text('[task]\nname = "digits"\n[train]\nsteps = 20\n[schedule]\nwarmup_steps = 20\n')
+    with pytest.raises(ConfigError, match=r"schedule.warmup_steps \(20\) must be < train.steps \(20\)"):
+        load_config(path)  # set in the file, even to the preset's own value
+    kept = load_config(overrides=["task.name=digits", "train.steps=20", "schedule.warmup_steps=4"])
+    assert kept.schedule.warmup_steps == 4 and "schedule.warmup_steps" not in kept.fitted
+
+
+@pytest.mark.parametrize("steps", [20, 10, 1])
+def test_every_built_in_task_takes_a_short_run_from_the_cli_config_path(steps):
+    from trainwell.cli.main import build_parser
+    from trainwell.tasks import TASKS
+
+    for name in TASKS.names():
+        args = build_parser().parse_args(["train", "--set", f"task.name={name}", "--set", f"train.steps={steps}"])
+        cfg = load_config(args.config, args.overrides)
+        assert cfg.train.steps == steps
+        assert cfg.schedule.warmup_steps < steps, name
+        assert 1 <= cfg.train.eval_every <= steps and 1 <= cfg.instruments.every <= steps, name
+        assert 1 <= cfg.checkpoint.every_steps <= steps, name
+        assert {"schedule.warmup_steps", "train.eval_every"} <= set(cfg.fitted), name
+
+
+def test_a_short_cli_run_of_a_task_trains_with_its_presets_fitted(tmp_path, capsys):
+    from trainwell.cli.main import main
+
+    code = main(["train", "--set", "train.steps=20", "--set", "task.name=digits", "--set", "train.threads=1",
+                 "--run-dir", str(tmp_path / "r"), "--progress", "off"])
+    assert code == 0, capsys.readouterr().err
+    saved = load_config(tmp_path / "r" / "config.toml")
+    assert (saved.train.steps, saved.schedule.warmup_steps, saved.train.eval_every) == (20, 1, 5)
+    assert "step 20: eval/accuracy" in capsys.readouterr().out

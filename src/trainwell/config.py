@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from trainwell.checkpoint.config import CheckpointConfig
 from trainwell.dist.config import DistConfig
@@ -27,6 +27,7 @@ from trainwell.guards.config import GuardsConfig
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.models.config import ModelConfig
 from trainwell.optim.config import OptimConfig, ScheduleConfig
+from trainwell.run_length import task_preset
 from trainwell.section import Section
 from trainwell.sinks.config import LogConfig
 from trainwell.tasks.config import TaskConfig
@@ -61,12 +62,14 @@ class RunConfig(Section):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _fit_to_run(cls, data: Any, handler: Any) -> RunConfig:
-        """Unset step-count defaults sized for a longer run are scaled to train.steps first."""
+    def _fit_to_run(cls, data: Any, handler: Any, info: ValidationInfo) -> RunConfig:
+        """Unset step-count defaults sized for a longer run are scaled to train.steps first,
+        and so are the task's presets the user left to it (the validation context's
+        ``preset``, a run_length.Preset: resolve() passes it)."""
         from trainwell.run_length import fit_defaults
 
         sections = {k: f.annotation for k, f in cls.model_fields.items() if isinstance(f.annotation, type)}
-        data, notes = fit_defaults(data, sections)
+        data, notes = fit_defaults(data, sections, (info.context or {}).get("preset"))
         cfg = handler(data)
         if notes:
             cfg._fitted = notes
@@ -162,16 +165,18 @@ def resolve(
     problems: list[str] | None = None,
     check_task: bool = True,
 ) -> RunConfig:
-    """Validate a nested dict after merging the chosen task's defaults underneath it.
-    ``check_task=False`` when the caller brings its own Task object (the Python API)."""
+    """Validate a nested dict after merging the chosen task's defaults underneath it (its
+    step counts, sized for the task's run, are scaled to a shorter one unless ``raw`` sets
+    them: run_length.Preset). ``check_task=False`` when the caller brings its own Task object (the Python API)."""
     problems = list(problems or [])
     task = raw.get("task")
     task_name = task.get("name", DEFAULT_TASK) if isinstance(task, Mapping) else DEFAULT_TASK
     defaults = _task_defaults(task_name, problems if check_task else [])
     merged = deep_merge(defaults, raw)
     problems.extend(_registry_problems(merged))
+    preset = task_preset(str(task_name), defaults, raw, TrainConfig.model_fields["steps"].default)
     try:
-        cfg = RunConfig.model_validate(merged)
+        cfg = RunConfig.model_validate(merged, context={"preset": preset})
     except ValidationError as e:
         problems.extend(_format_validation(e))
         cfg = None

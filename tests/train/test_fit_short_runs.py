@@ -46,8 +46,8 @@ def test_a_value_that_was_set_is_kept_and_named_when_it_cannot_work():
     with pytest.raises(ConfigError, match=r"schedule.warmup_steps \(100\) must be < train.steps \(50\)"):
         load_config(overrides=["train.steps=50", "schedule.warmup_steps=100"], check_task=False,
                     base={"task": {"name": "fit"}})
-    # a task's own default counts as set: digits' warmup of 20 stays
-    assert load_config(overrides=["task.name=digits", "train.steps=60"]).schedule.warmup_steps == 20
+    # a task's preset is a default: digits' warmup of 20 (for its 400 steps) scales to a 60-step run
+    assert load_config(overrides=["task.name=digits", "train.steps=60"]).schedule.warmup_steps == 3
 
 
 def test_config_show_says_what_was_fitted(capsys):
