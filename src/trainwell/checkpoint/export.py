@@ -95,16 +95,14 @@ def newest_weights(
         why = "".join(f"\n  - {s}" for s in skipped) or " (the folder is empty)"
         raise CheckpointError(f"{store.root}: no valid checkpoint to {purpose}{why}")
     part = "ema" if ema else "model"
-    if part == "model" and part not in info.parts and info.meta.get("sharded"):
-        return info, consolidated_model(store.root / info.meta["sharded"])
+    if part not in info.parts and info.meta.get("sharded"):
+        state = consolidated_part(store.root / info.meta["sharded"], part)
+        if state is None:
+            raise CheckpointError(f"{info.path}: its sharded weights hold no part {part!r}; {_missing(ema)}")
+        return info, state
     if part not in info.parts:
-        hint = (
-            "this run kept no EMA weights (train with ema.decay > 0, or export the raw model without ema)"
-            if ema
-            else "the checkpoint has no model weights"
-        )
         raise CheckpointError(
-            f"{info.path}: no part {part!r} (parts: {', '.join(info.parts)}); {hint}"
+            f"{info.path}: no part {part!r} (parts: {', '.join(info.parts)}); {_missing(ema)}"
         )
     state = store.load(info, parts=[part])[part]
     if not isinstance(state, Mapping):
@@ -114,10 +112,18 @@ def newest_weights(
     return info, state
 
 
-def consolidated_model(sharded_dir: Path) -> dict[str, torch.Tensor]:
-    """The plain model state dict of a sharded (FSDP2 / tensor-parallel) checkpoint, read in
-    this one process: DCP gathers the shards into one file (model and optimizer) in a
-    temporary folder, of which the model part is kept."""
+def _missing(ema: bool) -> str:
+    """Why a checkpoint lacks the weights asked for."""
+    if ema:
+        return "this run kept no EMA weights (train with ema.decay > 0, or export the raw model without ema)"
+    return "the checkpoint has no model weights"
+
+
+def consolidated_part(sharded_dir: Path, part: str) -> dict[str, torch.Tensor] | None:
+    """One part (``model`` or ``ema``) of a sharded (FSDP2 / tensor-parallel) checkpoint as a
+    plain state dict, read in this one process (None when the checkpoint lacks the part):
+    DCP gathers the shards into one file (every part) in a temporary folder, of which the
+    part asked for is kept."""
     import tempfile
 
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
@@ -127,7 +133,7 @@ def consolidated_model(sharded_dir: Path) -> dict[str, torch.Tensor]:
             dcp_to_torch_save(str(sharded_dir), os.path.join(tmp, "full.pt"))
         except (OSError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{sharded_dir}: could not read the sharded checkpoint ({e})") from e
-        return torch.load(os.path.join(tmp, "full.pt"), weights_only=True)["model"]
+        return torch.load(os.path.join(tmp, "full.pt"), weights_only=True).get(part)
 
 
 def _dedupe(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -281,9 +281,6 @@ def _check_config(cfg: RunConfig, parallel: str, world: int) -> None:
         if cfg.precision == "fp16":
             problems.append("precision = 'fp16' is not supported with dist.parallel = 'fsdp' (the grad "
                             "scaler would see only its shard's overflows); use bf16 or fp32")
-        if cfg.ema.decay:
-            problems.append("ema.decay must be 0 with dist.parallel = 'fsdp' (the EMA copy would not "
-                            "be sharded); use ddp for EMA runs")
         if cfg.instruments.preset != "off" or cfg.instruments.include:
             problems.append("instruments.preset must be 'off' (and instruments.include empty) with "
                             "dist.parallel = 'fsdp' (instruments run extra forwards on rank 0 alone, "

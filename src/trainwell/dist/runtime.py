@@ -13,7 +13,8 @@ __all__ = ["SilentProgress", "describe", "gather_step_output", "shared_run_dir",
 
 
 def sharded(st: Any, run_dir: Path) -> ShardedWeights | None:
-    """The DCP checkpoint writer of an FSDP2 run (None for DDP: rank 0 saves full state)."""
+    """The DCP checkpoint writer of an FSDP2 run (None for DDP: rank 0 saves full state);
+    the run's EMA, sharded like the model, goes into the same checkpoints."""
     if st.dist is None or st.dist.parallel != "fsdp":
         return None
-    return ShardedWeights(st.model, st.optimizer, Path(run_dir) / "checkpoints")
+    return ShardedWeights(st.model, st.optimizer, Path(run_dir) / "checkpoints", ema=st.ema)

@@ -1,4 +1,4 @@
-"""FSDP2 checkpoints: the sharded weights and optimizer state through
+"""FSDP2 checkpoints: the sharded weights, optimizer state and EMA weights through
 ``torch.distributed.checkpoint`` (DCP); the rest of the training state through the store.
 
 Each rank writes its own shards into ``checkpoints/sharded/step-XXXXXXXX/`` (DCP's format:
@@ -8,6 +8,11 @@ names the sharded directory. The store commits last, so a valid store checkpoint
 its shards were complete. DCP loads into the current sharding, which may differ from the
 one that saved (another world size): it re-shards on load. ``consolidate`` turns a
 sharded checkpoint into one ``torch.save`` file for use without torch.distributed.
+
+The parts of a sharded checkpoint: ``model`` and ``optimizer`` (``get_state_dict``'s), and,
+when the run keeps an EMA, ``ema``: the shadow of every model tensor under the model's
+state-dict names (train/ema.py's ShardedEMA), so that its consolidated form loads into the
+plain model as the ``model`` part does.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainwell.train.ema import ShardedEMA
+
 SHARDED_DIR = "sharded"
 
 
 class ShardedWeights:
-    """Save and load the model and optimizer of an FSDP2 run with DCP (collective calls:
-    every rank calls them together)."""
+    """Save and load the model, optimizer and EMA of an FSDP2 run with DCP (collective
+    calls: every rank calls them together)."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, root: Path) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, root: Path,
+                 ema: ShardedEMA | None = None) -> None:
+        self.model, self.optimizer, self.ema = model, optimizer, ema
         self.root = Path(root) / SHARDED_DIR
 
     def path_for(self, step: int) -> Path:
@@ -36,22 +44,29 @@ class ShardedWeights:
         """Write this rank's shards of step ``step``; returns the directory relative to the
         checkpoints root (recorded in the store's manifest)."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict
 
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
         path = self.path_for(step)
-        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(path))
+        dcp.save(self._parts(), checkpoint_id=str(path))
         return f"{SHARDED_DIR}/{path.name}"
 
     def load(self, relative: str) -> None:
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+        from torch.distributed.checkpoint.state_dict import set_state_dict
 
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
-        state = {"model": model_sd, "optimizer": optim_sd}
-        dcp.load(state, checkpoint_id=str(self.root.parent / relative))
+        state = self._parts()
+        dcp.load(state, checkpoint_id=str(self.root.parent / relative))  # the EMA's shadows in place
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"])
+
+    def _parts(self) -> dict[str, dict]:
+        """The checkpoint's parts, as DCP saves them and loads into them."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        parts = {"model": model_sd, "optimizer": optim_sd}
+        if self.ema is not None:
+            parts["ema"] = self.ema.state_dict()
+        return parts
 
     def prune(self, keep: set[int]) -> None:
         """Remove sharded directories whose store checkpoint is gone (retention removed it).
@@ -65,8 +80,9 @@ class ShardedWeights:
 
 
 def consolidate(sharded_dir: str | Path, out_file: str | Path) -> None:
-    """One ``torch.save`` file with the full (unsharded) model and optimizer state of a
-    sharded checkpoint; runs in a single process, no process group needed."""
+    """One ``torch.save`` file with the full (unsharded) model and optimizer state (and EMA
+    weights, under ``"ema"``, when the run kept them) of a sharded checkpoint; runs in a
+    single process, no process group needed."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     dcp_to_torch_save(str(sharded_dir), str(out_file))

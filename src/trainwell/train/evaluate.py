@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from trainwell.data.loader import to_device
 from trainwell.data.source import eval_batches
 from trainwell.tasks.base import Task
+from trainwell.train.ema import ema_weights
 from trainwell.train.precision import Precision
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def evaluate_all(cfg: TrainConfig, task: Task, st: TrainState, eval_data: Any) -
         swap_s += time.perf_counter() - t1
     if swap:  # the swap is the optimizer's work: AlgoPerf counts it as training time
         results["sys/eval_swap_s"] = swap_s
-    if st.ema is not None:
-        ema = evaluate(task, st.ema.module, eval_data, **kwargs)
+    if st.ema is not None:  # a sharded EMA is swapped into the model on every rank alike
+        with ema_weights(st.ema, st.model) as model:
+            ema = evaluate(task, model, eval_data, **kwargs)
         results.update({f"eval_ema/{k}": v for k, v in ema.items()})
     return results

@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from trainwell.data.loader import BatchLoader, IterableLoader
+from trainwell.train.ema import ShardedEMA
 from trainwell.train.precision import Precision
 from trainwell.train.rng import rng_state, set_rng_state
 
@@ -25,7 +26,8 @@ class TrainState:
     precision: Precision
     loader: BatchLoader | IterableLoader
     device: torch.device
-    ema: AveragedModel | None = None
+    ema: AveragedModel | ShardedEMA | None = None
+    """The EMA of the weights (train/ema.py): sharded beside a sharded model."""
     step: int = 0
     """Applied optimizer updates."""
     iteration: int = 0
@@ -54,7 +56,8 @@ class TrainState:
 
     def state_dict(self, weights: bool = True) -> dict[str, Any]:
         """Checkpoint parts: name -> tensors and plain data only. ``weights=False`` leaves out
-        the model and optimizer (an FSDP2 run saves those sharded, dist/sharded.py)."""
+        the model, optimizer and EMA weights (an FSDP2 run saves those sharded,
+        dist/sharded.py); the EMA's update count stays in the ``train`` part."""
         train: dict[str, Any] = {
             "step": self.step,
             "iteration": self.iteration,
@@ -72,7 +75,8 @@ class TrainState:
             parts["model"] = unwrap(self.model).state_dict()
             parts["optimizer"] = self.optimizer.state_dict()
         if self.ema is not None:
-            parts["ema"] = self.ema.module.state_dict()
+            if weights:
+                parts["ema"] = self.ema.module.state_dict()
             train["ema_n_averaged"] = self.ema.n_averaged.clone()
         return parts
 
@@ -87,8 +91,9 @@ class TrainState:
         self.loader.load_state_dict(train["loader"])
         if self.precision.scaler is not None and "scaler" in train:
             self.precision.scaler.load_state_dict(train["scaler"])
-        if self.ema is not None and "ema" in parts:
-            self.ema.module.load_state_dict(parts["ema"])
+        if self.ema is not None and "ema_n_averaged" in train:
+            if "ema" in parts:  # absent when the EMA was saved sharded
+                self.ema.module.load_state_dict(parts["ema"])
             self.ema.n_averaged.copy_(train["ema_n_averaged"])
         set_rng_state(train["rng"])
 
