@@ -1,8 +1,10 @@
 """``bench.html``: one self-contained page for a benchmark, regenerated from its results
-folder: per problem the table with intervals and verdicts, DeepOBS's performance plot (the
-final runs' metric over training, mean over seeds) and, for the deepobs protocol, the
-learning-rate sensitivity plot (final metric against the learning rate of each grid point).
-The charts are inline SVG from ``report.charts``."""
+folder: per problem the table with intervals and verdicts (for deepobs and budget on the
+test split, for the setting chosen on validation; the header says which), DeepOBS's
+performance plot (the final runs' validation metric over training, mean over seeds) and,
+for the deepobs protocol, the learning-rate sensitivity plot (final validation metric
+against the learning rate of each grid point: what the choice was made on). The charts are
+inline SVG from ``report.charts``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from trainwell.bench.show import split_header
 from trainwell.report.assets import html_page
 from trainwell.report.charts import Line, line_chart
 from trainwell.sinks import METRICS_FILE, read_jsonl
@@ -85,12 +88,13 @@ def render(root: Path, runs: list[dict[str, Any]], table: dict[str, Any]) -> str
     for problem, rs in by_problem.items():
         lines = [x for x in table["lines"] if x["problem"] == problem]
         panels = [_panel("performance", _chart(_mean_curves(rs), rs[0]["metric"]),
-                         "final runs, mean over seeds at each evaluation")]
+                         "final runs, validation, mean over seeds at each evaluation")]
         if protocol == "deepobs":
             panels.append(_panel("learning-rate sensitivity", _chart(_lr_curves(rs), rs[0]["metric"],
                                                                      "optim.lr", log_x=True),
-                                 "final metric of each grid point; gaps are runs without a value"))
-        parts += [f"<h2>{escape(problem)}</h2>", _table(lines, scores["problems"].get(problem, {})),
+                                 "final validation metric of each grid point; gaps are runs without a value"))
+        parts += [f"<h2>{escape(problem)}</h2>", f'<p class="muted">{escape(split_header(lines[0]))}</p>',
+                  _table(lines, scores["problems"].get(problem, {})),
                   f'<div class="grid2">{"".join(panels)}</div>']
     return _page(parts)
 
@@ -104,14 +108,16 @@ def _wins(scores: dict[str, Any]) -> str:
 
 
 def _table(lines: list[dict[str, Any]], verdicts: dict[str, Any]) -> str:
-    head = ["algorithm", "schedule", "mean", "std", "95% interval", "seeds", "infeasible", "interventions",
-            "verdict"]
+    test = bool(lines) and lines[0].get("split") == "test"
+    head = ["algorithm", "schedule", "test mean" if test else "validation mean", "std", "95% interval", "seeds",
+            *(["validation mean"] if test else []), "infeasible", "interventions", "verdict"]
     rows = []
     for x in lines:
         v = verdicts.get("algorithms", {}).get(x["algorithm"], {})
         ci = x.get("ci")
         rows.append([x["algorithm"], x["schedule"], _fmt(x["mean"]), _fmt(x["std"]),
-                     f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}", str(x["infeasible"]),
+                     f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}",
+                     *([_fmt(x.get("val_mean"))] if test else []), str(x["infeasible"]),
                      str(x["interventions"]), v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"])
     return _html_table(head, rows)
 

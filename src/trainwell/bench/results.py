@@ -1,6 +1,14 @@
 """A benchmark's results: one JSON per run and a table per protocol in ``results/``, read
 from the studies' trials; the verdicts are noise-aware (bootstrap intervals over seeds,
-overlapping intervals are a tie)."""
+overlapping intervals are a tie).
+
+Which split each number is on: a run's ``value`` is its final validation metric (what the
+study selected by; ``value_split``), its ``test_value`` the same metric on the test split
+(``test_metric``), evaluated for final runs only, after selection (``heldout.py``). The
+table reports (``split``, ``reported_metric``) the test metric of the setting chosen on
+validation for deepobs and budget, as DeepOBS and Crowded Valley do, and validation for
+oneshot (no setting is chosen) and algoperf (its targets are validation targets). Choices
+made here (budget: an algorithm's schedule) are made on validation (``val_mean``) too."""
 
 from __future__ import annotations
 
@@ -30,12 +38,13 @@ def collect(root: Path, cfg: BenchConfig, plans: list[StudyPlan]) -> list[dict[s
         if not (d / "study.toml").is_file():
             continue
         view = read_view(load_handle(d))
-        final = _final_numbers(view, cfg.protocol)
+        final = final_numbers(view, cfg.protocol)
         for t in view.trials:
             rows.append(_timed(p, t, {
                 "problem": p.problem.name, "algorithm": p.algorithm, "protocol": cfg.protocol,
                 "schedule": p.schedule, "seed": int(t.params.get("seed", t.seed)), "metric": view.metric,
-                "higher_is_better": view.higher_is_better, "value": _finite(t.value), "state": t.state,
+                "higher_is_better": view.higher_is_better, "value": _finite(t.value),
+                "value_split": "validation", **_test_fields(t, view.metric, t.number in final and cfg.protocol != "algoperf"), "state": t.state,
                 "reason": t.reason, "interventions": t.interventions,
                 "interventions_total": t.interventions_total, "params": t.params,
                 "run_dir": t.run_dir, "role": "final" if t.number in final else "search",
@@ -62,7 +71,23 @@ def _timed(p: StudyPlan, t: Any, row: dict[str, Any], protocol: str) -> dict[str
     return row
 
 
-def _final_numbers(view: Any, protocol: str) -> set[int]:
+def _test_fields(t: Any, metric: str, final: bool) -> dict[str, Any]:
+    """test_metric, test_value (None: not evaluated) and why a final run has no test value."""
+    from trainwell.bench.heldout import read_test
+
+    name = "test/" + metric.split("/", 1)[-1]
+    record = read_test(t.run_dir) if final and t.run_dir else None
+    value = record["metrics"].get(name) if record else None
+    missing = None
+    if final and t.state == "complete" and value is None:
+        missing = record["missing"] if record and record.get("missing") else "not evaluated"
+    return {"test_metric": name, "test_value": value, "test_missing": missing}
+
+
+def final_numbers(view: Any, protocol: str) -> set[int]:
+    """The trial numbers of a study's final runs: every run for oneshot, else the best by
+    the study's ranking (its validation objective; the test split is never read) and its
+    seed reruns."""
     if protocol == "oneshot":
         return {t.number for t in view.trials}
     ranked = view.ranked()
@@ -79,23 +104,39 @@ def _finite(v: float | None) -> float | None:
 # ---------------------------------------------------------------- tables and verdicts
 
 
+REPORTED_SPLIT = {"oneshot": "validation", "deepobs": "test", "budget": "test", "algoperf": "validation"}
+"""The split each protocol's table reports: deepobs and budget choose a setting on
+validation and report it on test; oneshot chooses nothing; algoperf's targets are
+validation targets."""
+
+
+def reported_values(final: list[dict[str, Any]], split: str) -> list[float]:
+    """The final runs' values on the reported split (complete runs that have one)."""
+    key = "test_value" if split == "test" else "value"
+    return [r[key] for r in final if r["state"] == "complete" and r[key] is not None]
+
+
 def table(rows: list[dict[str, Any]], protocol: str) -> list[dict[str, Any]]:
     """One line per problem and algorithm (and schedule for budget): the final runs' mean,
-    spread and 95% bootstrap interval, infeasible counts, interventions, and for the lr
-    grid the fraction of it that trained stably."""
+    spread and 95% bootstrap interval on the reported split (``REPORTED_SPLIT``), their
+    validation mean (what choices between lines are made on), infeasible counts,
+    interventions, and for the lr grid the fraction of it that trained stably."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["problem"], r["algorithm"], r["schedule"])].append(r)
+    split = REPORTED_SPLIT[protocol]
     out = []
     for (problem, algorithm, schedule), rs in groups.items():
         final = [r for r in rs if r["role"] == "final"]
-        values = [r["value"] for r in final if r["state"] == "complete" and r["value"] is not None]
+        values, val_values = reported_values(final, split), reported_values(final, "validation")
         line = {
             "problem": problem, "algorithm": algorithm, "schedule": schedule, "metric": rs[0]["metric"],
+            "split": split, "reported_metric": rs[0]["test_metric"] if split == "test" else rs[0]["metric"],
             "higher_is_better": rs[0]["higher_is_better"], "n": len(values), "runs": len(final),
             "mean": statistics.fmean(values) if values else None,
             "std": statistics.stdev(values) if len(values) > 1 else None,
             "ci": list(bootstrap_ci(values)) if len(values) > 1 else None,
+            "val_mean": statistics.fmean(val_values) if val_values else None,
             "infeasible": sum(r["state"] == "infeasible" for r in rs),
             "interventions": sum(r["interventions_total"] for r in rs),
             "values": values,
@@ -149,13 +190,15 @@ def _verdict(x: dict[str, Any], best: dict[str, Any], higher: bool) -> str:
 
 
 def _best_schedule(line: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """budget: an algorithm is judged with its best schedule on that problem."""
+    """budget: an algorithm is judged with its schedule that is best on validation (the
+    mean validation value of its final runs): choosing it by the reported test values would
+    select on the split that is reported."""
     mine = [x for x in lines if x["problem"] == line["problem"] and x["algorithm"] == line["algorithm"]
-            and x["mean"] is not None]
+            and x.get("val_mean", x["mean"]) is not None]
     if not mine:
         return line
     higher = line["higher_is_better"]
-    return max(mine, key=lambda x: x["mean"] if higher else -x["mean"])
+    return max(mine, key=lambda x: x.get("val_mean", x["mean"]) * (1 if higher else -1))
 
 
 def algoperf_table(rows: list[dict[str, Any]], reference: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:

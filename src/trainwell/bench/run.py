@@ -47,6 +47,7 @@ def bench(
           f"{len(cfg.algorithms)} algorithms in {root}", file=out, flush=True)
     for i, p in enumerate(plans, 1):
         _run_study(p, root, workers, storage, f"[{i}/{len(plans)}]", out)
+        _test_final_runs(p, root, storage, cfg.protocol, f"[{i}/{len(plans)}]", out)
     write_results(root, cfg, collect(root, cfg, plans))
     return root
 
@@ -81,8 +82,7 @@ def _run_study(p: StudyPlan, root: Path, workers: int, storage: str | None, tag:
     from trainwell.tune import load_handle, tune
 
     d = root / "studies" / p.path
-    label = (f"{tag} {p.problem.name} / {p.algorithm}" + (f" / {p.schedule}" if p.path.name == p.schedule else "")
-             + (f" / {p.path.name}" if "study" in p.path.name else ""))
+    label = _label(p, tag)
     if d.is_dir() and (d / "study.toml").is_file() and _complete(load_handle(d, storage), p):
         print(f"{label}: done before", file=out, flush=True)
         return
@@ -95,6 +95,39 @@ def _run_study(p: StudyPlan, root: Path, workers: int, storage: str | None, tag:
     best = res.best
     head = f"best {res.view.metric} {best.value:.4g}" if best is not None else "no complete trial"
     print(f"{label}: {summary}; {head} ({time.perf_counter() - t0:.1f} s)", file=out, flush=True)
+
+
+def _label(p: StudyPlan, tag: str) -> str:
+    return (f"{tag} {p.problem.name} / {p.algorithm}" + (f" / {p.schedule}" if p.path.name == p.schedule else "")
+            + (f" / {p.path.name}" if "study" in p.path.name else ""))
+
+
+def _test_final_runs(p: StudyPlan, root: Path, storage: str | None, protocol: str, tag: str, out: TextIO) -> None:
+    """The test split of the study's final runs (the defaults' seeds, or the setting chosen
+    on validation and its reruns), evaluated once the study is done, so that nothing in it
+    was chosen by the test split. algoperf has none: its targets are validation targets."""
+    if protocol == "algoperf":
+        return
+    import statistics
+
+    from trainwell.bench.heldout import evaluate_test
+    from trainwell.bench.results import final_numbers
+    from trainwell.tune import load_handle
+    from trainwell.tune.study import read_view
+
+    d = root / "studies" / p.path
+    if not (d / "study.toml").is_file():
+        return
+    view = read_view(load_handle(d, storage))
+    final = final_numbers(view, protocol)
+    records = [evaluate_test(t.run_dir, view.metric) for t in view.trials
+               if t.number in final and t.state == "complete" and t.run_dir]
+    name = "test/" + view.metric.split("/", 1)[-1]
+    values = [r["metrics"][name] for r in records if r["metrics"].get(name) is not None]
+    missing = [r["missing"] for r in records if r["missing"]]
+    head = f"test {name.split('/', 1)[1]} {statistics.fmean(values):.4g}" if values else "no test value"
+    print(f"{_label(p, tag)}: {head} (mean of {len(values)} of {len(records)} final runs)"
+          + (f"; {len(missing)} without one, e.g. {missing[0]}" if missing else ""), file=out, flush=True)
 
 
 def _complete(h: Any, p: StudyPlan) -> bool:

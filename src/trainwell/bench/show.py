@@ -1,6 +1,10 @@
 """``bench show``: the benchmark's table and verdicts in the terminal, or as one JSON object
-``{"runs": [{problem, algorithm, protocol, seed, metric, value, time_to_target_s, reached,
-state, ...}], "scores": {protocol: {...}}, "table": [...]}``."""
+``{"runs": [{problem, algorithm, protocol, seed, metric, value, value_split, test_metric,
+test_value, test_missing, time_to_target_s, reached, state, ...}], "scores": {protocol:
+{...}}, "table": [...]}``. A run's ``value`` is on validation, its ``test_value`` on the
+test split (final runs of deepobs, budget and oneshot); a table line's ``mean`` is on its
+``split`` (test for deepobs and budget: the setting chosen on validation, reported on
+test)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,16 @@ from typing import Any
 def to_json(runs: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
     return {"protocol": table["protocol"], "runs": runs, "scores": table["scores"],
             "table": [{k: v for k, v in line.items() if k != "values"} for line in table["lines"]]}
+
+
+def split_header(line: dict[str, Any]) -> str:
+    """What a table's numbers are: the test metric of the setting chosen on validation, or
+    the final validation metric."""
+    metric = line["metric"]
+    if line.get("split") == "test":
+        return (f"{line.get('reported_metric') or metric} on the test split, of the setting chosen on "
+                f"validation ({metric})")
+    return f"final {metric} on the validation split"
 
 
 def _num(v: Any) -> str:
@@ -58,10 +72,12 @@ def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
     for problem, ls in by_problem.items():
         verdicts = scores["problems"].get(problem, {}).get("algorithms", {})
         head = ls[0]
-        lines += ["", f"{problem}: final {head['metric']} ({'higher' if head['higher_is_better'] else 'lower'} "
+        test = head.get("split") == "test"
+        lines += ["", f"{problem}: {split_header(head)} ({'higher' if head['higher_is_better'] else 'lower'} "
                       "is better), mean over seeds [95% bootstrap interval]"]
-        rows = [["algorithm", "schedule", "mean", "std", "interval", "seeds", "infeasible", "interventions",
-                 "verdict"] + (["lr", "stable lr"] if protocol == "deepobs" else [])]
+        rows = [[*(["algorithm", "schedule", "test mean", "std", "interval", "seeds", "val mean"] if test else
+                   ["algorithm", "schedule", "val mean", "std", "interval", "seeds"]),
+                 "infeasible", "interventions", "verdict"] + (["lr", "stable lr"] if protocol == "deepobs" else [])]
         ls = sorted(ls, key=lambda x: (x["mean"] is None, -(x["mean"] or 0) if head["higher_is_better"]
                                        else (x["mean"] or 0)))
         for x in ls:
@@ -69,7 +85,7 @@ def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
             v = verdicts.get(x["algorithm"], {})
             rows.append([x["algorithm"], x["schedule"], _num(x["mean"]), _num(x["std"]),
                          f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", f"{x['n']} of {x['runs']}",
-                         str(x["infeasible"]), str(x["interventions"]),
+                         *([_num(x.get("val_mean"))] if test else []), str(x["infeasible"]), str(x["interventions"]),
                          v.get("verdict", "-") if v.get("schedule") == x["schedule"] else "-"]
                         + ([_num(x.get("lr")), _num(x.get("stable_lr_fraction"))] if protocol == "deepobs" else []))
         lines += _columns(rows)
