@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 import trainwell
+from trainwell.api import loader_batch_size
 from trainwell.errors import ConfigError, TaskError
 
 X = torch.randn(96, 6, generator=torch.Generator().manual_seed(0))
@@ -140,3 +141,37 @@ def test_diagnose_takes_fit_arguments(tmp_path: Path, capsys: pytest.CaptureFixt
 
     found = trainwell.diagnose(model(), TensorDataset(X, Y), detached, run_dir=tmp_path / "b", steps=20)
     assert found.findings[0].id == "loss_without_gradient"
+
+
+def fit_config(config: dict) -> trainwell.RunConfig:
+    """The RunConfig fit() makes of ``config``."""
+    return trainwell.load_config(base={"task": {"name": "fit"}, **config}, check_task=False)
+
+
+def test_a_dataloaders_batch_size_is_the_runs(tmp_path: Path) -> None:
+    loader = DataLoader(TensorDataset(X, Y), batch_size=8, shuffle=True)
+    steps = {"train": {"steps": 4, "threads": 1}, "log": {"tensorboard": False}}
+    for call in (lambda c: trainwell.fit(model(), loader, F.cross_entropy, c, run_dir=tmp_path / "f", progress=False),
+                 lambda c: trainwell.diagnose(model(), loader, F.cross_entropy, c, run_dir=tmp_path / "d", steps=10),
+                 lambda c: trainwell.lr_find(model(), loader, F.cross_entropy, c, run_dir=tmp_path / "l", steps=10)):
+        with pytest.raises(ConfigError, match=r"train.batch_size = 16, but train_data is a DataLoader with "
+                                              r"batch_size=8.*DataLoader with batch_size=16"):
+            call({**steps, "train": {**steps["train"], "batch_size": 16}})
+    # unset: the DataLoader's, recorded in the run's config and said where it came from
+    trainwell.fit(model(), loader, F.cross_entropy, steps, run_dir=tmp_path / "f", progress=False)
+    assert trainwell.load_config(tmp_path / "f" / "config.toml", check_task=False).train.batch_size == 8
+    cfg = loader_batch_size(fit_config(steps), loader)
+    assert cfg.train.batch_size == 8 and "DataLoader given as train_data (8)" in cfg.fitted["train.batch_size"]
+    # the same value set explicitly is kept without a note
+    same = loader_batch_size(fit_config({"train": {"batch_size": 8}}), loader)
+    assert same.train.batch_size == 8 and "train.batch_size" not in same.fitted
+
+
+def test_a_batch_size_cannot_apply_to_a_dataloader_with_its_own_batch_sampler() -> None:
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    loader = DataLoader(TensorDataset(X, Y), batch_sampler=BatchSampler(SequentialSampler(range(96)), 12, False))
+    with pytest.raises(ConfigError, match=r"train.batch_size = 16 cannot apply: .* its own batch_sampler"):
+        loader_batch_size(fit_config({"train": {"batch_size": 16}}), loader)
+    unset = fit_config({"train": {"steps": 4}})
+    assert loader_batch_size(unset, loader) is unset

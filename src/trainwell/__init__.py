@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": "trainwell.api",
     "diagnose": "trainwell.diagnose",
+    "lr_find": "trainwell.api",
     "train": "trainwell.train",
     "tune": "trainwell.tune",
     "FunctionTask": "trainwell.api",
@@ -49,12 +50,13 @@ __all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "diagnose",
     "fit",
     "load_config",
+    "lr_find",
     "train",
     "tune",
 ]
 
 if TYPE_CHECKING:
-    from trainwell.api import FunctionTask, fit, train
+    from trainwell.api import FunctionTask, fit, lr_find, train
     from trainwell.config import RunConfig, load_config
     from trainwell.errors import (
         CheckpointError,

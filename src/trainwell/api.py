@@ -1,7 +1,8 @@
 """The Python API: ``trainwell.fit(model, data, loss_fn, config)`` for any nn.Module and the
 data where the user has it (a Dataset, a DataLoader, any iterable of batches, tensors or
 numpy arrays, an HF dataset: data/source.py), ``trainwell.diagnose(model, data, loss_fn)``
-for the same three, and ``trainwell.train(config)`` for a RunConfig/TOML."""
+and ``trainwell.lr_find(model, data, loss_fn)`` for the same three, and
+``trainwell.train(config)`` for a RunConfig/TOML."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainwell.config import RunConfig, as_run_config, load_config
+from trainwell.data.source import loader_batch_size
 from trainwell.errors import ConfigError, TaskError
 from trainwell.sinks.console import quiet
 from trainwell.tasks.base import LossOutput, MetricSums, Task
@@ -153,7 +155,9 @@ def fit(
     ``train_data`` / ``eval_data``: a Dataset; in-memory data (TensorDataset, StackDataset, a
     tensor or numpy array, a tuple or dict of them, an HF dataset in torch format), indexed a
     batch of ``train.batch_size`` at a time; a DataLoader or any iterable of batches, used as
-    its batches come (docs/training.md says how each resumes).
+    its batches come (docs/training.md says how each resumes). A DataLoader's batch size is
+    the run's: ``train.batch_size`` set to another value is a ConfigError
+    (data/source.py, loader_batch_size).
     ``config``: a RunConfig, a nested dict such as ``{"train": {"steps": 200}}``, or a TOML
     path. ``loss_fn``: ``loss_fn(outputs, targets)`` or ``loss_fn(model, batch)`` (FunctionTask
     says which is used when). ``progress``: None follows ``log.progress`` (a bar on a terminal,
@@ -164,7 +168,7 @@ def fit(
     place. The run's summary.json and report describe ``model`` (its class and parameters)."""
     if resume and run_dir is None:
         raise ConfigError("fit(resume=True) needs run_dir: the run directory to continue")
-    cfg = _as_config(config)
+    cfg = loader_batch_size(_as_config(config), train_data)
     task = FunctionTask(model, train_data, loss_fn, eval_data, metrics, higher_is_better)
     # the loop starts a run without a checkpoint again from step 0 (dropping the rows it had
     # logged), is silent with progress=False and names the model in summary.json
@@ -186,8 +190,11 @@ def diagnose(
     """``trainwell diagnose`` for the arguments of fit(): probe ``model``, ``train_data`` and
     ``loss_fn`` (with ``config``'s optimizer, LR, batch size...) and return the Diagnosis (its
     ``findings``, worst first; ``render(d)`` or ``print(d)`` puts them in words). ``model`` is
-    left as it was. ``eval_data`` is checked against ``train_data`` (shared samples, other input
-    statistics). ``progress``: False prints nothing while probing."""
+    left as it was. ``train_data``: any kind fit() takes; the probes that look at samples
+    take them from a dataset at random, from a DataLoader or an iterable of batches as its
+    next batches, joined or cut to the samples they need (data/draw.py). ``eval_data`` is
+    checked against ``train_data`` (shared samples, other input statistics). ``progress``:
+    False prints nothing while probing."""
     from trainwell.diagnose.run import diagnose as run_diagnosis
 
     if steps < 10:
@@ -196,6 +203,29 @@ def diagnose(
     task = FunctionTask(model, train_data, loss_fn, eval_data, metrics)
     with quiet() if not progress else contextlib.nullcontext():
         return run_diagnosis(cfg, task=task, run_dir=run_dir, steps=steps)
+
+
+def lr_find(
+    model: nn.Module,
+    train_data: Data,
+    loss_fn: Callable[..., Tensor],
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+) -> Any:
+    """``trainwell lr-find`` for the arguments of fit(): the LR range test (Smith 2017) on
+    ``model``, ``train_data`` (any kind fit() takes, read as training reads it) and ``loss_fn``
+    with ``config``'s optimizer, batch size and clipping. Returns the LRFindResult
+    (``suggested_lr``, None when no learning rate works, and ``message`` in words); writes
+    lr_find.json and lr_find.svg in ``run_dir``. ``model`` is left as it was; nothing is printed."""
+    from trainwell.diagnose.lr_find import lr_range_test
+
+    cfg = _as_config(config)
+    task = FunctionTask(model, train_data, loss_fn)
+    return lr_range_test(cfg, task=task, run_dir=run_dir, min_lr=min_lr, max_lr=max_lr, steps=steps)
 
 
 def train(

@@ -84,8 +84,24 @@ class RunConfig(Section):
 
     @property
     def fitted(self) -> dict[str, str]:
-        """Step-count defaults scaled to this (short) run: dotted key -> what and why."""
+        """Values the config did not set that were chosen for this run (step-count defaults
+        scaled to a short run, a DataLoader's batch size): dotted key -> what and why."""
         return dict(self._fitted)
+
+    def with_value(self, key: str, value: Any, why: str) -> RunConfig:
+        """A copy with the dotted ``key`` ('section.name') set to ``value``, a value taken from
+        elsewhere than the config (the batch size of the user's DataLoader: api.py), checked
+        again with the rest; ``why`` goes with it into ``fitted`` (``config show`` and the
+        run's config record say where it came from)."""
+        section, _, name = key.partition(".")
+        raw: dict[str, Any] = {k: getattr(self, k) for k in type(self).model_fields}
+        raw[section] = getattr(self, section).model_copy(update={name: value})
+        try:
+            cfg = RunConfig.model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(_format_validation(e)) from None
+        cfg._fitted = {**self._fitted, key: why}
+        return cfg
 
     @model_validator(mode="after")
     def _cross_field(self) -> RunConfig:

@@ -9,7 +9,7 @@ of samples; a DataLoader, a StatefulDataLoader or any iterable of batches (data/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -18,7 +18,10 @@ from trainwell.data.batches import BatchStream, seeded_loader
 from trainwell.data.inmemory import batched_view, is_hf_dataset
 from trainwell.data.loader import BatchLoader, IterableLoader, fetch
 from trainwell.data.sampler import ResumableSampler
-from trainwell.errors import DataError
+from trainwell.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from trainwell.config import RunConfig
 
 Loader = BatchLoader | IterableLoader | BatchStream
 
@@ -54,6 +57,35 @@ def _dataloader(loader: DataLoader, device: torch.device, accumulate: int, seed:
         sampler = rebuilt[1].sampler  # the same ids the rebuilt DataLoader would draw
         return BatchLoader(fast, sampler, loader.collate_fn, device, loader.batch_size or 1, accumulate, shard)
     return BatchStream(rebuilt[0], device, accumulate, shard, seeded=rebuilt[1])
+
+
+def loader_batch_size(cfg: RunConfig, data: Any) -> RunConfig:
+    """``cfg`` for ``data``: when it is a DataLoader, whose batches are used as it makes them,
+    its batch size is the run's.
+
+    A ``train.batch_size`` the config sets to another value is a ConfigError naming both, not
+    a warning: the learning rate, the warmup and the diagnosis' reading of the gradient noise
+    are chosen for a batch size, so a run at another one than the config says is not the run
+    asked for, and a warning scrolls past while that run goes on. Left unset, train.batch_size
+    becomes the DataLoader's, so that the run's config.toml and what reads the batch size (the
+    report, diagnose, lr-find) have the one used; ``cfg.fitted`` says where it came from."""
+    if not isinstance(data, DataLoader):
+        return cfg
+    asked, given = cfg.train.batch_size, data.batch_size
+    explicit = "batch_size" in cfg.train.model_fields_set
+    if given is None:  # batches from its own batch_sampler, of a size only it knows
+        if explicit:
+            raise ConfigError(f"train.batch_size = {asked} cannot apply: train_data is a DataLoader with its own "
+                              "batch_sampler, whose batches are used as they come; leave train.batch_size unset")
+        return cfg
+    if explicit and asked != given:
+        raise ConfigError(f"train.batch_size = {asked}, but train_data is a DataLoader with batch_size={given}, "
+                          f"whose batches are used as it makes them: leave train.batch_size unset (or set it to "
+                          f"{given}), or build the DataLoader with batch_size={asked}")
+    if explicit:
+        return cfg
+    return cfg.with_value("train.batch_size", given, f"the batch size of the DataLoader given as train_data "
+                          f"({given}): its batches are used as it makes them.")
 
 
 def eval_batches(data: Any, collate: Callable[[list[Any]], Any], *, batch_size: int,

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 from trainwell.config import RunConfig
+from trainwell.data.draw import next_batch, probe_loader
+from trainwell.data.source import loader_batch_size
 from trainwell.errors import ConfigError
 from trainwell.report.charts import Box, Line, Marker, line_chart
 from trainwell.tasks import Task, build_task
@@ -125,8 +127,10 @@ def lr_range_test(
     steps: int = 100,
 ) -> LRFindResult:
     """Sweep the LR exponentially from ``min_lr`` to ``max_lr`` over ``steps`` batches with the
-    configured optimizer, batch size and clipping; stop early once the loss diverged."""
-    from trainwell.diagnose.probes import draw_batch
+    configured optimizer, batch size and clipping; stop early once the loss diverged. The
+    batches are the ones training would read (the training loader, seeded for the sweep):
+    the task's data of any kind fit() takes (a dataset, a DataLoader, an iterable of batches,
+    in-memory tensors)."""
     from trainwell.optim import build_optimizer
     from trainwell.train.flight import resolve_device
 
@@ -138,6 +142,8 @@ def lr_range_test(
     device = resolve_device(cfg.train.device)
     out_dir = make_run_dir(run_dir, f"{cfg.task.name}-lr-find")
     data = task.train_data()
+    cfg = loader_batch_size(cfg, data)  # a DataLoader's batch size is the run's
+    loader = probe_loader(data, task.collate, device, batch_size=cfg.train.batch_size, seed=cfg.seed + 1000)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         model = task.build_model().to(device)
@@ -147,12 +153,14 @@ def lr_range_test(
         params = [p for g in opt.param_groups for p in g["params"]]
         lrs, losses = [], []
         best = math.inf
+        first = None
         try:
             for i in range(steps):
                 lr = min_lr * (max_lr / min_lr) ** (i / (steps - 1))
                 for group in opt.param_groups:  # keep per-group ratios (muP, head groups)
                     group["lr"] = lr * group["initial_lr"] / cfg.optim.lr
-                batch = draw_batch(task, data, cfg.train.batch_size, cfg.seed + 1000 + i, device)
+                batch = next_batch(loader)
+                first = batch if first is None else first
                 out = task.loss(model, batch)
                 loss = out.sum.float() / float(out.count)
                 value = float(loss.detach())
@@ -171,7 +179,7 @@ def lr_range_test(
             if snapshot is not None:
                 model.load_state_dict(snapshot)
     result = analyse(lrs, losses, LRFindResult(out_dir))
-    if len(losses) < 2 or (losses and not _has_grad(task, model, data, cfg, device)):
+    if len(losses) < 2 or not _has_grad(task, model, first):
         result.found, result.suggested_lr = False, None
         result.message = "the loss does not depend on the parameters (no gradient): no learning rate can help"
     write_json(out_dir / "lr_find.json", {**result.to_json(), "min_lr": min_lr, "max_lr": max_lr,
@@ -206,8 +214,6 @@ def plot(result: LRFindResult, configured_lr: float | None = None) -> str:
     )  # fmt: skip
 
 
-def _has_grad(task: Task, model: torch.nn.Module, data: Any, cfg: RunConfig, device: torch.device) -> bool:
-    from trainwell.diagnose.probes import draw_batch
-
-    out = task.loss(model, draw_batch(task, data, min(cfg.train.batch_size, 8), cfg.seed, device))
-    return bool(out.sum.requires_grad)
+def _has_grad(task: Task, model: torch.nn.Module, batch: Any) -> bool:
+    """Whether the loss of ``batch`` (None: the sweep drew none) depends on the parameters."""
+    return batch is not None and bool(task.loss(model, batch).sum.requires_grad)

@@ -2,7 +2,8 @@
 (pre-activation scale, dead and saturated units, gradient size, layer by layer).
 
 Each probe builds nothing it does not own: a fresh model from ``task.build_model()``, batches
-drawn with a private generator, hooks removed before it returns. Numbers come back as plain
+drawn with a private generator through the training loader (any data fit() takes), hooks
+removed before it returns. Numbers come back as plain
 floats in small dataclasses, ready for the rules (rules.py).
 """
 
@@ -14,28 +15,19 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, IterableDataset
 
-from trainwell.data.loader import fetch, to_device
+from trainwell.data.draw import draw_samples
 from trainwell.instruments.activations import ACTIVATION_TYPES, kind_of
 from trainwell.tasks.base import Task, input_tensor
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def draw_batch(task: Task, data: Dataset, n: int, seed: int, device: torch.device) -> Any:
-    """``n`` samples drawn at random (a private generator: the global RNG is untouched)."""
-    from trainwell.diagnose.probes_data import sample_source
-
-    data = sample_source(data)  # a DataLoader's dataset, tensors' batched view
-    if isinstance(data, IterableDataset):
-        it = iter(data)
-        samples = [next(it) for _ in range(n)]
-        return to_device(task.collate(samples), device)
-    g = torch.Generator().manual_seed(seed)
-    size = len(data)  # type: ignore[arg-type]
-    idx = torch.randperm(size, generator=g)[: min(n, size)]
-    return to_device(fetch(data, idx, task.collate), device)
+def draw_batch(task: Task, data: Any, n: int, seed: int, device: torch.device) -> Any:
+    """``n`` samples of the training data, of any kind fit() takes (data/draw.py): picked at
+    random from a dataset (a private generator: the global RNG is untouched), the next ones
+    of a stream."""
+    return draw_samples(data, task.collate, n, seed, device)[0]
 
 
 # ---------------------------------------------------------------- inputs

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
-from torch.utils.data import DataLoader, IterableDataset
 
-from trainwell.data.inmemory import batched_view
-from trainwell.data.loader import fetch, to_device
+from trainwell.data.draw import cut, draw_samples
+from trainwell.data.source import eval_batches
 from trainwell.tasks.base import LABEL_KEYS, Task
 
 HOLDOUT_SAMPLES = 128
@@ -47,14 +46,6 @@ SPLIT_SAMPLES = 20_000
 # ---------------------------------------------------------------- drawing samples
 
 
-def sample_source(data: Any) -> Any:
-    """Something ``fetch`` can index or ``iter`` can walk: a DataLoader's dataset, in-memory
-    data's batched view (tensors, tuples of them, HF datasets), else ``data`` itself."""
-    if isinstance(data, DataLoader):
-        data = data.dataset
-    return batched_view(data) or data
-
-
 def rows(batch: Any, idx: Tensor, n: int) -> Any:
     """The samples ``idx`` of a collated batch of ``n`` samples (tensors whose leading
     dimension is ``n`` are indexed; anything else is kept)."""
@@ -62,24 +53,12 @@ def rows(batch: Any, idx: Tensor, n: int) -> Any:
 
 
 def draw_disjoint(task: Task, data: Any, n: int, seed: int, device: torch.device) -> tuple[Any, Any, int]:
-    """Two disjoint batches of up to ``n`` samples each, and how many each holds."""
-    source = sample_source(data)
-    if isinstance(source, IterableDataset):
-        it = iter(source)
-        samples = []
-        for _ in range(2 * n):
-            try:
-                samples.append(next(it))
-            except StopIteration:
-                break
-        half = len(samples) // 2
-        return (to_device(task.collate(samples[:half]), device), to_device(task.collate(samples[half:2 * half]), device),
-                half)
-    size = len(source)
-    half = min(n, size // 2)
-    idx = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-    seen = to_device(fetch(source, idx[:half], task.collate), device)
-    unseen = to_device(fetch(source, idx[half:2 * half], task.collate), device)
+    """Two disjoint batches of up to ``n`` samples each, and how many each holds: ``2n``
+    samples drawn at once (data/draw.py: distinct ones from a dataset, a stream's next ones)
+    and cut in two."""
+    batch, drawn = draw_samples(data, task.collate, 2 * n, seed, device)
+    half = drawn // 2
+    seen, unseen, _ = cut(batch, [half, half, drawn - 2 * half])
     return seen, unseen, half
 
 
@@ -283,20 +262,19 @@ def split_check(task: Task, train: Any, evaluation: Any, device: torch.device,
 
 
 def _inputs(task: Task, data: Any, limit: int) -> Tensor | None:
-    """The first tensor of each sample (the model's input), stacked: (N, ...) on the CPU."""
-    source = sample_source(data)
-    if isinstance(source, IterableDataset):
-        samples = []
-        for s in source:
-            samples.append(s)
-            if len(samples) >= limit:
-                break
-        batch = task.collate(samples) if samples else None
-    else:
-        n = min(len(source), limit)
-        batch = fetch(source, torch.arange(n), task.collate) if n else None
-    x = _first_tensor(batch)
-    return x.detach().cpu() if x is not None and x.ndim >= 1 else None
+    """The first tensor of each of the first ``limit`` samples (the model's input), stacked:
+    (N, ...) on the CPU. Read as the evaluation reads data (source.eval_batches): a dataset
+    in order, a DataLoader or an iterable of batches as its batches come."""
+    xs, have = [], 0
+    for batch in eval_batches(data, task.collate, batch_size=limit, max_batches=0):
+        x = _first_tensor(batch)
+        if x is None or x.ndim < 1:
+            return None
+        xs.append(x.detach().cpu())
+        have += len(x)
+        if have >= limit:
+            break
+    return torch.cat(xs)[:limit] if xs else None
 
 
 def _first_tensor(batch: Any) -> Tensor | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from trainwell.config import RunConfig, deep_merge
+from trainwell.data.batches import DataWarning
 from trainwell.errors import TrainingHalted
 from trainwell.tasks.base import Task
 
@@ -219,7 +221,9 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
     pcfg = probe_config(cfg, steps)
     status, message = "completed", ""
     try:
-        run(pcfg, task=task, run_dir=run_dir, progress=False)
+        with warnings.catch_warnings():  # what resume would do with the data: a probe is never resumed
+            warnings.simplefilter("ignore", DataWarning)
+            run(pcfg, task=task, run_dir=run_dir, progress=False)
     except TrainingHalted as e:  # NaN/Inf: the guards are off, so this is the divergence itself
         status, message = "halted", str(e)
     rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from trainwell.config import RunConfig
+from trainwell.data.source import loader_batch_size
 from trainwell.diagnose import rules, rules_data, rules_outliers, rules_train
 from trainwell.diagnose.findings import SEVERITIES, Finding, sort_findings, write_findings
 from trainwell.diagnose.probes import (
@@ -113,6 +114,7 @@ def diagnose(
     task = task if task is not None else build_task(cfg)
     out_dir = make_run_dir(run_dir, f"{cfg.task.name}-diagnose")
     data = task.train_data()
+    cfg = loader_batch_size(cfg, data)  # a DataLoader's batch size is the run's
     p = Probes(num_classes=_num_classes(task))
     checked: list[str] = []
     failed: list[str] = []
