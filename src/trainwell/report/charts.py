@@ -25,7 +25,10 @@ and ``"</svg>"``.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from html import escape
@@ -138,25 +141,25 @@ def _opening(attrs: str, box: Box, title: str) -> list[str]:
 
 
 def _x_axis(x: Scale, xticks: list[tuple[float, str]] | None, box: Box) -> list[str]:
-    """Vertical grid lines with their labels under the plot."""
-    out = []
+    """Vertical grid lines (one path) with their labels under the plot."""
     ticks = xticks if xticks is not None else [(v, x.label(v)) for v in x.ticks()]
+    if not ticks:
+        return []
     stagger = len(ticks) > 4 and xticks is not None  # long category labels take two rows
-    for i, (v, label) in enumerate(ticks):
-        px, ty = x(v), box.y1 + 14 + (12 if stagger and i % 2 else 0)
-        out.append(f'<line x1="{px:.1f}" y1="{box.y0}" x2="{px:.1f}" y2="{box.y1}" stroke="#eee"/>'
-                   f'<text x="{px:.1f}" y="{ty}" text-anchor="middle">{escape(label)}</text>')
-    return out
+    grid = "".join(f"M{x(v):.1f} {box.y0}V{box.y1}" for v, _ in ticks)
+    labels = "".join(f'<text x="{x(v):.1f}" y="{box.y1 + 14 + (12 if stagger and i % 2 else 0)}">{escape(label)}</text>'
+                     for i, (v, label) in enumerate(ticks))
+    return [f'<path d="{grid}" stroke="#eee"/><g text-anchor="middle">{labels}</g>']
 
 
 def _y_axis(y: Scale, box: Box) -> list[str]:
-    """Horizontal grid lines with their labels left of the plot."""
-    out = []
-    for v in y.ticks():
-        py = y(v)
-        out.append(f'<line x1="{box.x0}" y1="{py:.1f}" x2="{box.x1}" y2="{py:.1f}" stroke="#eee"/>'
-                   f'<text x="{box.x0 - 5}" y="{py + 4:.1f}" text-anchor="end">{escape(y.label(v))}</text>')
-    return out
+    """Horizontal grid lines (one path) with their labels left of the plot."""
+    ticks = y.ticks()
+    if not ticks:
+        return []
+    grid = "".join(f"M{box.x0} {y(v):.1f}H{box.x1}" for v in ticks)
+    labels = "".join(f'<text x="{box.x0 - 5}" y="{y(v) + 4:.1f}">{escape(y.label(v))}</text>' for v in ticks)
+    return [f'<path d="{grid}" stroke="#eee"/><g text-anchor="end">{labels}</g>']
 
 
 def _axis_labels(xlabel: str, ylabel: str, box: Box) -> str:
@@ -256,10 +259,29 @@ def _shown(line: Line, log: bool) -> list[float]:
 
 
 def _polyline(pts: list[tuple[float, float]], step: bool) -> str:
-    """SVG points of a run; a staircase holds each value until the next x."""
+    """SVG points of a run; a staircase holds each value until the next x. Points that add
+    nothing at a tenth of a pixel are left out: a repeat, and the middle of a horizontal or
+    vertical stretch (a flat counter or a staircase logged every step is mostly that)."""
     if step:
         pts = [p for a, b in zip(pts, pts[1:], strict=False) for p in (a, (b[0], a[1]))] + pts[-1:]
-    return " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
+    kept: list[tuple[float, float]] = []
+    for a, b in pts:
+        p = (round(a, 1), round(b, 1))
+        if kept and p == kept[-1]:
+            continue
+        if len(kept) >= 2 and (_between(kept[-2], kept[-1], p, 0) or _between(kept[-2], kept[-1], p, 1)):
+            kept[-1] = p
+        else:
+            kept.append(p)
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in kept)
+
+
+def _between(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], axis: int) -> bool:
+    """Whether ``b`` lies on the straight stretch from ``a`` to ``c``, all three sharing their
+    ``axis`` coordinate (0: one pixel column, 1: one row): then it draws nothing of its own.
+    A point that turns back (a spike within one pixel column) is not between."""
+    other = 1 - axis
+    return a[axis] == b[axis] == c[axis] and min(a[other], c[other]) <= b[other] <= max(a[other], c[other])
 
 
 def _line_marks(line: Line, color: str, x: Scale, y: Scale, ylim: tuple[float, float] | None,
@@ -276,9 +298,12 @@ def _line_marks(line: Line, color: str, x: Scale, y: Scale, ylim: tuple[float, f
         out.append(f'<polyline{cls} points="{_polyline(pts, line.step)}" fill="none" stroke="{color}" '
                    f'stroke-width="{line.width}" stroke-opacity="{opacity}"{dash}>'
                    f"<title>{escape(line.label)}</title></polyline>")
-    if line.dots:
-        out += [f'<circle{cls} cx="{x(a):.1f}" cy="{y(min(max(b, y_lo), y_hi)):.1f}" r="2.6" fill="{color}"/>'
-                for a, b in zip(line.xs, ys, strict=False) if math.isfinite(b)]
+    if line.dots:  # zero-length strokes with round caps: a dot each, ~14 bytes instead of a <circle>'s 45
+        d = "".join(f"M{x(a):.1f} {y(min(max(b, y_lo), y_hi)):.1f}h0"
+                    for a, b in zip(line.xs, ys, strict=False) if math.isfinite(b))
+        if d:
+            out.append(f'<path class="dots{" " + line.role if line.role else ""}" d="{d}" stroke="{color}" '
+                       'stroke-width="5.2" stroke-linecap="round"/>')
     return out
 
 
@@ -382,7 +407,8 @@ def line_chart(lines: Sequence[Line], *, xlabel: str = "", ylabel: str = "", log
     xs = [v for line in lines for v in line.xs]
     x = Scale(*(xlim or value_range(xs, 0.0, log=log_x)), box.x0, box.x1, log=log_x)
     if hover:
-        attrs += f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}{" log" if x.log else ""}"'
+        attrs += (f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}{" log" if x.log else ""}"'
+                  f' data-xname="{escape(xlabel)}"')
     scales = [log_y, not log_y] if toggle_log_y else [log_y]
     out = [*_opening(attrs, box, title), *_x_axis(x, None, box)]
     for k, log in enumerate(scales):
@@ -422,3 +448,84 @@ def _svg_legend(lines: Sequence[Line], box: Box) -> list[str]:
                    f'stroke-width="{line.width}" stroke-opacity="{line.opacity}"{dash}/>'
                    f'<text x="{box.x1 - 124}" y="{ly}">{escape(line.label)}</text>')
     return out
+
+
+def _bars_path(edges: Sequence[float], counts: Sequence[float], x: Scale, y: Scale, base: float) -> str:
+    """The outline of a histogram's bars as one path (a filled staircase): far fewer bytes
+    than a rectangle per bin, and a page may embed forty steps of a hundred bins."""
+    d = [f"M{x(edges[0]):.1f} {base:.1f}"]
+    for right, v in zip(edges[1:], counts, strict=False):
+        d.append(f"V{y(v + 1) if v > 0 else base:.1f}H{x(right):.1f}")
+    return "".join(d) + f"V{base:.1f}Z"
+
+
+def histogram_chart(edges: Sequence[float], frames: Sequence[Sequence[float]], names: Sequence[str], *,
+                    xlabel: str = "", ylabel: str = "count (log scale)", color: str = "#0072B2",
+                    attrs: str = "", box: Box = BOX, hover: bool = True) -> str:
+    """Bars of counts over ``edges`` on a log scale (count + 1, so that an empty bin sits on
+    the axis), one ``<g class="frame" data-name=...>`` per frame (a step), every frame but
+    the last hidden: a page's slider shows one at a time on fixed axes. ``hover`` writes each
+    frame's bin centres and counts for the crosshair."""
+    top = max((v for counts in frames for v in counts), default=0.0) + 1
+    x = Scale(edges[0], edges[-1], box.x0, box.x1)
+    y = Scale(1.0, max(top, 10.0), box.y1, box.y0, log=True)
+    if hover:
+        attrs += f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}" data-xname="{escape(xlabel)}"'
+    out = [*_opening(attrs, box, ""), *_x_axis(x, None, box), *_y_axis(y, box)]
+    centres = " ".join(f"{(a + b) / 2:.4g}" for a, b in zip(edges, edges[1:], strict=False))
+    for i, (counts, name) in enumerate(zip(frames, names, strict=True)):
+        hidden = "" if i == len(frames) - 1 else ' display="none"'
+        out.append(f'<g class="frame" data-name="{escape(name)}"{hidden}>'
+                   f'<path d="{_bars_path(edges, counts, x, y, box.y1)}" fill="{color}"/>')
+        if hover:
+            out.append(f'<g class="hover" data-label="count" data-x="{centres}" '
+                       f'data-y="{" ".join(_num(v) for v in counts)}"/>')
+        out.append("</g>")
+    if hover:
+        out += _hover_marks([], box)
+    out += [_axis_labels(xlabel, ylabel, box), "</svg>"]
+    return "\n".join(out)
+
+
+HEAT = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+"""A viridis-like ramp from dark (no count) to yellow (the largest)."""
+
+
+def heat_color(t: float) -> tuple[int, int, int]:
+    """The ramp's colour at ``t`` in [0, 1] (clamped), interpolated between its stops."""
+    p = min(0.9999, max(0.0, t)) * (len(HEAT) - 1)
+    i, f = int(p), p - int(p)
+    lo, hi = HEAT[i], HEAT[i + 1]
+    return tuple(round(a + (b - a) * f) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
+
+
+def png(pixels: Sequence[Sequence[tuple[int, int, int]]]) -> bytes:
+    """An 8-bit RGB PNG of ``pixels`` (rows top to bottom): a heat map of thousands of cells
+    as one ``<image>`` of a few kilobytes instead of a rectangle per cell."""
+    h, w = len(pixels), len(pixels[0]) if pixels else 0
+    raw = b"".join(b"\x00" + bytes(c for px in row for c in px) for row in pixels)  # filter 0 per row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def heat_map(xedges: Sequence[float], yedges: Sequence[float], counts: Sequence[Sequence[float]], *,
+             xlabel: str = "", ylabel: str = "", attrs: str = "", box: Box = BOX) -> str:
+    """Counts over a grid (``counts[i][j]`` in x bin i, y bin j), coloured by log(count + 1)
+    on the ``HEAT`` ramp, as one pixelated PNG stretched over the plot; the edges are evenly
+    spaced (as the instruments bin)."""
+    x = Scale(xedges[0], xedges[-1], box.x0, box.x1)
+    y = Scale(yedges[0], yedges[-1], box.y1, box.y0)
+    top = math.log(max((v for row in counts for v in row), default=0.0) + 1) or 1.0
+    ny = len(yedges) - 1
+    pixels = [[heat_color(math.log(max(row[j], 0.0) + 1) / top) for row in counts] for j in reversed(range(ny))]
+    data = base64.b64encode(png(pixels)).decode("ascii")
+    out = [*_opening(attrs, box, ""),
+           f'<image x="{box.x0}" y="{box.y0}" width="{box.x1 - box.x0}" height="{box.y1 - box.y0}" '
+           f'preserveAspectRatio="none" style="image-rendering:pixelated" href="data:image/png;base64,{data}">'
+           f"<title>{escape(xlabel)} x {escape(ylabel)}: log-scaled counts</title></image>",
+           *_x_axis(x, None, box), *_y_axis(y, box), _axis_labels(xlabel, ylabel, box), "</svg>"]
+    return "\n".join(out)

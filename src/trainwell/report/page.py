@@ -1,13 +1,14 @@
 """``write_report(run_dir)``: one self-contained ``report.html`` for a run directory.
 
-The page holds its data as JSON, its stylesheet and its script inline (``static/report.css``
-and ``static/report.js``, through ``assets.html_page``): it opens from a laptop, an
-air-gapped cluster or an e-mail attachment, with nothing fetched at view time.
+The charts are SVG drawn here by ``report.charts`` (through ``report.draw``), the stylesheet
+and the small script that makes them interactive (``static/report.css`` and
+``static/report.js``) are inline (through ``assets.html_page``): the page opens from a
+laptop, an air-gapped cluster or an e-mail attachment, with nothing fetched at view time,
+and shows every chart even with scripts off.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from html import escape
@@ -17,10 +18,12 @@ from typing import Any
 from trainwell.distill.verdict import verdict_html
 from trainwell.quantize.report import quantize_html
 from trainwell.report.assets import html_page, script
-from trainwell.report.hists import histogram_panels
+from trainwell.report.draw import panel_html
+from trainwell.report.hists import Hist1d, Hist2d, histogram_panels
 from trainwell.report.load import RunData, load_run
 from trainwell.report.panels import (
     EVENT_COLORS,
+    Panel,
     PanelBuilder,
     autopilot_panels,
     cockpit_columns,
@@ -55,13 +58,20 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return target
 
 
-def _panel_box(p: dict[str, Any]) -> str:
-    note = f'<div class="note">{escape(p["note"])}</div>' if p.get("note") else ""
-    return f'<div class="panel" id="{escape(p["id"])}"><div class="ptitle">{escape(p["title"])}</div>{note}</div>'
+AnyPanel = Panel | Hist1d | Hist2d
 
 
-def _grid(panels: list[dict[str, Any]], cls: str = "grid2") -> str:
-    return f'<div class="{cls}">' + "".join(_panel_box(p) for p in panels) + "</div>" if panels else ""
+class _Drawer:
+    """Draws panels with the run's events and the step range every chart shares."""
+
+    def __init__(self, events: list[dict[str, Any]], xrange: tuple[float, float]) -> None:
+        self.events, self.xrange = events, xrange
+
+    def panels(self, panels: list[AnyPanel], small: bool = False) -> str:
+        return "".join(panel_html(p, self.events, self.xrange, small) for p in panels)
+
+    def grid(self, panels: list[AnyPanel], cls: str = "grid2") -> str:
+        return f'<div class="{cls}">{self.panels(panels)}</div>' if panels else ""
 
 
 def render_report(data: RunData) -> str:
@@ -85,28 +95,23 @@ def render_report(data: RunData) -> str:
 
     panels = training + autopilot + [p for c in columns for p in c["panels"]] + noise + other_inst + system + leftover
     steps = [float(r["step"]) for r in data.rows]
-    payload = {
-        "xrange": [min(steps), max(steps)],
-        "colors": EVENT_COLORS,
-        "events": events(data),
-        "panels": panels,
-        "small": hist_layers,
-    }
+    evs = events(data)
+    draw = _Drawer(evs, (min(steps), max(steps)))
 
     parts = [_head(data), f"<h2>Findings</h2>{findings_html(data)}", f"<h2>Run</h2>{header_html(data)}"]
     parts.append(verdict_html(data.config, data.summary))  # '' unless the run had a teacher
     parts.append(quantize_html(data.run_dir, data.rows))  # '' without outlier readings or quantize.json
-    parts.append("<h2>Training curves</h2>" + _marker_key(payload["events"], panels) + _grid(training))
-    parts.append("<h2>Autopilot</h2>" + _grid(autopilot) + "<h3 style='margin-top:12px'>Logbook</h3>" + logbook_html(data.logbook))
+    parts.append("<h2>Training curves</h2>" + _marker_key(evs, panels) + draw.grid(training))
+    parts.append("<h2>Autopilot</h2>" + draw.grid(autopilot) + "<h3 style='margin-top:12px'>Logbook</h3>" + logbook_html(data.logbook))
     parts.append("<h2>Instruments</h2>")
     if not (columns or noise or other_inst or families or hist_layers):
         parts.append('<p class="muted" id="no-instruments">No instrument measurements in this run '
                      "(set <code>instruments.preset = \"economy\"</code> for the Cockpit view).</p>")
     if columns:
         parts.append('<div class="grid3 cockpit">' + "".join(
-            f'<div class="column"><h3>{escape(c["heading"])}</h3>' + "".join(_panel_box(p) for p in c["panels"]) + "</div>"
+            f'<div class="column"><h3>{escape(c["heading"])}</h3>' + draw.panels(c["panels"]) + "</div>"
             for c in columns) + "</div>")
-    parts.append(_grid(noise + other_inst, "grid3"))
+    parts.append(draw.grid(noise + other_inst, "grid3"))
     skipped = unsupported_modules(data)
     if skipped:
         parts.append('<p class="muted">The instruments could not see into: ' + escape(", ".join(skipped)) + "</p>")
@@ -115,18 +120,16 @@ def render_report(data: RunData) -> str:
         if hist_layers:
             parts.append(f'<details class="layer-hists"><summary>Gradient histograms per layer at the last measured step '
                          f"({len(hist_layers)})</summary>"
-                         '<div class="smalls">' + "".join(_panel_box(p) for p in hist_layers) + "</div></details>")
+                         '<div class="smalls">' + draw.panels(hist_layers, small=True) + "</div></details>")
     if system or leftover:
-        parts.append("<h2>System</h2>" + _grid(system + leftover, "grid3"))
+        parts.append("<h2>System</h2>" + draw.grid(system + leftover, "grid3"))
     parts.append(f'<footer>Generated {datetime.now(UTC).isoformat(timespec="seconds")} by '
                  f"<code>trainwell report</code> from {escape(str(data.run_dir.resolve()))}.</footer>")
 
-    blob = json.dumps(payload, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    scripts = f'<script type="application/json" id="report-data">{blob}</script>\n<script>{script()}</script>'
-    return html_page(f"{data.run_dir.name}: trainwell report", "\n".join(parts), scripts=scripts)
+    return html_page(f"{data.run_dir.name}: trainwell report", "\n".join(parts), scripts=f"<script>{script()}</script>")
 
 
-def _marker_key(evs: list[dict[str, Any]], panels: list[dict[str, Any]]) -> str:
+def _marker_key(evs: list[dict[str, Any]], panels: list[Panel]) -> str:
     """One key for the markers every chart shares, instead of a legend entry per chart."""
     items = []
     kinds: dict[str, int] = {}
@@ -136,10 +139,10 @@ def _marker_key(evs: list[dict[str, Any]], panels: list[dict[str, Any]]) -> str:
         dash = " dash" if kind == "restart" else ""
         color = EVENT_COLORS.get(kind, "#888888")
         items.append(f'<span><span class="swatch{dash}" style="border-color:{color}"></span>{escape(kind)} ({n})</span>')
-    series = [s for p in panels for s in p.get("series", [])]
-    if any(g["faded"] for s in series for g in s["segs"]):
+    series = [s for p in panels if isinstance(p, Panel) for s in p.series]
+    if any(g.faded for s in series for g in s.segs):
         items.append('<span><span class="swatch line"></span>stretch abandoned by a rollback (logged, then redone)</span>')
-    if any(s["bad"] for s in series):
+    if any(s.bad for s in series):
         items.append('<span><span class="tri">&#9660;</span>non-finite value (nan/inf)</span>')
     if not items:
         return ""

@@ -1,5 +1,5 @@
 """Which charts the report shows, decided from the data: a panel appears only when its
-keys were logged. Each panel is plain JSON for the page's script (``static/report.js``) to draw.
+keys were logged. Each panel is a ``Panel`` of ``Series``, drawn by ``report.draw`` with ``report.charts``.
 
 Layout, top to bottom: training curves (loss, the task's metric, LR, gradient norm with
 the clip line, clipped fraction, other train/* keys), the autopilot's counters, the
@@ -10,11 +10,13 @@ et al. 2021, Fig. 2), the gradient noise scale, any other inst/* key, then sys/*
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from trainwell.report.charts import PALETTE
+from trainwell.report.charts import PALETTE, HLine
 from trainwell.report.load import RunData
 from trainwell.report.series import (
+    Segment,
     nonfinite_points,
     rolling_mean,
     segments,
@@ -62,8 +64,8 @@ NOISE = [
      "the batch size beyond which larger batches stop paying (McCandlish et al. 2018)"),
 ]
 REFERENCE_LINES = {
-    "Alpha (step size)": [{"y": 0.0, "label": "0: the valley floor"}],
-    "Gradient tests": [{"y": 1.0, "label": "1: noise = signal"}],
+    "Alpha (step size)": [HLine(0.0, "0: the valley floor")],
+    "Gradient tests": [HLine(1.0, "1: noise = signal")],
 }
 """Dashed horizontal lines that give a gauge its meaning (Cockpit draws the same ones)."""
 KNOWN = {
@@ -81,6 +83,40 @@ HIDDEN = ("inst/hess_max_ev/iters",)
 """Bookkeeping keys that would only clutter the page."""
 
 
+@dataclass
+class Series:
+    """One logged key of a panel: its solid and faded stretches (downsampled), the smoothed
+    trend (long curves only), the non-finite values, and how it is drawn."""
+
+    key: str
+    label: str
+    color: str | None
+    segs: list[Segment]
+    bad: list[list[Any]] = field(default_factory=list)
+    smooth: list[Segment] = field(default_factory=list)
+    dots: bool = False
+    dash: bool = False
+    step: bool = False
+
+
+@dataclass
+class Panel:
+    """One line chart of the report: ``log`` is the y scale it opens on, ``ylim`` a fixed y
+    range (then no log toggle), ``events`` whether the logbook's markers are drawn on it,
+    ``labels`` whether they carry their short labels (the LR panel: "lr x0.5")."""
+
+    id: str
+    title: str
+    ylabel: str
+    note: str
+    series: list[Series]
+    log: bool = False
+    events: bool = False
+    labels: bool = False
+    hlines: list[HLine] = field(default_factory=list)
+    ylim: tuple[float, float] | None = None
+
+
 class PanelBuilder:
     """Builds panels and remembers which keys they used (the rest get generic panels)."""
 
@@ -93,47 +129,37 @@ class PanelBuilder:
     def has(self, key: str) -> bool:
         return key in self.keys
 
-    def series(self, key: str, label: str | None = None, color: str | None = None, **style: Any) -> dict[str, Any] | None:
+    def series(self, key: str, label: str | None = None, color: str | None = None,
+               dash: bool = False, step: bool = False) -> Series | None:
         xs, ys = self.data.column(key)
         if not xs:
             return None
         self.used.add(key)
-        return {
-            "key": key,
-            "label": label or key,
-            "color": color,
-            "segs": [vars(s) for s in segments(xs, ys)],
-            "bad": nonfinite_points(xs, ys),
-            "points": len(xs) <= 60 and style.get("shape") != "step",  # sparse curves (eval) read better with dots
-            "smooth": [vars(s) for s in smoothed_segments(xs, ys)] if len(xs) >= SMOOTH_MIN and style.get("shape") != "step" else None,
-            **style,
-        }
+        return Series(
+            key=key, label=label or key, color=color, segs=segments(xs, ys), bad=nonfinite_points(xs, ys),
+            smooth=smoothed_segments(xs, ys) if len(xs) >= SMOOTH_MIN and not step else [],
+            dots=len(xs) <= 60 and not step,  # sparse curves (eval) read better with dots
+            dash=dash, step=step,
+        )
 
-    def panel(self, title: str, ylabel: str, series: Iterable[dict[str, Any] | None], note: str = "", **extra: Any) -> dict[str, Any] | None:
+    def panel(self, title: str, ylabel: str, series: Iterable[Series | None], note: str = "",
+              **extra: Any) -> Panel | None:
         found = [s for s in series if s is not None]
         if not found:
             return None
         for i, s in enumerate(found):
-            s["color"] = s["color"] or PALETTE[i % len(PALETTE)]
+            s.color = s.color or PALETTE[i % len(PALETTE)]
         self._n += 1
-        ys = [y for s in found for seg in s["segs"] for y in seg["y"] if y is not None]
-        return {
-            "id": f"chart-{self._n}",
-            "kind": "line",
-            "title": title,
-            "ylabel": ylabel,
-            "note": note,
-            "log": wants_log(ys),
-            "series": found,
-            **extra,
-        }
+        ys = [y for s in found for seg in s.segs for y in seg.y if y is not None]
+        return Panel(id=f"chart-{self._n}", title=title, ylabel=ylabel, note=note, series=found,
+                     log=wants_log(ys), **extra)
 
-    def simple(self, key: str) -> dict[str, Any] | None:
+    def simple(self, key: str) -> Panel | None:
         """One key, titled by its known name or else by the key itself."""
         title, note = KNOWN.get(key, (key, ""))
         return self.panel(title, key.split("/", 1)[-1], [self.series(key, key)], note)
 
-    def specs(self, specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> list[dict[str, Any]]:
+    def specs(self, specs: Sequence[tuple[str, str, list[tuple[str, str]], str]]) -> list[Panel]:
         out = []
         for title, ylabel, keys, note in specs:
             p = self.panel(title, ylabel, [self.series(k, lbl) for k, lbl in keys], note,
@@ -143,7 +169,7 @@ class PanelBuilder:
         return out
 
 
-def training_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+def training_panels(b: PanelBuilder) -> list[Panel]:
     """Loss, the task's metric (EMA alongside), LR, gradient norm and clipping, other train/*."""
     summary = b.data.summary or {}
     metric = summary.get("metric") if isinstance(summary.get("metric"), str) else None
@@ -168,12 +194,12 @@ def training_panels(b: PanelBuilder) -> list[dict[str, Any]]:
             name = key.split("/", 1)[1]
             out.append(b.panel(name, name, [b.series(key, "eval"), b.series(f"eval_ema/{name}", "eval (EMA weights)", dash=True)]))
     restarts = any(e.get("kind") == "restart" for e in b.data.logbook)
-    out.append(b.panel("Learning rate", "lr", [b.series("train/lr", "lr", shape="step")],
+    out.append(b.panel("Learning rate", "lr", [b.series("train/lr", "lr", step=True)],
                        "each rollback lowered it: the new multiplier is labelled at the restart" if restarts else "",
                        events=True, labels=True))
     out.append(b.panel("Gradient norm", "global L2 norm", [
         b.series("train/grad_norm", "gradient norm (before clipping)"),
-        b.series("train/clip_norm", "clip threshold", color="#D55E00", dash=True, shape="step"),
+        b.series("train/clip_norm", "clip threshold", color="#D55E00", dash=True, step=True),
     ], "norms above the threshold were scaled down to it", events=True))
     clipped = clipped_panel(b)
     if clipped:
@@ -184,7 +210,7 @@ def training_panels(b: PanelBuilder) -> list[dict[str, Any]]:
     return [p for p in out if p]
 
 
-def clipped_panel(b: PanelBuilder) -> dict[str, Any] | None:
+def clipped_panel(b: PanelBuilder) -> Panel | None:
     """train/clipped is 0 or 1 per logged step: a rolling mean reads as the clipped fraction;
     the raw comb is drawn under it only while it is sparse enough to see its teeth."""
     xs, ys = b.data.column("train/clipped")
@@ -192,24 +218,21 @@ def clipped_panel(b: PanelBuilder) -> dict[str, Any] | None:
         return None
     b.used.add("train/clipped")
     window = max(CLIPPED_WINDOW, len(ys) // CLIPPED_SPAN)
-    flat = {"bad": [], "points": False, "smooth": None}
-    series = [{"key": "train/clipped", "label": f"rolling mean over {window} logs", "color": None,
-               "segs": [vars(s) for s in segments(xs, rolling_mean(ys, window))], **flat}]
+    series = [Series("train/clipped", f"rolling mean over {window} logs", None, segments(xs, rolling_mean(ys, window)))]
     if len(ys) <= CLIPPED_RAW_MAX:
-        series.insert(0, {"key": "train/clipped", "label": "clipped (per logged step)", "color": "#bbbbbb",
-                          "segs": [vars(s) for s in segments(xs, ys)], **flat})
+        series.insert(0, Series("train/clipped", "clipped (per logged step)", "#bbbbbb", segments(xs, ys)))
     return b.panel("Clipped updates", "fraction clipped", series,
-                   f"mean over the run: {sum(ys) / len(ys):.0%}", fixed=[0, 1])
+                   f"mean over the run: {sum(ys) / len(ys):.0%}", ylim=(0.0, 1.0))
 
 
-def autopilot_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+def autopilot_panels(b: PanelBuilder) -> list[Panel]:
     keys = [k for k in b.keys if k.startswith("guard/")]
     nonzero = [k for k in keys if any(y for y in b.data.column(k)[1])]
     b.used.update(keys)
     if not nonzero:
         return []
     p = b.panel("Autopilot counters", "count (cumulative)",
-                [b.series(k, k.split("/", 1)[1], shape="step") for k in nonzero], events=True)
+                [b.series(k, k.split("/", 1)[1], step=True) for k in nonzero], events=True)
     return [p] if p else []
 
 
@@ -225,11 +248,11 @@ def cockpit_columns(b: PanelBuilder) -> list[dict[str, Any]]:
     return [{"heading": h, "panels": ps} for h, ps in cols if ps]
 
 
-def noise_panels(b: PanelBuilder) -> list[dict[str, Any]]:
+def noise_panels(b: PanelBuilder) -> list[Panel]:
     return b.specs(NOISE)
 
 
-def other_panels(b: PanelBuilder, prefix: str) -> list[dict[str, Any]]:
+def other_panels(b: PanelBuilder, prefix: str) -> list[Panel]:
     """One chart per remaining key under ``prefix`` (per-layer keys go to the layer table)."""
     out = []
     for key in b.keys:
