@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trainwell.data.cache import cache_key, cached_arrays
-from trainwell.data.split import split_by_hash, test_by_hash
+from trainwell.data.split import held_out_by_hash, split_by_hash
 from trainwell.errors import DataError
 
 SEPARATOR = 0
@@ -126,7 +126,7 @@ def load_byte_corpus(
         if len(files) == 1:
             return _split_by_position(_read_bytes(root / files[0]), val_fraction, test_fraction)
         train, val = split_by_hash(files, val_fraction)
-        train, test = test_by_hash(train, val_fraction, test_fraction)
+        train, test = held_out_by_hash(train, val_fraction, test_fraction)
         return {
             "train": _concat(root, train),
             "val": _concat(root, val),

@@ -56,7 +56,7 @@ def stratified_split(
     return np.sort(train), np.sort(test)
 
 
-def test_by_hash(keys: list[str], start: float, fraction: float) -> tuple[list[str], list[str]]:
+def held_out_by_hash(keys: list[str], start: float, fraction: float) -> tuple[list[str], list[str]]:
     """Split training ``keys`` into (train, test): a key goes to test when its ``unit_hash``
     lies in [start, start + fraction). With ``start`` the validation fraction, validation
     (hashes below it) is untouched and the two held-out sides cannot overlap. A non-empty
