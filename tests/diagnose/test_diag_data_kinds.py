@@ -4,6 +4,7 @@ what could not be checked, never a traceback."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,76 @@ def test_lr_find_suggests_a_learning_rate_on_each_kind_of_data(kind: str, tmp_pa
     assert r.found and 1e-5 < r.suggested_lr < 1.0, r.message
     assert (tmp_path / "lr_find.json").exists() and (tmp_path / "lr_find.svg").exists()
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+STREAM_TASK = '''
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import trainwell
+
+X = torch.randn(256, 6, generator=torch.Generator().manual_seed(0))
+Y = (X[:, 0] + X[:, 1] > 0).long()
+
+
+def stream():
+    g = torch.Generator().manual_seed(5)
+    while True:
+        i = torch.randint(0, len(X), (16,), generator=g)
+        yield X[i], Y[i]
+
+
+class Sign(trainwell.Task):
+    name = "sign"
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def build_model(self):
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    def train_data(self):
+        return stream() if self.kind == "generator" else DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
+
+    def loss(self, model, batch):
+        x, y = batch
+        per = nn.functional.cross_entropy(model(x), y, reduction="none")
+        return trainwell.LossOutput(sum=per.sum(), count=float(len(y)), per_sample=per)
+
+
+def make_task(kind="generator"):
+    return Sign(kind)
+'''
+
+
+@pytest.fixture
+def stream_task(tmp_path, monkeypatch) -> str:
+    import sys
+
+    (tmp_path / "stream_task.py").write_text(STREAM_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("stream_task", None)
+    return "task.name=stream_task:make_task"
+
+
+def test_the_commands_take_a_user_task_that_yields_batches(stream_task: str, tmp_path, capsys) -> None:
+    from trainwell.cli.main import main
+
+    assert main(["diagnose", "--set", stream_task, "--run-dir", str(tmp_path / "d"), "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "could not check" not in out
+    report = json.loads((tmp_path / "d" / "diagnosis.json").read_text())
+    assert all(any(p in c for c in report["checked"]) for p in PROBES), report["checked"]
+    assert main(["lr-find", "--set", stream_task, "--run-dir", str(tmp_path / "l"), "--steps", "60"]) == 0
+    assert "suggested lr" in capsys.readouterr().out
+
+
+def test_the_commands_refuse_a_batch_size_that_a_dataloader_would_ignore(stream_task: str, tmp_path, capsys) -> None:
+    from trainwell.cli.main import main
+
+    loader = ["--set", stream_task, "--set", 'task.options={kind = "loader"}', "--set", "train.batch_size=64"]
+    assert main(["diagnose", *loader, "--run-dir", str(tmp_path / "d"), "--steps", "20"]) == 2
+    assert "train.batch_size = 64, but train_data is a DataLoader with batch_size=16" in capsys.readouterr().err
+    assert main(["lr-find", *loader, "--run-dir", str(tmp_path / "l")]) == 2
+    assert "train.batch_size = 64, but train_data is a DataLoader with batch_size=16" in capsys.readouterr().err
