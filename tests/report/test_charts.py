@@ -1,10 +1,32 @@
 from __future__ import annotations
 
+import base64
 import math
 import re
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 
-from trainwell.report.charts import Box, Line, Marker, Scale, finite_runs, line_chart, value_range
+import pytest
+
+from trainwell.report import assets
+from trainwell.report.charts import (
+    HEAT,
+    RAW_UNDER_SMOOTH,
+    Box,
+    Flag,
+    HLine,
+    Line,
+    Marker,
+    Scale,
+    finite_runs,
+    heat_color,
+    heat_map,
+    histogram_chart,
+    line_chart,
+    png,
+    value_range,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -82,3 +104,151 @@ def test_page_chart_has_an_html_legend_and_linear_axes() -> None:
     ys = [y for _, y in _points(first)]
     assert ys[0] < ys[1]  # 1.0 is drawn above 0.0
     assert re.search(r">0</text>", svg) and re.search(r">10</text>", svg)
+
+
+# --- what the run report draws with the shared renderer ------------------------------------
+
+RUN_BOX = Box(width=500, height=300, left=50, right=50, top=50, bottom=50)
+"""A plot area of 400 x 200 pixels from (50, 50): coordinates are easy to work out."""
+
+
+def _svg(text: str) -> ET.Element:
+    return ET.fromstring(text[text.index("<svg"):])
+
+
+def _all(root: ET.Element, tag: str, cls: str | None = None) -> list[ET.Element]:
+    return [e for e in root.iter(f"{SVG}{tag}") if cls is None or e.get("class") == cls]
+
+
+def test_event_markers_have_hover_text_sit_side_by_side_and_may_have_no_label() -> None:
+    root = _svg(line_chart([Line("loss", [0, 100], [1.0, 2.0])], box=RUN_BOX, legend="", markers=[
+        Marker(50, "#E69F00", "", title="skip at step 50: non-finite loss", dash="", width=1.2),
+        Marker(50, "#CC79A7", "", title="quarantine at step 50: 2 samples", dash=""),
+        Marker(80, "#D55E00", "lr x0.5", title="restart at step 80", dash="5 3"),
+    ]))
+    marks = [e for e in _all(root, "line") if e.find(f"{SVG}title") is not None]
+    assert [(m.get("x1"), m.get("stroke-dasharray"), m.get("stroke-width")) for m in marks] == [
+        ("250.0", None, "1.2"), ("252.5", None, None), ("370.0", "5 3", None)]  # the second at step 50 moves aside
+    assert [m.find(f"{SVG}title").text for m in marks] == [  # type: ignore[union-attr]
+        "skip at step 50: non-finite loss", "quarantine at step 50: 2 samples", "restart at step 80"]
+    labels = [e for e in _all(root, "text") if e.get("fill") in ("#E69F00", "#CC79A7", "#D55E00")]
+    assert [(e.text, e.get("y")) for e in labels] == [("lr x0.5", "64")]  # only the labelled one, at the top row
+
+
+def test_reference_lines_are_drawn_at_their_value_and_left_out_where_a_scale_cannot_show_them() -> None:
+    lines = [Line("alpha", [0, 10], [-1.0, 1.0])]
+    root = _svg(line_chart(lines, ylim=(-1.0, 1.0), hlines=[HLine(0.0, "0: the valley floor")], box=RUN_BOX, legend=""))
+    (ref,) = _all(root, "line", "hline")
+    assert (ref.get("y1"), ref.get("x1"), ref.get("x2"), ref.get("stroke-dasharray")) == ("150.0", "50", "450", "2 3")
+    (label,) = _all(root, "text", "reflabel")
+    assert label.text == "0: the valley floor" and label.get("y") == "146.0" and label.get("text-anchor") == "end"
+    log = _svg(line_chart([Line("g", [0, 10], [0.5, 8.0])], log_y=True, hlines=[HLine(0.0), HLine(1.0)], box=RUN_BOX))
+    assert len(_all(log, "line", "hline")) == 1  # 0 has no place on a log scale
+    wide = _svg(line_chart([Line("g", [0, 10], [2.0, 3.0])], hlines=[HLine(1.0)], box=RUN_BOX, legend=""))
+    assert float(_all(wide, "line", "hline")[0].get("y1", "0")) < 250  # the y range takes the reference line in
+
+
+def test_both_y_scales_are_drawn_the_first_one_shown() -> None:
+    xs, ys = [0, 1, 2, 3], [1.0, 10.0, -5.0, 1000.0]
+    root = _svg(line_chart([Line("loss", xs, ys)], log_y=True, toggle_log_y=True, box=RUN_BOX, legend=""))
+    groups = _all(root, "g", "yscale")
+    assert [(g.get("data-scale"), g.get("display")) for g in groups] == [("log", None), ("linear", "none")]
+    log_runs = [_points(p) for p in groups[0].iter(f"{SVG}polyline")]
+    assert len(log_runs) == 1 and len(log_runs[0]) == 2  # -5 has no place on a log scale: 1000 stands alone
+    (a, y1), (_, y10) = log_runs[0]
+    lo, hi = value_range([1.0, 10.0, 1000.0], log=True)
+    decade = 200 / (math.log10(hi) - math.log10(lo))
+    assert a == 50.0 and y1 - y10 == pytest.approx(decade, abs=0.15)  # one decade up
+    linear = [_points(p) for p in groups[1].iter(f"{SVG}polyline")]
+    assert [len(r) for r in linear] == [4]  # on the linear scale every value shows
+    ticks = [e.text for e in groups[0].iter(f"{SVG}text")]
+    assert ticks == ["1e0", "1e1", "1e2", "1e3"]
+    alone = _svg(line_chart([Line("loss", xs, ys)], box=RUN_BOX, legend=""))
+    assert not _all(alone, "g", "yscale") and len(alone.findall(f"{SVG}polyline")) == 1  # one scale: no groups
+
+
+def test_smoothing_overlay_fades_the_raw_line_and_is_marked_for_the_page() -> None:
+    xs = list(range(10))
+    raw = Line("loss", xs, [float(i % 3) for i in xs], "#0072B2", role="raw")
+    smooth = Line("loss (smoothed)", xs, [1.0] * 10, "#0072B2", 2.0, role="smooth", legend=False, hover=False)
+    root = _svg(line_chart([raw, smooth], box=RUN_BOX, legend=""))
+    (r,) = _all(root, "polyline", "raw")
+    (s,) = _all(root, "polyline", "smooth")
+    assert r.get("stroke-opacity") == str(RAW_UNDER_SMOOTH) and s.get("stroke-opacity") == "1.0"
+    assert [p[1] for p in _points(s)] == [150.0, 150.0]  # a flat overlay: its two ends
+    alone = _svg(line_chart([raw], box=RUN_BOX, legend=""))
+    assert _all(alone, "polyline", "raw")[0].get("stroke-opacity") == "1.0"  # nothing over it: full strength
+    legend = line_chart([raw, smooth])
+    assert legend.split("<svg", 1)[0].count('class="item"') == 1  # the overlay has no legend entry
+    css = assets.stylesheet()
+    assert "svg.chart.raw-only .smooth { display: none; }" in css and "svg.chart.raw-only .raw" in css
+
+
+def test_step_lines_dots_dashes_and_flags() -> None:
+    xs, ys = [0.0, 100.0, 200.0], [0.0, 1.0, 1.0]
+    root = _svg(line_chart([Line("lr", xs, ys, step=True, dash="6 4"), Line("eval", xs, [0.0, 0.5, math.nan], dots=True)],
+                           ylim=(0.0, 1.0), box=RUN_BOX, legend="svg",
+                           flags=[Flag(100.0, "eval = nan at step 200")]))
+    step, _ = root.findall(f"{SVG}polyline")
+    assert _points(step) == [(50.0, 250.0), (250.0, 250.0), (250.0, 50.0), (450.0, 50.0)]  # holds, then jumps
+    assert step.get("stroke-dasharray") == "6 4"
+    (dots,) = _all(root, "path", "dots")
+    assert dots.get("d") == "M50.0 250.0h0M250.0 150.0h0" and dots.get("stroke-linecap") == "round"  # no dot for NaN
+    (flag,) = _all(root, "path", "flag")
+    assert flag.get("d") == "M245.0 51L255.0 51L250.0 59Z" and flag.find(f"{SVG}title").text == "eval = nan at step 200"  # type: ignore[union-attr]
+    swatches = [e for e in _all(root, "line") if e.get("x1") == str(RUN_BOX.x1 - 150)]
+    assert [e.get("stroke-dasharray") for e in swatches] == ["6 4", None]  # the legend shows the dash
+
+
+def test_hover_data_and_crosshair_for_the_page_script() -> None:
+    lines = [Line("train", [1, 2, 300], [2.5, math.nan, 0.123456]), Line("trend", [1, 300], [1.0, 1.0], hover=False)]
+    root = _svg(line_chart(lines, xlabel="step", xlim=(0, 400), hover=True, box=RUN_BOX, legend=""))
+    assert root.get("data-xmap") == "50 450 0 400" and root.get("data-xname") == "step"
+    (data,) = _all(root, "g", "hover")
+    assert (data.get("data-label"), data.get("data-x"), data.get("data-y")) == ("train", "1 2 300", "2.5 nan 0.1235")
+    (cross,) = _all(root, "line", "crosshair")
+    assert cross.get("visibility") == "hidden" and cross.get("pointer-events") == "none"
+    (trend,) = root.findall(f"{SVG}polyline")  # train's points are each alone between gaps: no line
+    assert [x for x, _ in _points(trend)] == [51.0, 350.0]  # xlim, not the data, spans x
+    plain = _svg(line_chart(lines, box=RUN_BOX, legend=""))
+    assert plain.get("data-xmap") is None and not _all(plain, "g", "hover")
+
+
+def test_straight_stretches_are_thinned_but_a_spike_in_one_pixel_column_is_kept() -> None:
+    xs = [float(i) for i in range(10_000)]
+    flat = _svg(line_chart([Line("counter", xs, [1.0] * 10_000)], box=RUN_BOX, legend=""))
+    assert len(_points(flat.findall(f"{SVG}polyline")[0])) == 2
+    spike = _points(_svg(line_chart([Line("loss", [0, 1, 1, 1, 2], [0.0, 0.0, 1.0, 0.0, 0.0])], ylim=(0.0, 1.0),
+                                     box=RUN_BOX, legend="")).findall(f"{SVG}polyline")[0])
+    assert spike == [(50.0, 250.0), (250.0, 250.0), (250.0, 50.0), (250.0, 250.0), (450.0, 250.0)]  # up and back down
+
+
+def test_histogram_frames_one_shown_and_bars_on_a_log_count_axis() -> None:
+    edges = [-1.0, 0.0, 1.0, 2.0]
+    root = _svg(histogram_chart(edges, [[0, 9, 99], [99, 0, 9]], ["step 1", "step 2"], xlabel="gradient", box=RUN_BOX))
+    frames = _all(root, "g", "frame")
+    assert [(f.get("data-name"), f.get("display")) for f in frames] == [("step 1", "none"), ("step 2", None)]
+    bars = frames[1].find(f"{SVG}path")
+    assert bars is not None  # counts 99, 0, 9 over a log10(count + 1) axis from 1 to 100
+    assert bars.get("d") == "M50.0 250.0V50.0H183.3V250.0H316.7V150.0H450.0V250.0Z"
+    hover = frames[1].find(f"{SVG}g")
+    assert hover is not None and (hover.get("data-x"), hover.get("data-y")) == ("-0.5 0.5 1.5", "99 0 9")
+    assert root.get("data-xname") == "gradient" and _all(root, "line", "crosshair")
+
+
+def test_heat_map_is_one_png_with_the_largest_count_brightest() -> None:
+    counts = [[0, 0], [0, 0], [0, 1000]]  # x bin 2, y bin 1: the top-right cell
+    root = _svg(heat_map([0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0], counts, xlabel="gradient", ylabel="parameter", box=RUN_BOX))
+    (image,) = _all(root, "image")
+    assert (image.get("x"), image.get("y"), image.get("width"), image.get("height")) == ("50", "50", "400", "200")
+    blob = base64.b64decode(image.get("href", "").split(",", 1)[1])
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", blob[16:24]) == (3, 2)  # 3 wide, 2 high
+    raw = zlib.decompress(blob[blob.index(b"IDAT") + 4:blob.index(b"IEND") - 8])
+    rows = [raw[1 + r * 10: 1 + r * 10 + 9] for r in range(2)]  # a filter byte, then 3 RGB pixels per row
+    assert tuple(rows[0][6:9]) == heat_color(1.0) == HEAT[-1] and tuple(rows[1][6:9]) == heat_color(0.0) == HEAT[0]
+    assert png([[(1, 2, 3)]])[12:16] == b"IHDR"
+
+
+def test_large_tick_values_read_as_k_and_m() -> None:
+    s = Scale(0.0, 1.0, 0.0, 1.0)
+    assert [s.label(v) for v in (5000.0, 25_000.0, 1_500_000.0, 2e9, 0.5)] == ["5000", "25k", "1.5M", "2G", "0.5"]
