@@ -1,18 +1,23 @@
-"""The report in a real browser: headless Chromium loads it offline, every chart draws
-without a JavaScript error, and a screenshot comes out.
+"""The report in a real browser: headless Chromium loads it offline, the script wires every
+chart without a JavaScript error, its buttons, slider and crosshair work, and a screenshot
+comes out.
 
 How "no JS error" is checked: the page's script appends ``<div id="render-ok">`` only when
-every chart drew without an exception and ``window.onerror`` never fired; ``--dump-dom``
-prints the DOM after the load (scripts included), so the marker must be in it. Chromium's
-own log (``--enable-logging=stderr``) must also show no uncaught error from the page.
+every chart was wired without an exception and ``window.onerror`` never fired;
+``--dump-dom`` prints the DOM after the load (scripts included), so the marker must be in
+it. Chromium's own log (``--enable-logging=stderr``) must also show no uncaught error from
+the page. The interactions are checked by a probe script appended to a copy of the page:
+it clicks, moves the mouse, and writes what it saw into ``<pre id="probe">`` as JSON.
 Skipped when Chromium is not installed (``apt-get install -y chromium``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -52,7 +57,7 @@ def test_report_renders_in_headless_chromium(synthetic_run: Path, tmp_path: Path
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="render-ok"' in dom.stdout, "a chart failed to draw or a JS error fired: " + dom.stdout[-2000:]
     assert not _page_errors(dom.stderr)
-    assert dom.stdout.count("<svg") >= 20  # the charts are really in the DOM, drawn by the script
+    assert dom.stdout.count('<svg class="chart') >= 20  # the charts drawn in Python are in the DOM
 
     shot = tmp_path / "shot.png"
     run = _chromium(tmp_path, "shot", f"--screenshot={shot}", "--window-size=1280,2000", url)
@@ -63,14 +68,65 @@ def test_report_renders_in_headless_chromium(synthetic_run: Path, tmp_path: Path
 
 
 def test_a_broken_chart_is_caught_by_the_check(synthetic_run: Path, tmp_path: Path) -> None:
-    """The check can fail: a panel whose data the script cannot draw leaves no marker."""
+    """The check can fail: a chart whose hover data is missing cannot be wired, and the page says so."""
     page = write_report(synthetic_run)
-    head, rest = page.read_text().split('<script type="application/json" id="report-data">', 1)
-    blob, tail = rest.split("</script>", 1)
-    data = json.loads(blob)
-    data["panels"][0]["series"] = None
-    page.write_text(head + '<script type="application/json" id="report-data">' + json.dumps(data) + "</script>" + tail)
+    page.write_text(page.read_text().replace(' data-x="', ' data-gone="', 1))
     dom = _chromium(tmp_path, "broken", "--dump-dom", page.resolve().as_uri())
     assert dom.returncode == 0
     assert 'id="render-ok"' not in dom.stdout
-    assert "Some charts failed" in dom.stdout
+    assert "Some charts failed: chart-1" in dom.stdout
+
+
+PROBE = """
+(function () {
+  var out = {};
+  var loss = document.getElementById("chart-1"), svg = loss.querySelector("svg.chart");
+  function displays(sel) { return Array.prototype.map.call(loss.querySelectorAll(sel), function (e) { return getComputedStyle(e).display; }); }
+  var scale = loss.querySelector('button[data-toggle="scale"]');
+  out.scale = [[scale.textContent, displays("g.yscale")]];
+  scale.click(); out.scale.push([scale.textContent, displays("g.yscale")]);
+  var smooth = loss.querySelector('button[data-toggle="smooth"]');
+  function look() { return [smooth.textContent, getComputedStyle(loss.querySelector("polyline.smooth")).display,
+                            getComputedStyle(loss.querySelector("polyline.raw")).strokeOpacity]; }
+  out.smooth = [look()]; smooth.click(); out.smooth.push(look());
+  // clientX is a whole pixel: rounded, it lands within half a pixel of the step
+  var map = svg.getAttribute("data-xmap").split(" ").map(Number), r = svg.getBoundingClientRect();
+  var px = map[0] + (AT - map[2]) / (map[3] - map[2]) * (map[1] - map[0]);
+  svg.dispatchEvent(new MouseEvent("mousemove", {clientX: Math.round(r.left + px * r.width / svg.viewBox.baseVal.width), clientY: r.top + 40}));
+  var tip = loss.querySelector(".tip"), cross = svg.querySelector("line.crosshair");
+  out.tip = tip.style.display === "block" ? Array.prototype.map.call(tip.children, function (e) { return e.textContent; }) : null;
+  out.cross = [cross.getAttribute("visibility"), Number(cross.getAttribute("x1")), px];
+  svg.dispatchEvent(new MouseEvent("mouseleave"));
+  out.left = [tip.style.display, cross.getAttribute("visibility")];
+  var hist = document.getElementById("hist-grad_hist1d"), input = hist.querySelector("input");
+  input.value = "0"; input.dispatchEvent(new Event("input"));
+  out.frames = Array.prototype.map.call(hist.querySelectorAll("g.frame"), function (g) { return getComputedStyle(g).display; });
+  out.slider = hist.querySelector(".slider span").textContent;
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+})();
+"""
+
+
+def test_buttons_slider_and_crosshair_work(synthetic_run: Path, tmp_path: Path) -> None:
+    """The log/linear and smoothing buttons switch what shows, the slider switches the
+    histogram's step, and the crosshair's tooltip reads the values at the mouse."""
+    at = 300  # a step after the rollback: its value is the one the run kept
+    page = write_report(synthetic_run)
+    page.write_text(page.read_text().replace("</body>", f"<script>{PROBE.replace('AT', str(at))}</script></body>"))
+    dom = _chromium(tmp_path, "probe", "--window-size=1280,2000", "--dump-dom", page.resolve().as_uri())
+    assert dom.returncode == 0 and 'id="render-ok"' in dom.stdout, dom.stdout[-2000:]
+    probe = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert probe, dom.stdout[-2000:]
+    out = json.loads(unescape(probe.group(1)))
+
+    assert out["scale"] == [["log y", ["inline", "none"]], ["linear y", ["none", "inline"]]]
+    assert out["smooth"] == [["smoothed", "inline", "0.3"], ["raw", "none", "1"]]
+    rows = [json.loads(line) for line in (synthetic_run / "metrics.jsonl").read_text().splitlines()]
+    kept = {r["step"]: r for r in rows if "train/loss" in r}  # the last logged value of a step wins
+    evals = {r["step"]: r for r in rows if "eval/loss" in r}
+    assert out["tip"] == [f"step {at}", f"train: {kept[at]['train/loss']:.4g}", f"eval: {evals[at]['eval/loss']:.4g}",
+                          f"eval (EMA weights): {evals[at]['eval_ema/loss']:.4g}"]
+    visibility, x, px = out["cross"]
+    assert visibility == "visible" and abs(x - px) < 0.2
+    assert out["left"] == ["none", "hidden"]
+    assert out["frames"] == ["inline"] + ["none"] * 4 and out["slider"] == " step 0"
