@@ -63,9 +63,7 @@ def take(loader: Loader, n: int) -> Any:
         batch = next_batch(loader)
         parts.append(batch)
         have += batch_len(batch)
-    if len(parts) == 1 and have == n:
-        return parts[0]
-    whole = concat(parts)
+    whole = parts[0] if len(parts) == 1 else concat(parts)
     return cut(whole, [n, have - n])[0] if have > n else whole
 
 
@@ -75,9 +73,9 @@ def concat(batches: Sequence[Any]) -> Any:
     spec = flat[0][1]
     if any(s != spec for _, s in flat) or not all(
             isinstance(x, torch.Tensor) and x.ndim for leaves, _ in flat for x in leaves):
-        raise DataError(f"{len(batches)} batches ({type(batches[0]).__name__}) cannot be joined into one of the "
-                        "samples asked for: this needs batches of one structure whose leaves are all tensors "
-                        "with the batch dimension (or indexable data: a Dataset, tensors)")
+        raise DataError(f"needs indexable data (a Dataset, tensors) or batches whose leaves are all tensors with "
+                        f"the batch dimension, to join {len(batches)} batches ({type(batches[0]).__name__}) into "
+                        "the samples it reads")
     return tree_unflatten([torch.cat(column) for column in zip(*(leaves for leaves, _ in flat), strict=True)],
                           spec)
 
@@ -86,9 +84,8 @@ def cut(batch: Any, sizes: list[int]) -> list[Any]:
     """``batch`` cut into parts of ``sizes`` samples."""
     parts = split_batch(batch, sizes)
     if parts is None:
-        raise DataError(f"a batch ({type(batch).__name__}) cannot be cut into parts of {sizes} samples: this needs "
-                        "a batch whose leaves are all tensors with the batch dimension (or indexable data: a "
-                        "Dataset, tensors)")
+        raise DataError(f"needs indexable data (a Dataset, tensors) or batches whose leaves are all tensors with "
+                        f"the batch dimension, to cut a batch ({type(batch).__name__}) into parts of {sizes} samples")
     return parts
 
 
