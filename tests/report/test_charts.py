@@ -13,6 +13,7 @@ from trainwell.report import assets
 from trainwell.report.charts import (
     HEAT,
     RAW_UNDER_SMOOTH,
+    SPARK_POINTS,
     Box,
     Flag,
     HLine,
@@ -25,6 +26,7 @@ from trainwell.report.charts import (
     histogram_chart,
     line_chart,
     png,
+    sparkline,
     value_range,
 )
 
@@ -252,3 +254,14 @@ def test_heat_map_is_one_png_with_the_largest_count_brightest() -> None:
 def test_large_tick_values_read_as_k_and_m() -> None:
     s = Scale(0.0, 1.0, 0.0, 1.0)
     assert [s.label(v) for v in (5000.0, 25_000.0, 1_500_000.0, 2e9, 0.5)] == ["5000", "25k", "1.5M", "2G", "0.5"]
+
+
+def test_sparkline_is_a_bare_line_thinned_to_its_cell() -> None:
+    xs = [float(i) for i in range(1000)]
+    ys = [math.nan if i == 10 else float(i % 7) for i in range(1000)]
+    root = ET.fromstring(sparkline(xs, ys, width=120, height=30))
+    (line,) = root.findall(f"{SVG}polyline")
+    pts = _points(line)
+    assert len(pts) <= SPARK_POINTS and (pts[0][0], pts[-1][0]) == (2.0, 118.0)  # a 2-pixel inset
+    assert min(y for _, y in pts) == 2.0 and max(y for _, y in pts) == 28.0  # 6 at the top, 0 at the bottom
+    assert ET.fromstring(sparkline([1.0], [math.nan])).find(f"{SVG}polyline") is None  # nothing finite: empty

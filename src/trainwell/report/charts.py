@@ -18,7 +18,8 @@ for a tooltip. Without a script the chart shows its first scale, smoothed.
 
 Pieces: ``Scale`` (data to pixels, linear or log10), ``value_range``, ``frame`` (the
 opening, axes, grid and labels), ``line_chart`` (lines, vertical markers, horizontal
-reference lines, flags, a legend), ``histogram_chart`` (bars per step) and ``heat_map``.
+reference lines, flags, a legend), ``histogram_chart`` (bars per step), ``heat_map`` and
+``sparkline`` (a table cell's bare line).
 A page with its own marks (the study's scatter of trials) draws them between ``frame``
 and ``"</svg>"``.
 """
@@ -33,8 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from html import escape
 
+from trainwell.report.series import downsample_indices
+
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
 """Okabe-Ito colours (told apart with every common colour-vision deficiency), then grey."""
+
+SPARK_POINTS = 120
+"""Points per sparkline: a 160-pixel cell cannot show more."""
 
 RAW_UNDER_SMOOTH = 0.3
 """Opacity of a ``role="raw"`` line while its smoothed overlay shows: the noise stays
@@ -529,3 +535,24 @@ def heat_map(xedges: Sequence[float], yedges: Sequence[float], counts: Sequence[
            f"<title>{escape(xlabel)} x {escape(ylabel)}: log-scaled counts</title></image>",
            *_x_axis(x, None, box), *_y_axis(y, box), _axis_labels(xlabel, ylabel, box), "</svg>"]
     return "\n".join(out)
+
+
+def sparkline(xs: Sequence[float], ys: Sequence[float], width: int = 120, height: int = 30) -> str:
+    """A tiny inline SVG line (non-finite values left out; they are counted in the cell)."""
+    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+    if not pts:
+        return f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"></svg>'
+    keep = downsample_indices([y for _, y in pts], SPARK_POINTS)
+    pts = [pts[i] for i in keep]
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    sx = (width - 4) / (x1 - x0) if x1 > x0 else 0.0
+    sy = (height - 4) / (y1 - y0) if y1 > y0 else 0.0
+    coords = " ".join(
+        f"{2 + (x - x0) * sx:.1f},{height - 2 - ((y - y0) * sy if sy else (height - 4) / 2):.1f}" for x, y in pts
+    )
+    return (
+        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">'
+        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.3" points="{coords}"/></svg>'
+    )

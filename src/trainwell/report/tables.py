@@ -1,5 +1,5 @@
 """The report's static HTML parts: header facts, findings, the logbook table and the
-per-layer small multiples (sparklines drawn here as inline SVG: no script needed).
+per-layer small multiples (sparklines, drawn by ``report.charts``).
 
 Everything from the run directory is escaped: a message or a layer name is text, never markup.
 """
@@ -11,14 +11,11 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from trainwell.report.charts import sparkline
 from trainwell.report.load import RunData
-from trainwell.report.series import downsample_indices
 
 SEVERITY_ORDER = {"critical": 0, "error": 1, "high": 1, "warning": 2, "medium": 2, "info": 3, "low": 3}
 """Findings sort by severity (unknown severities last), the worst first."""
-
-SPARK_POINTS = 120
-"""Points per sparkline: a 160-pixel cell cannot show more."""
 
 
 def fmt(v: Any) -> str:
@@ -158,26 +155,6 @@ def logbook_html(events: Sequence[Mapping[str, Any]]) -> str:
 def _clock(stamp: str) -> str:
     """The time of day of an ISO timestamp (the date is in the title): keeps the column narrow."""
     return stamp[11:19] if len(stamp) >= 19 and stamp[10] == "T" else stamp
-
-
-def sparkline(xs: Sequence[float], ys: Sequence[float], width: int = 120, height: int = 30) -> str:
-    """A tiny inline SVG line (non-finite values left out; they are counted in the cell)."""
-    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
-    if not pts:
-        return f'<svg class="spark" width="{width}" height="{height}"></svg>'
-    keep = downsample_indices([y for _, y in pts], SPARK_POINTS)
-    pts = [pts[i] for i in keep]
-    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
-    sx = (width - 4) / (x1 - x0) if x1 > x0 else 0.0
-    sy = (height - 4) / (y1 - y0) if y1 > y0 else 0.0
-    coords = " ".join(
-        f"{2 + (x - x0) * sx:.1f},{height - 2 - ((y - y0) * sy if sy else (height - 4) / 2):.1f}" for x, y in pts
-    )
-    return (
-        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.3" points="{coords}"/></svg>'
-    )
 
 
 def layer_table_html(families: Mapping[str, Mapping[str, tuple[list[float], list[float]]]]) -> str:
