@@ -141,6 +141,24 @@ def test_a_killed_group_resumes_to_the_same_ema_evaluations(tp2: Path, tmp_path:
     assert (run / "checkpoints" / "sharded" / "step-00000020").is_dir()
 
 
+GUARDED = ("train.steps=30", "checkpoint.every_steps=5", "faults.nan_loss_at=[8,15,16]", "guards.max_skips=2",
+           "guards.skip_window=3")
+"""A NaN loss at iterations 8 and 15 (skips) and 16: the autopilot rolls back to step 5."""
+
+
+@pytest.mark.slow
+def test_a_rollback_restores_the_sharded_ema(tmp_path: Path) -> None:
+    """The rollback loads the shadows from the shards of step 5 and the update count from the
+    store: the EMA evaluations after it are one process's."""
+    one = train(tmp_path / "one", *GUARDED)
+    tp = train(tmp_path / "tp", *GUARDED, *TP2, nproc=2)
+    kinds = [(e["kind"], e.get("iteration")) for e in events(tp)]
+    assert ("rollback", 16) in kinds and kinds == [(e["kind"], e.get("iteration")) for e in events(one)]
+    a, b = evaluations(one), evaluations(tp)
+    assert a.keys() == b.keys() and {s for s, k in a if k == "eval_ema/loss"} == {5, 10, 15, 20, 25, 30}
+    assert max(abs(a[k] - b[k]) for k in a) <= 1e-5
+
+
 @pytest.mark.slow
 def test_ema_export_of_sharded_runs_is_the_one_process_ema(single: Path, fsdp: Path, tp2: Path,
                                                            tmp_path: Path) -> None:
