@@ -118,7 +118,7 @@ def test_deepobs_reports_the_test_metric_of_the_setting_chosen_on_validation(tin
     from trainwell.bench.show import render_text, to_json
 
     text = render_text(runs, tab)
-    assert "test/loss on the test split, of the setting chosen on validation (eval/loss)" in text
+    assert "test/loss on the test split, of the setting chosen on validation (eval/loss); lower is better" in text
     assert "test mean" in text and "val mean" in text
     assert "<th>test mean</th>" in write_bench_report(root).read_text()
     assert all("test_value" in r for r in to_json(runs, tab)["runs"])

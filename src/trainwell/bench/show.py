@@ -73,8 +73,8 @@ def render_text(runs: list[dict[str, Any]], table: dict[str, Any]) -> str:
         verdicts = scores["problems"].get(problem, {}).get("algorithms", {})
         head = ls[0]
         test = head.get("split") == "test"
-        lines += ["", f"{problem}: {split_header(head)} ({'higher' if head['higher_is_better'] else 'lower'} "
-                      "is better), mean over seeds [95% bootstrap interval]"]
+        lines += ["", f"{problem}: {split_header(head)}; {'higher' if head['higher_is_better'] else 'lower'} "
+                      "is better; mean over seeds [95% bootstrap interval]"]
         rows = [[*(["algorithm", "schedule", "test mean", "std", "interval", "seeds", "val mean"] if test else
                    ["algorithm", "schedule", "val mean", "std", "interval", "seeds"]),
                  "infeasible", "interventions", "verdict"] + (["lr", "stable lr"] if protocol == "deepobs" else [])]
