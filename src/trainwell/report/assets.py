@@ -28,7 +28,7 @@ def stylesheet() -> str:
 
 
 def script() -> str:
-    """The run report's script (draws its charts from the embedded JSON)."""
+    """The run report's script: buttons, slider and crosshair over the charts drawn in Python."""
     return asset("report.js")
 
 

@@ -129,7 +129,7 @@ def render_report(data: RunData) -> str:
     return html_page(f"{data.run_dir.name}: trainwell report", "\n".join(parts), scripts=f"<script>{script()}</script>")
 
 
-def _marker_key(evs: list[dict[str, Any]], panels: list[Panel]) -> str:
+def _marker_key(evs: list[dict[str, Any]], panels: list[AnyPanel]) -> str:
     """One key for the markers every chart shares, instead of a legend entry per chart."""
     items = []
     kinds: dict[str, int] = {}
