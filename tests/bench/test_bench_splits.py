@@ -155,3 +155,30 @@ def test_budget_chooses_the_schedule_on_validation_whatever_the_test_values_say(
     assert chosen["schedule"] == "warmup_cosine" and chosen["mean"] == pytest.approx(9.01)
     constant = next(x for x in lines if x["schedule"] == "constant")
     assert constant["n"] == 3 and constant["mean"] == pytest.approx(0.51)  # search rows are not reported
+
+
+@pytest.fixture
+def tiny_digits():
+    p = Problem("tiny_digits_split", "digits MLP, 40 steps", {"task": {"name": "digits"},
+                "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/accuracy", True, "-")
+    PROBLEMS.add(p.name, p, p.help)
+    yield p.name
+    PROBLEMS._items.pop(p.name)
+    PROBLEMS._help.pop(p.name)
+
+
+def test_the_test_value_comes_from_the_weights_the_run_evaluated(tiny_digits, tmp_path, monkeypatch):
+    """Schedule-free's evaluation weights are rebuilt from its state, so its test value is
+    recorded; a submission that keeps its averaged weights outside its state_dict cannot be
+    rebuilt, and says so instead of reporting the wrong weights' number."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    root = bench({"bench": {"problems": [tiny_digits], "seeds": 1,
+                            "algorithms": ["schedulefree_adamw", "my_submission:make_submission"]}},
+                 out_dir=tmp_path / "b", out=io.StringIO())
+    runs, tab = read_results(root)
+    by = {r["algorithm"]: r for r in runs}
+    free = by["schedulefree_adamw"]
+    assert free["test_metric"] == "test/accuracy" and 0.0 < free["test_value"] <= 1.0 and free["test_missing"] is None
+    sub = by["my_submission:make_submission"]
+    assert sub["test_value"] is None and "does not reproduce the run's last eval/accuracy" in sub["test_missing"]
+    assert all(x["split"] == "validation" for x in tab["lines"])  # oneshot reports validation

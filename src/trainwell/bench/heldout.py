@@ -101,11 +101,14 @@ def _rebuild(run_dir: Path) -> _Rebuilt | str:
     task = build_task(cfg)
     torch.manual_seed(cfg.seed)
     model = task.build_model()
-    model.load_state_dict(parts["model"])
     optimizer = build_optimizer(cfg.optim, model, steps=cfg.train.steps)
-    if hasattr(optimizer, "eval") and hasattr(optimizer, "train") and "optimizer" in parts:
-        optimizer.load_state_dict(parts["optimizer"])
-        optimizer.eval()  # the evaluation weights, as before each of the run's evaluations
+    try:
+        model.load_state_dict(parts["model"])
+        if hasattr(optimizer, "eval") and hasattr(optimizer, "train") and "optimizer" in parts:
+            optimizer.load_state_dict(parts["optimizer"])
+            optimizer.eval()  # the evaluation weights, as before each of the run's evaluations
+    except (RuntimeError, ValueError, KeyError) as e:
+        return f"{info.path}: the checkpoint does not fit the model and optimizer config.toml builds ({e})"
     return _Rebuilt(cfg, task, model, info.step)
 
 
