@@ -90,18 +90,24 @@ PROBE = """
                             getComputedStyle(loss.querySelector("polyline.raw")).strokeOpacity]; }
   out.smooth = [look()]; smooth.click(); out.smooth.push(look());
   // clientX is a whole pixel: rounded, it lands within half a pixel of the step
-  var map = svg.getAttribute("data-xmap").split(" ").map(Number), r = svg.getBoundingClientRect();
-  var px = map[0] + (AT - map[2]) / (map[3] - map[2]) * (map[1] - map[0]);
-  svg.dispatchEvent(new MouseEvent("mousemove", {clientX: Math.round(r.left + px * r.width / svg.viewBox.baseVal.width), clientY: r.top + 40}));
+  function hover(panel, x) {  // the tooltip's rows with the mouse at data value x
+    var chart = panel.querySelector("svg.chart"), map = chart.getAttribute("data-xmap").split(" ").map(Number);
+    var r = chart.getBoundingClientRect(), px = map[0] + (x - map[2]) / (map[3] - map[2]) * (map[1] - map[0]);
+    chart.dispatchEvent(new MouseEvent("mousemove", {clientX: Math.round(r.left + px * r.width / chart.viewBox.baseVal.width), clientY: r.top + 40}));
+    var tip = panel.querySelector(".tip"), cross = chart.querySelector("line.crosshair");
+    return {rows: tip.style.display === "block" ? Array.prototype.map.call(tip.children, function (e) { return e.textContent; }) : null,
+            cross: [cross.getAttribute("visibility"), Number(cross.getAttribute("x1")), px]};
+  }
+  var seen = hover(loss, AT);
+  out.tip = seen.rows; out.cross = seen.cross;
   var tip = loss.querySelector(".tip"), cross = svg.querySelector("line.crosshair");
-  out.tip = tip.style.display === "block" ? Array.prototype.map.call(tip.children, function (e) { return e.textContent; }) : null;
-  out.cross = [cross.getAttribute("visibility"), Number(cross.getAttribute("x1")), px];
   svg.dispatchEvent(new MouseEvent("mouseleave"));
   out.left = [tip.style.display, cross.getAttribute("visibility")];
   var hist = document.getElementById("hist-grad_hist1d"), input = hist.querySelector("input");
   input.value = "0"; input.dispatchEvent(new Event("input"));
   out.frames = Array.prototype.map.call(hist.querySelectorAll("g.frame"), function (g) { return getComputedStyle(g).display; });
   out.slider = hist.querySelector(".slider span").textContent;
+  out.bin = hover(hist, BIN).rows;
   var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
 })();
 """
@@ -112,12 +118,13 @@ def test_buttons_slider_and_crosshair_work(synthetic_run: Path, tmp_path: Path) 
     histogram's step, and the crosshair's tooltip reads the values at the mouse."""
     at = 300  # a step after the rollback: its value is the one the run kept
     page = write_report(synthetic_run)
-    page.write_text(page.read_text().replace("</body>", f"<script>{PROBE.replace('AT', str(at))}</script></body>"))
+    probe = PROBE.replace("AT", str(at)).replace("BIN", "0.1")  # the middle bin: 1024 counts at step 0
+    page.write_text(page.read_text().replace("</body>", f"<script>{probe}</script></body>"))
     dom = _chromium(tmp_path, "probe", "--window-size=1280,2000", "--dump-dom", page.resolve().as_uri())
     assert dom.returncode == 0 and 'id="render-ok"' in dom.stdout, dom.stdout[-2000:]
-    probe = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert probe, dom.stdout[-2000:]
-    out = json.loads(unescape(probe.group(1)))
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, dom.stdout[-2000:]
+    out = json.loads(unescape(found.group(1)))
 
     assert out["scale"] == [["log y", ["inline", "none"]], ["linear y", ["none", "inline"]]]
     assert out["smooth"] == [["smoothed", "inline", "0.3"], ["raw", "none", "1"]]
@@ -129,4 +136,5 @@ def test_buttons_slider_and_crosshair_work(synthetic_run: Path, tmp_path: Path) 
     visibility, x, px = out["cross"]
     assert visibility == "visible" and abs(x - px) < 0.2
     assert out["left"] == ["none", "hidden"]
-    assert out["frames"] == ["inline"] + ["none"] * 4 and out["slider"] == " step 0"
+    assert out["frames"] == ["inline"] + ["none"] * 4 and out["slider"] == "step 0"
+    assert out["bin"] == ["gradient 0.1", "count: 1024"]  # the shown frame's count, not the last step's

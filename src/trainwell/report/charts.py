@@ -14,7 +14,8 @@ groups (``<g class="yscale" data-scale=...>``, the second hidden); lines with
 ``role="smooth"`` are overlays that the stylesheet hides when the ``<svg>`` has the class
 ``raw-only`` (the ``role="raw"`` lines under them then show at full strength); and
 ``hover=True`` writes each line's values as data attributes plus a hidden crosshair line,
-for a tooltip. Without a script the chart shows its first scale, smoothed.
+for a tooltip (``<g class="hover" data-label data-x data-y>``; a histogram's frames share
+the ``data-x`` of its ``<svg>``). Without a script the chart shows its first scale, smoothed.
 
 Pieces: ``Scale`` (data to pixels, linear or log10), ``value_range``, ``frame`` (the
 opening, axes, grid and labels), ``line_chart`` (lines, vertical markers, horizontal
@@ -475,17 +476,17 @@ def histogram_chart(edges: Sequence[float], frames: Sequence[Sequence[float]], n
     top = max((v for counts in frames for v in counts), default=0.0) + 1
     x = Scale(edges[0], edges[-1], box.x0, box.x1)
     y = Scale(1.0, max(top, 10.0), box.y1, box.y0, log=True)
-    if hover:
-        attrs += f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}" data-xname="{escape(xlabel)}"'
-    out = [*_opening(attrs, box, ""), *_x_axis(x, None, box), *_y_axis(y, box)]
     centres = " ".join(f"{(a + b) / 2:.4g}" for a, b in zip(edges, edges[1:], strict=False))
+    if hover:  # the bin centres once, shared by every frame's counts
+        attrs += (f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}" data-xname="{escape(xlabel)}"'
+                  f' data-x="{centres}"')
+    out = [*_opening(attrs, box, ""), *_x_axis(x, None, box), *_y_axis(y, box)]
     for i, (counts, name) in enumerate(zip(frames, names, strict=True)):
         hidden = "" if i == len(frames) - 1 else ' display="none"'
         out.append(f'<g class="frame" data-name="{escape(name)}"{hidden}>'
                    f'<path d="{_bars_path(edges, counts, x, y, box.y1)}" fill="{color}"/>')
         if hover:
-            out.append(f'<g class="hover" data-label="count" data-x="{centres}" '
-                       f'data-y="{" ".join(_num(v) for v in counts)}"/>')
+            out.append(f'<g class="hover" data-label="count" data-y="{" ".join(_num(v) for v in counts)}"/>')
         out.append("</g>")
     if hover:
         out += _hover_marks([], box)

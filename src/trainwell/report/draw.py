@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from html import escape
 from typing import Any
 
@@ -28,7 +29,10 @@ from trainwell.report.panels import EVENT_COLORS, Panel, Series
 from trainwell.report.series import Segment
 
 CHART_BOX = Box(width=560, height=250, left=64, right=14, top=12, bottom=38)
-"""A panel's chart; it scales to the panel's width (``svg.chart.fit``), fonts with it."""
+"""A panel's chart in a two-column grid; it scales to the panel's width (``svg.chart.fit``),
+its fonts with it, so the box is about the panel's width on a laptop screen."""
+NARROW_BOX = replace(CHART_BOX, width=400)
+"""A panel's chart in a three-column grid (the Cockpit columns): text stays readable."""
 SMALL_BOX = Box(width=250, height=150, left=52, right=10, top=8, bottom=34)
 """A per-layer histogram in the small multiples."""
 HEAT_BOX = Box(width=560, height=280, left=64, right=14, top=12, bottom=38)
@@ -78,24 +82,25 @@ def _tools(p: Panel, toggle: bool) -> str:
     return f'<div class="tools">{"".join(buttons)}</div>' if buttons else ""
 
 
-def line_panel(p: Panel, events: Sequence[Mapping[str, Any]], xrange: tuple[float, float]) -> str:
+def line_panel(p: Panel, events: Sequence[Mapping[str, Any]], xrange: tuple[float, float],
+               box: Box = CHART_BOX) -> str:
     """A line chart panel: title, note, buttons, legend and the chart."""
     lines = [line for s in p.series for line in series_lines(s)]
     flags = [Flag(x, f"{s.label} = {what} at step {x:g}") for s in p.series for x, what in s.bad]
     positive = any(v > 0 for line in lines for v in line.ys if math.isfinite(v))
     toggle = p.ylim is None and positive  # a log scale needs positive values; a fixed range stays
     chart = line_chart(lines, xlabel="step", ylabel=p.ylabel, xlim=xrange, ylim=p.ylim, log_y=p.log and toggle,
-                       toggle_log_y=toggle, hlines=p.hlines, flags=flags, hover=True, box=CHART_BOX,
+                       toggle_log_y=toggle, hlines=p.hlines, flags=flags, hover=True, box=box,
                        markers=event_markers([e for e in events if xrange[0] <= e["x"] <= xrange[1]], p.labels)
                        if p.events else ())
     return _box(p.id, p.title, p.note, _tools(p, toggle) + chart)
 
 
-def hist1d_panel(p: Hist1d, small: bool = False) -> str:
+def hist1d_panel(p: Hist1d, small: bool = False, box: Box = CHART_BOX) -> str:
     """The bars at the last step, with a slider over the steps when there are several."""
     names = [f"step {s}" for s in p.steps]
     chart = histogram_chart(p.edges, p.counts, names, xlabel=p.axis, ylabel="count" if small else "count (log scale)",
-                            box=SMALL_BOX if small else CHART_BOX)
+                            box=SMALL_BOX if small else box)
     slider = ""
     if len(p.steps) > 1:
         last = len(p.steps) - 1
@@ -104,19 +109,19 @@ def hist1d_panel(p: Hist1d, small: bool = False) -> str:
     return _box(p.id, p.title, p.note, slider + chart)
 
 
-def hist2d_panel(p: Hist2d) -> str:
-    return _box(p.id, p.title, p.note, heat_map(p.xedges, p.yedges, p.counts, xlabel=p.xaxis, ylabel=p.yaxis,
-                                                box=HEAT_BOX))
+def hist2d_panel(p: Hist2d, box: Box = HEAT_BOX) -> str:
+    return _box(p.id, p.title, p.note, heat_map(p.xedges, p.yedges, p.counts, xlabel=p.xaxis, ylabel=p.yaxis, box=box))
 
 
 def panel_html(p: Panel | Hist1d | Hist2d, events: Sequence[Mapping[str, Any]], xrange: tuple[float, float],
-               small: bool = False) -> str:
-    """Any panel of the report, by its kind."""
+               small: bool = False, narrow: bool = False) -> str:
+    """Any panel of the report, by its kind; ``narrow`` for a three-column grid."""
+    box = NARROW_BOX if narrow else CHART_BOX
     if isinstance(p, Hist1d):
-        return hist1d_panel(p, small)
+        return hist1d_panel(p, small, box)
     if isinstance(p, Hist2d):
-        return hist2d_panel(p)
-    return line_panel(p, events, xrange)
+        return hist2d_panel(p, replace(HEAT_BOX, width=box.width))
+    return line_panel(p, events, xrange, box)
 
 
 def _box(pid: str, title: str, note: str, inner: str) -> str:

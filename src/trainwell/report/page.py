@@ -67,11 +67,12 @@ class _Drawer:
     def __init__(self, events: list[dict[str, Any]], xrange: tuple[float, float]) -> None:
         self.events, self.xrange = events, xrange
 
-    def panels(self, panels: list[AnyPanel], small: bool = False) -> str:
-        return "".join(panel_html(p, self.events, self.xrange, small) for p in panels)
+    def panels(self, panels: list[AnyPanel], small: bool = False, narrow: bool = False) -> str:
+        return "".join(panel_html(p, self.events, self.xrange, small, narrow) for p in panels)
 
     def grid(self, panels: list[AnyPanel], cls: str = "grid2") -> str:
-        return f'<div class="{cls}">{self.panels(panels)}</div>' if panels else ""
+        """The panels in a grid; a three-column grid gets narrower charts (readable text)."""
+        return f'<div class="{cls}">{self.panels(panels, narrow=cls == "grid3")}</div>' if panels else ""
 
 
 def render_report(data: RunData) -> str:
@@ -109,7 +110,7 @@ def render_report(data: RunData) -> str:
                      "(set <code>instruments.preset = \"economy\"</code> for the Cockpit view).</p>")
     if columns:
         parts.append('<div class="grid3 cockpit">' + "".join(
-            f'<div class="column"><h3>{escape(c["heading"])}</h3>' + draw.panels(c["panels"]) + "</div>"
+            f'<div class="column"><h3>{escape(c["heading"])}</h3>' + draw.panels(c["panels"], narrow=True) + "</div>"
             for c in columns) + "</div>")
     parts.append(draw.grid(noise + other_inst, "grid3"))
     skipped = unsupported_modules(data)

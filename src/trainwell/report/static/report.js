@@ -7,7 +7,7 @@
    - the step slider of a histogram shows one <g class="frame"> at a time;
    - moving the mouse over a chart with data-xmap moves its crosshair line to the nearest
      logged x and lists each visible line's value there, read from the data-x / data-y
-     attributes of its <g class="hover">.
+     attributes of its <g class="hover"> (data-x may sit on the <svg>, shared).
    When every chart was wired without an exception and window.onerror never fired it
    appends a div with the id render-ok, which the browser test looks for in the dumped DOM.
    Inlined into report.html by trainwell.report.page. */
@@ -58,7 +58,7 @@ function slider(panel, input) {
     frames.forEach(function (g, i) {
       if (i === Number(input.value)) g.removeAttribute("display"); else g.setAttribute("display", "none");
     });
-    text.textContent = " " + frames[Number(input.value)].getAttribute("data-name");
+    text.textContent = frames[Number(input.value)].getAttribute("data-name");
   });
 }
 
@@ -68,8 +68,9 @@ function crosshair(panel, svg) {
   var xname = svg.getAttribute("data-xname") || "x";
   function px(x) { return a + ((log ? Math.log10(x) : x) - lo) / (hi - lo) * (b - a); }
   var series = all(svg, "g.hover").map(function (g) {
+    var xs = g.getAttribute("data-x") || svg.getAttribute("data-x");  // a histogram's frames share their bins
     return {g: g, label: g.getAttribute("data-label"),
-            xs: g.getAttribute("data-x").split(" ").map(Number), ys: g.getAttribute("data-y").split(" ").map(Number)};
+            xs: xs.split(" ").map(Number), ys: g.getAttribute("data-y").split(" ").map(Number)};
   });
   var line = svg.querySelector("line.crosshair");
   var tip = document.createElement("div");
