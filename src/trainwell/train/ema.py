@@ -72,6 +72,7 @@ class ShardedEMA:
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
         """Fold the model's current weights into the average (each process its shards)."""
+        _reshard(model)
         shadows, live = self._local_pairs(model)
         if self.n_averaged == 0:
             torch._foreach_copy_(shadows, live)
@@ -85,7 +86,7 @@ class ShardedEMA:
     def swapped_into(self, model: nn.Module) -> Iterator[nn.Module]:
         """``model`` computing with the averages: their values and the model's are exchanged
         in place on entry and again on exit (every process together; bit for bit)."""
-        _reshard(model)  # gathered weights left from an earlier forward would be stale
+        _reshard(model)
         self._exchange(model)
         try:
             yield model
@@ -108,7 +109,8 @@ class ShardedEMA:
         """(the shadows' local shards, the model's matching local shards)."""
         live = _tensors(model)
         if len(live) != len(self.shadows):
-            raise ValueError(f"the EMA holds {len(self.shadows)} tensors, the model {len(live)}: not the model it averages")
+            raise ValueError(f"the EMA holds {len(self.shadows)} tensors, the model {len(live)}: "
+                             "not the model it averages")
         return [_local(s) for s in self.shadows], [_local(t.detach()) for t in live]
 
 
@@ -126,9 +128,11 @@ def _local(t: Tensor) -> Tensor:
 
 
 def _reshard(model: nn.Module) -> None:
-    """Free the gathered weights of every FSDP2 unit, so that the next forward gathers the
-    shards again. (FSDP2 keeps the root's weights gathered after a forward, expecting the
-    backward.)"""
+    """Free the gathered weights of every FSDP2 unit. A unit that keeps its weights gathered
+    after a forward (``dist.fsdp_reshard_after_forward = false``, or FSDP2's default for the
+    root) lists the gathered tensors as its parameters, and its next forward would compute
+    with them: resharded, the parameters are the shards again, and the next forward gathers
+    their current values. No communication; a no-op for other models."""
     from torch.distributed.fsdp import FSDPModule
 
     for module in model.modules():
