@@ -170,6 +170,7 @@ def _y_axis(y: Scale, box: Box) -> list[str]:
 
 
 def _axis_labels(xlabel: str, ylabel: str, box: Box) -> str:
+    """The x label under the tick labels, the y label turned up along the left edge."""
     mid_y = (box.y0 + box.y1) / 2
     return (f'<text class="axlabel" x="{(box.x0 + box.x1) / 2}" y="{box.height - 8}" text-anchor="middle">'
             f'{escape(xlabel)}</text><text class="axlabel" x="13" y="{mid_y}" text-anchor="middle" '
@@ -315,6 +316,7 @@ def _line_marks(line: Line, color: str, x: Scale, y: Scale, ylim: tuple[float, f
 
 
 def _hline_marks(hlines: Sequence[HLine], y: Scale, box: Box) -> list[str]:
+    """Reference lines with their labels; one a log scale cannot show (<= 0) is left out."""
     out = []
     for h in hlines:
         if not math.isfinite(h.y) or (y.log and h.y <= 0):
@@ -360,6 +362,7 @@ def _marker_marks(markers: Sequence[Marker], x: Scale, box: Box) -> list[str]:
 
 
 def _flag_marks(flags: Sequence[Flag], x: Scale, box: Box) -> list[str]:
+    """Triangles on the plot's top edge, drawn over both y scales (they depend on x only)."""
     out = []
     for f in flags:
         if not math.isfinite(f.x) or (x.log and f.x <= 0):
@@ -437,6 +440,7 @@ def line_chart(lines: Sequence[Line], *, xlabel: str = "", ylabel: str = "", log
 
 
 def _html_legend(lines: Sequence[Line]) -> str:
+    """A swatch (dashed for a dashed line) and the label of each line meant for the legend."""
     items = "".join(f'<span class="item"><span class="swatch{" dash" if line.dash else ""}" style="border-color:'
                     f'{_color(line, i)}"></span>{escape(line.label)}</span>'
                     for i, line in enumerate(lines) if line.legend)

@@ -74,6 +74,7 @@ def event_markers(events: Sequence[Mapping[str, Any]], labels: bool) -> list[Mar
 
 
 def _tools(p: Panel, toggle: bool) -> str:
+    """The panel's buttons, labelled with what shows now (the script relabels them on click)."""
     buttons = []
     if toggle:
         buttons.append(f'<button type="button" data-toggle="scale">{"log y" if p.log else "linear y"}</button>')
@@ -110,6 +111,7 @@ def hist1d_panel(p: Hist1d, small: bool = False, box: Box = CHART_BOX) -> str:
 
 
 def hist2d_panel(p: Hist2d, box: Box = HEAT_BOX) -> str:
+    """The 2d histogram as a heat map (no controls: one step)."""
     return _box(p.id, p.title, p.note, heat_map(p.xedges, p.yedges, p.counts, xlabel=p.xaxis, ylabel=p.yaxis, box=box))
 
 
