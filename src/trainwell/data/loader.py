@@ -46,6 +46,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
     copy overlaps compute. ``batch``: tensors in tuples, lists, dicts and named tuples (the
     containers torch's pytree knows; register a custom one with
     ``torch.utils._pytree.register_pytree_node``)."""
+    if device.type == "cpu":
+        return batch  # a CPU run's batches are built on the host: nothing to move
+
     def move(x: Tensor) -> Tensor:
         if device.type == "cuda":
             return x.pin_memory().to(device, non_blocking=True)

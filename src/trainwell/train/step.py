@@ -82,10 +82,11 @@ def compute_update(
         reads.share("act_norm", [torch.linalg.vector_norm(act, dtype=torch.float32)])
 
     reads.gather(st.device)  # across ranks: one all_gather; no host sync
-    # the gradient now holds sum / divisor: make it sum / (total target count of the step)
-    total = reads.columns("count").sum()
-    if grads := [p.grad for p in st.params if p.grad is not None]:
-        torch._foreach_mul_(grads, comm.grad_correction(divisor, total))
+    # the gradient now holds sum / divisor: make it sum / (total target count of the step);
+    # with one micro-batch on one process the divisor was that total already
+    grads = [p.grad for p in st.params if p.grad is not None]
+    if grads and (len(micro) > 1 or comm.world > 1):
+        torch._foreach_mul_(grads, comm.grad_correction(divisor, reads.columns("count").sum()))
     if st.precision.scaler is not None:
         st.precision.scaler.unscale_(st.optimizer)  # records inf checks; the scaler skips an overflow
     clip = max_norm * st.clip_mult
