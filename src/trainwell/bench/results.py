@@ -39,12 +39,13 @@ def collect(root: Path, cfg: BenchConfig, plans: list[StudyPlan]) -> list[dict[s
             continue
         view = read_view(load_handle(d))
         final = final_numbers(view, cfg.protocol)
+        tested = final if cfg.protocol != "algoperf" else set()  # algoperf stays on validation
         for t in view.trials:
             rows.append(_timed(p, t, {
                 "problem": p.problem.name, "algorithm": p.algorithm, "protocol": cfg.protocol,
                 "schedule": p.schedule, "seed": int(t.params.get("seed", t.seed)), "metric": view.metric,
                 "higher_is_better": view.higher_is_better, "value": _finite(t.value),
-                "value_split": "validation", **_test_fields(t, view.metric, t.number in final and cfg.protocol != "algoperf"), "state": t.state,
+                "value_split": "validation", **_test_fields(t, view.metric, t.number in tested), "state": t.state,
                 "reason": t.reason, "interventions": t.interventions,
                 "interventions_total": t.interventions_total, "params": t.params,
                 "run_dir": t.run_dir, "role": "final" if t.number in final else "search",
