@@ -17,25 +17,36 @@ groups (``<g class="yscale" data-scale=...>``, the second hidden); lines with
 for a tooltip (``<g class="hover" data-label data-x data-y>``; a histogram's frames share
 the ``data-x`` of its ``<svg>``). Without a script the chart shows its first scale, smoothed.
 
-Pieces: ``Scale`` (data to pixels, linear or log10), ``value_range``, ``frame`` (the
-opening, axes, grid and labels), ``line_chart`` (lines, vertical markers, horizontal
-reference lines, flags, a legend), ``histogram_chart`` (bars per step), ``heat_map`` and
-``sparkline`` (a table cell's bare line).
+Pieces: the frame (``Box``, ``Scale``, ``value_range``, ``frame``: report/axes.py, imported
+here so that a page needs one import), ``line_chart`` (lines, vertical markers, horizontal
+reference lines, flags, a legend) and ``sparkline`` (a table cell's bare line); charts of
+binned counts (a histogram per step, a heat map) are in report/binned.py.
 A page with its own marks (the study's scatter of trials) draws them between ``frame``
 and ``"</svg>"``.
 """
 
 from __future__ import annotations
 
-import base64
 import math
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from html import escape
 
+from trainwell.report.axes import (
+    BOX,
+    Box,
+    Scale,
+    axis_labels,
+    frame,
+    opening,
+    value_range,
+    x_axis,
+    y_axis,
+)
 from trainwell.report.series import downsample_indices
+
+__all__ = ["BOX", "PALETTE", "Box", "Flag", "HLine", "Line", "Marker", "Scale", "frame", "line_chart", "sparkline",
+           "value_range"]
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#6b6b6b")
 """Okabe-Ito colours (told apart with every common colour-vision deficiency), then grey."""
@@ -46,144 +57,6 @@ SPARK_POINTS = 120
 RAW_UNDER_SMOOTH = 0.3
 """Opacity of a ``role="raw"`` line while its smoothed overlay shows: the noise stays
 visible as a band, the trend reads from the overlay."""
-
-
-@dataclass(frozen=True)
-class Box:
-    """A chart's size and margins in pixels; the plot area is what the margins leave."""
-
-    width: int = 520
-    height: int = 300
-    left: int = 70
-    right: int = 14
-    top: int = 14
-    bottom: int = 50
-
-    @property
-    def x0(self) -> int:
-        return self.left
-
-    @property
-    def x1(self) -> int:
-        return self.width - self.right
-
-    @property
-    def y0(self) -> int:
-        return self.top
-
-    @property
-    def y1(self) -> int:
-        return self.height - self.bottom
-
-
-BOX = Box()
-
-
-class Scale:
-    """Maps data values to pixels, linearly or on log10 (a log scale over a range that is not
-    all positive falls back to linear)."""
-
-    def __init__(self, lo: float, hi: float, a: float, b: float, log: bool = False) -> None:
-        self.log = log and lo > 0 and hi > 0
-        f = math.log10 if self.log else float
-        self.lo, self.hi = f(lo), f(hi)
-        if self.hi <= self.lo:
-            self.lo, self.hi = self.lo - 0.5, self.hi + 0.5
-        self.a, self.b = a, b
-
-    def __call__(self, v: float) -> float:
-        x = math.log10(v) if self.log and v > 0 else (self.lo if self.log else v)
-        return self.a + (x - self.lo) / (self.hi - self.lo) * (self.b - self.a)
-
-    def ticks(self) -> list[float]:
-        """Round values inside the range: decades on a log scale over two or more (1, 2, 5
-        per decade below that), else steps of 1, 2 or 5 times a power of ten (at most 6)."""
-        if self.log:
-            decades = range(math.ceil(self.lo), math.floor(self.hi) + 1)
-            steps = (1,) if len(decades) >= 2 else (1, 2, 5)
-            return [m * 10.0**d for d in range(math.floor(self.lo), math.ceil(self.hi) + 1)
-                    for m in steps if self.lo <= math.log10(m * 10.0**d) <= self.hi]
-        span = self.hi - self.lo
-        step = 10 ** math.floor(math.log10(span / 5))
-        step *= next(m for m in (1, 2, 5, 10) if span / (step * m) <= 6)
-        first = math.ceil(self.lo / step)
-        return [round(i * step, 12) for i in range(first, math.floor(self.hi / step) + 1)]
-
-    def label(self, v: float) -> str:
-        """A tick's text: ``1e-4`` for a decade on a log scale, ``250k`` or ``1.5M`` from
-        ten thousand up (where 4 significant digits would print ``2.5e+05``), else 4
-        significant digits."""
-        if self.log and v > 0 and math.log10(v) == round(math.log10(v)):
-            return f"1e{round(math.log10(v))}"
-        for above, unit, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-            if abs(v) >= above:
-                return f"{v / unit:.4g}{suffix}"
-        return f"{v:.4g}"
-
-
-def value_range(values: Sequence[float], pad: float = 0.05, log: bool = False) -> tuple[float, float]:
-    """The finite (and, for ``log``, positive) values' span, widened by ``pad`` of it on each
-    side (a factor on a log scale); a made-up span when there is nothing to show."""
-    vals = [v for v in values if math.isfinite(v) and (v > 0 or not log)]
-    if not vals:
-        return (0.1, 1.0) if log else (0.0, 1.0)
-    lo, hi = min(vals), max(vals)
-    if log:
-        return lo / (hi / lo) ** pad if hi > lo else lo / 2, hi * (hi / lo) ** pad if hi > lo else hi * 2
-    d = (hi - lo) * pad if hi > lo else abs(hi) * 0.05 or 1.0  # a single value: a span around it
-    return lo - d, hi + d
-
-
-def _opening(attrs: str, box: Box, title: str) -> list[str]:
-    """The ``<svg>`` tag, the white background, the plot's border and the title."""
-    w, h = box.width, box.height
-    out = [f'<svg class="chart fit" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-           f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11" {attrs}>',
-           f'<rect width="{w}" height="{h}" fill="#fff"/>',
-           f'<rect x="{box.x0}" y="{box.y0}" width="{box.x1 - box.x0}" height="{box.y1 - box.y0}" '
-           'fill="none" stroke="#bbb"/>']
-    if title:
-        out.append(f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">{escape(title)}</text>')
-    return out
-
-
-def _x_axis(x: Scale, xticks: list[tuple[float, str]] | None, box: Box) -> list[str]:
-    """Vertical grid lines (one path) with their labels under the plot."""
-    ticks = xticks if xticks is not None else [(v, x.label(v)) for v in x.ticks()]
-    if not ticks:
-        return []
-    stagger = len(ticks) > 4 and xticks is not None  # long category labels take two rows
-    grid = "".join(f"M{x(v):.1f} {box.y0}V{box.y1}" for v, _ in ticks)
-    labels = "".join(f'<text x="{x(v):.1f}" y="{box.y1 + 14 + (12 if stagger and i % 2 else 0)}">{escape(label)}</text>'
-                     for i, (v, label) in enumerate(ticks))
-    return [f'<path d="{grid}" stroke="#eee"/><g text-anchor="middle">{labels}</g>']
-
-
-def _y_axis(y: Scale, box: Box) -> list[str]:
-    """Horizontal grid lines (one path) with their labels left of the plot."""
-    ticks = y.ticks()
-    if not ticks:
-        return []
-    grid = "".join(f"M{box.x0} {y(v):.1f}H{box.x1}" for v in ticks)
-    labels = "".join(f'<text x="{box.x0 - 5}" y="{y(v) + 4:.1f}">{escape(y.label(v))}</text>' for v in ticks)
-    return [f'<path d="{grid}" stroke="#eee"/><g text-anchor="end">{labels}</g>']
-
-
-def _axis_labels(xlabel: str, ylabel: str, box: Box) -> str:
-    """The x label under the tick labels, the y label turned up along the left edge."""
-    mid_y = (box.y0 + box.y1) / 2
-    return (f'<text class="axlabel" x="{(box.x0 + box.x1) / 2}" y="{box.height - 8}" text-anchor="middle">'
-            f'{escape(xlabel)}</text><text class="axlabel" x="13" y="{mid_y}" text-anchor="middle" '
-            f'transform="rotate(-90 13 {mid_y})">{escape(ylabel)}</text>')
-
-
-def frame(x: Scale, y: Scale, xlabel: str, ylabel: str, attrs: str = "",
-          xticks: list[tuple[float, str]] | None = None, box: Box = BOX, title: str = "") -> list[str]:
-    """An SVG's opening, its title, axes, grid lines and labels (closed by the caller with
-    ``"</svg>"``). ``xticks`` are (value, text) pairs for category axes; ``attrs`` is markup
-    added to the ``<svg>`` tag (``data-*`` attributes for tests and scripts)."""
-    return [*_opening(attrs, box, title), *_x_axis(x, xticks, box), *_y_axis(y, box),
-            _axis_labels(xlabel, ylabel, box)]
 
 
 @dataclass(frozen=True)
@@ -373,12 +246,12 @@ def _flag_marks(flags: Sequence[Flag], x: Scale, box: Box) -> list[str]:
     return out
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
     """A value for a data attribute: 4 significant digits, ``nan`` when not finite."""
     return f"{v:.4g}" if math.isfinite(v) else "nan"
 
 
-def _hover_marks(lines: Sequence[Line], box: Box) -> list[str]:
+def hover_marks(lines: Sequence[Line], box: Box) -> list[str]:
     """Each line's values as data attributes (``data-x`` steps, ``data-y`` values) and a
     hidden crosshair line, for a page's script to read and move."""
     out = [f'<line class="crosshair" x1="{box.x0}" y1="{box.y0}" x2="{box.x0}" y2="{box.y1}" '
@@ -386,7 +259,7 @@ def _hover_marks(lines: Sequence[Line], box: Box) -> list[str]:
     for line in lines:
         if line.hover:
             xs = " ".join(f"{v:.10g}" for v in line.xs)
-            ys = " ".join(_num(v) for v in line.ys)
+            ys = " ".join(num(v) for v in line.ys)
             out.append(f'<g class="hover" data-label="{escape(line.label)}" data-x="{xs}" data-y="{ys}"/>')
     return out
 
@@ -420,18 +293,18 @@ def line_chart(lines: Sequence[Line], *, xlabel: str = "", ylabel: str = "", log
         attrs += (f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}{" log" if x.log else ""}"'
                   f' data-xname="{escape(xlabel)}"')
     scales = [log_y, not log_y] if toggle_log_y else [log_y]
-    out = [*_opening(attrs, box, title), *_x_axis(x, None, box)]
+    out = [*opening(attrs, box, title), *x_axis(x, None, box)]
     for k, log in enumerate(scales):
         y = _y_scale(lines, hlines, ylim, log, box)
-        layer = _y_axis(y, box) + _plot_layer(lines, x, y, None if y.log else ylim, hlines, box)
+        layer = y_axis(y, box) + _plot_layer(lines, x, y, None if y.log else ylim, hlines, box)
         if toggle_log_y:
             hidden = ' display="none"' if k else ""
             layer = [f'<g class="yscale" data-scale="{"log" if y.log else "linear"}"{hidden}>', *layer, "</g>"]
         out += layer
-    out.append(_axis_labels(xlabel, ylabel, box))
+    out.append(axis_labels(xlabel, ylabel, box))
     out += _marker_marks(markers, x, box) + _flag_marks(flags, x, box)
     if hover:
-        out += _hover_marks(lines, box)
+        out += hover_marks(lines, box)
     if legend == "svg":
         out += _svg_legend(lines, box)
     out.append("</svg>")
@@ -459,87 +332,6 @@ def _svg_legend(lines: Sequence[Line], box: Box) -> list[str]:
                    f'stroke-width="{line.width}" stroke-opacity="{line.opacity}"{dash}/>'
                    f'<text x="{box.x1 - 124}" y="{ly}">{escape(line.label)}</text>')
     return out
-
-
-def _bars_path(edges: Sequence[float], counts: Sequence[float], x: Scale, y: Scale, base: float) -> str:
-    """The outline of a histogram's bars as one path (a filled staircase): far fewer bytes
-    than a rectangle per bin, and a page may embed forty steps of a hundred bins."""
-    d = [f"M{x(edges[0]):.1f} {base:.1f}"]
-    for right, v in zip(edges[1:], counts, strict=False):
-        d.append(f"V{y(v + 1) if v > 0 else base:.1f}H{x(right):.1f}")
-    return "".join(d) + f"V{base:.1f}Z"
-
-
-def histogram_chart(edges: Sequence[float], frames: Sequence[Sequence[float]], names: Sequence[str], *,
-                    xlabel: str = "", ylabel: str = "count (log scale)", color: str = "#0072B2",
-                    attrs: str = "", box: Box = BOX, hover: bool = True) -> str:
-    """Bars of counts over ``edges`` on a log scale (count + 1, so that an empty bin sits on
-    the axis), one ``<g class="frame" data-name=...>`` per frame (a step), every frame but
-    the last hidden: a page's slider shows one at a time on fixed axes. ``hover`` writes each
-    frame's bin centres and counts for the crosshair."""
-    top = max((v for counts in frames for v in counts), default=0.0) + 1
-    x = Scale(edges[0], edges[-1], box.x0, box.x1)
-    y = Scale(1.0, max(top, 10.0), box.y1, box.y0, log=True)
-    centres = " ".join(f"{(a + b) / 2:.4g}" for a, b in zip(edges, edges[1:], strict=False))
-    if hover:  # the bin centres once, shared by every frame's counts
-        attrs += (f' data-xmap="{box.x0} {box.x1} {x.lo:.10g} {x.hi:.10g}" data-xname="{escape(xlabel)}"'
-                  f' data-x="{centres}"')
-    out = [*_opening(attrs, box, ""), *_x_axis(x, None, box), *_y_axis(y, box)]
-    for i, (counts, name) in enumerate(zip(frames, names, strict=True)):
-        hidden = "" if i == len(frames) - 1 else ' display="none"'
-        out.append(f'<g class="frame" data-name="{escape(name)}"{hidden}>'
-                   f'<path d="{_bars_path(edges, counts, x, y, box.y1)}" fill="{color}"/>')
-        if hover:
-            out.append(f'<g class="hover" data-label="count" data-y="{" ".join(_num(v) for v in counts)}"/>')
-        out.append("</g>")
-    if hover:
-        out += _hover_marks([], box)
-    out += [_axis_labels(xlabel, ylabel, box), "</svg>"]
-    return "\n".join(out)
-
-
-HEAT = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
-"""A viridis-like ramp from dark (no count) to yellow (the largest)."""
-
-
-def heat_color(t: float) -> tuple[int, int, int]:
-    """The ramp's colour at ``t`` in [0, 1] (clamped), interpolated between its stops."""
-    p = min(0.9999, max(0.0, t)) * (len(HEAT) - 1)
-    i, f = int(p), p - int(p)
-    lo, hi = HEAT[i], HEAT[i + 1]
-    return tuple(round(a + (b - a) * f) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
-
-
-def png(pixels: Sequence[Sequence[tuple[int, int, int]]]) -> bytes:
-    """An 8-bit RGB PNG of ``pixels`` (rows top to bottom): a heat map of thousands of cells
-    as one ``<image>`` of a few kilobytes instead of a rectangle per cell."""
-    h, w = len(pixels), len(pixels[0]) if pixels else 0
-    raw = b"".join(b"\x00" + bytes(c for px in row for c in px) for row in pixels)  # filter 0 per row
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-
-
-def heat_map(xedges: Sequence[float], yedges: Sequence[float], counts: Sequence[Sequence[float]], *,
-             xlabel: str = "", ylabel: str = "", attrs: str = "", box: Box = BOX) -> str:
-    """Counts over a grid (``counts[i][j]`` in x bin i, y bin j), coloured by log(count + 1)
-    on the ``HEAT`` ramp, as one pixelated PNG stretched over the plot; the edges are evenly
-    spaced (as the instruments bin)."""
-    x = Scale(xedges[0], xedges[-1], box.x0, box.x1)
-    y = Scale(yedges[0], yedges[-1], box.y1, box.y0)
-    top = math.log(max((v for row in counts for v in row), default=0.0) + 1) or 1.0
-    ny = len(yedges) - 1
-    pixels = [[heat_color(math.log(max(row[j], 0.0) + 1) / top) for row in counts] for j in reversed(range(ny))]
-    data = base64.b64encode(png(pixels)).decode("ascii")
-    out = [*_opening(attrs, box, ""),
-           f'<image x="{box.x0}" y="{box.y0}" width="{box.x1 - box.x0}" height="{box.y1 - box.y0}" '
-           f'preserveAspectRatio="none" style="image-rendering:pixelated" href="data:image/png;base64,{data}">'
-           f"<title>{escape(xlabel)} x {escape(ylabel)}: log-scaled counts</title></image>",
-           *_x_axis(x, None, box), *_y_axis(y, box), _axis_labels(xlabel, ylabel, box), "</svg>"]
-    return "\n".join(out)
 
 
 def sparkline(xs: Sequence[float], ys: Sequence[float], width: int = 120, height: int = 30) -> str:

@@ -15,13 +15,12 @@ from dataclasses import replace
 from html import escape
 from typing import Any
 
+from trainwell.report.binned import heat_map, histogram_chart
 from trainwell.report.charts import (
     Box,
     Flag,
     Line,
     Marker,
-    heat_map,
-    histogram_chart,
     line_chart,
 )
 from trainwell.report.hists import Hist1d, Hist2d
