@@ -36,7 +36,7 @@ class FaultsConfig(Section):
     scale_factor: float = 1e4
     """Multiplier of scale_batch_at: 1e4 makes a loss spike that the 6-sigma test must catch."""
     poison_rows: list[int] = Field(default_factory=list)
-    """Positions in the batch (0-based) that nan_batch_at / scale_batch_at poison; empty = every sample. A few rows let quarantine show it finds exactly the culprits."""
+    """Positions in the batch (0-based) that nan_batch_at / scale_batch_at poison, and whose own losses nan_loss_at makes NaN (when the task reports per-sample losses); empty = every sample. A few rows let quarantine show it finds exactly the culprits."""
     corrupt_labels: list[int] = Field(default_factory=list)
     """Sample ids whose labels are replaced by a wrong class / token every time they are drawn."""
     lr_burst_at: int | None = None
@@ -205,13 +205,25 @@ class DrillTask:
         out = self.task.loss(model, batch)
         it = self.iteration()
         if model.training and nan_loss(self.cfg, it, self.rank):  # a numerical blow-up in the forward
-            out = replace(out, sum=out.sum * float("nan"))
+            out = _nan_loss(out, self.cfg.poison_rows)
         if model.training and force_overflow(self.cfg, it):  # as if the scaled gradient overflowed
             out = replace(out, sum=_InfGradient.apply(out.sum))
         return out
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
+
+
+def _nan_loss(out: LossOutput, rows: list[int]) -> LossOutput:
+    """The loss NaN. With ``rows`` and per-sample losses, the blow-up is those samples' own
+    (their per-sample losses NaN, the others' finite: quarantine can find them); else the
+    whole batch's."""
+    nan = float("nan")
+    if not rows or out.per_sample is None:
+        return replace(out, sum=out.sum * nan)
+    per_sample = out.per_sample.clone()
+    per_sample[[r for r in rows if r < len(per_sample)]] = nan
+    return replace(out, sum=out.sum * nan, per_sample=per_sample)
 
 
 class _InfGradient(torch.autograd.Function):

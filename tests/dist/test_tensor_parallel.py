@@ -1,7 +1,7 @@
 """Tensor parallelism (dist.tensor_parallel) through the real CLI and torchrun, on CPU with
 gloo: 2 processes split the bytes-lm GPT's layers and match one process on every logged
 loss over 100 steps; a run killed with SIGKILL resumes to the same losses bit for bit;
-the autopilot skips and rolls back on every rank at the same step; FSDP2 x TP on 4
+the autopilot skips, quarantines and rolls back on every rank at the same step; FSDP2 x TP on 4
 processes (2 x 2) matches one process too.
 
 Each run starts 2 or 4 Python processes on a 2-core machine: marked slow."""
@@ -127,6 +127,20 @@ def test_autopilot_skips_and_rolls_back_on_every_rank_together(tmp_path: Path) -
     kinds = [(e["kind"], e.get("iteration")) for e in events(tmp_path / "tp")]
     assert kinds == [(e["kind"], e.get("iteration")) for e in events(tmp_path / "one")]
     assert kinds[:4] == [("skip", 8), ("skip", 15), ("rollback", 16), ("restart", 16)]
+
+
+def test_quarantine_under_tensor_parallel_is_one_processes(tmp_path: Path) -> None:
+    """One sample's loss blows up (NaN) at iteration 12: both processes of the tensor-parallel
+    pair hold that batch, skip the update and quarantine that one sample, exactly as one
+    process does; the runs then go on to the same losses."""
+    fault = ("train.steps=30", "faults.nan_loss_at=[12]", "faults.poison_rows=[2]")
+    train(tmp_path / "one", *fault)
+    train(tmp_path / "tp", *fault, *TP2, nproc=2)
+    quarantined = [[(e["iteration"], e["sample_ids"]) for e in events(tmp_path / run) if e["kind"] == "quarantine"]
+                   for run in ("one", "tp")]
+    assert quarantined[0] == quarantined[1] and len(quarantined[0]) == 1 and len(quarantined[0][0][1]) == 1
+    assert [e["kind"] for e in events(tmp_path / "tp")] == ["skip", "quarantine"]
+    assert_close(losses(tmp_path / "one"), losses(tmp_path / "tp"), 1e-5, n=30)  # 30 applied steps in 31 iterations
 
 
 def test_fsdp_by_tensor_parallel_on_four_processes(single: Path, tmp_path: Path) -> None:

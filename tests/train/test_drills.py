@@ -163,3 +163,29 @@ def test_arm_wraps_the_loader_the_loss_and_the_schedule():
     assert [m for m, _, _ in seen] == [1.0, 100.0, 1.0, 1.0, 1.0]
     assert [math.isnan(v) for _, v, _ in seen] == [False, False, True, False, False]
     assert [f for _, _, f in seen] == [1.0, 1.0, 1.0, 10.0, 1.0]
+
+
+def test_a_nan_loss_with_poison_rows_is_those_samples_own():
+    """nan_loss_at with poison_rows: the poisoned rows' per-sample losses are NaN, the others
+    keep their values (quarantine can find the culprits); without per-sample losses, or
+    without rows, the whole batch's loss is NaN."""
+    from torch import nn
+
+    from trainwell.drills import DrillTask
+    from trainwell.tasks.base import LossOutput, Task
+
+    class PerSample(Task):
+        def loss(self, model: nn.Module, batch: torch.Tensor) -> LossOutput:
+            per_sample = model(batch).squeeze(1) ** 2  # (B,)
+            return LossOutput(per_sample.sum(), float(len(batch)), per_sample=per_sample)
+
+    model, x = nn.Linear(3, 1), torch.randn(5, 3)
+    clean = PerSample().loss(model, x).per_sample
+    rows = DrillTask(PerSample(), FaultsConfig(nan_loss_at=[2], poison_rows=[1, 3, 9]), lambda: 2, 0).loss(model, x)
+    assert math.isnan(rows.sum.item())
+    assert torch.isnan(rows.per_sample).tolist() == [False, True, False, True, False]
+    assert torch.equal(rows.per_sample[[0, 2, 4]], clean[[0, 2, 4]])
+    whole = DrillTask(PerSample(), FaultsConfig(nan_loss_at=[2]), lambda: 2, 0).loss(model, x)
+    assert math.isnan(whole.sum.item()) and torch.equal(whole.per_sample, clean)  # the model's fault, not a sample's
+    other = DrillTask(PerSample(), FaultsConfig(nan_loss_at=[3], poison_rows=[1]), lambda: 2, 0).loss(model, x)
+    assert torch.equal(other.per_sample, clean) and math.isfinite(other.sum.item())
