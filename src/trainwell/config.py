@@ -27,7 +27,7 @@ from trainwell.guards.config import GuardsConfig
 from trainwell.instruments.config import InstrumentsConfig
 from trainwell.models.config import ModelConfig
 from trainwell.optim.config import OptimConfig, ScheduleConfig
-from trainwell.run_length import task_preset
+from trainwell.run_length import fit_defaults, task_preset
 from trainwell.section import Section
 from trainwell.sinks.config import LogConfig
 from trainwell.tasks.config import TaskConfig
@@ -58,7 +58,7 @@ class RunConfig(Section):
     dist: DistConfig = Field(default_factory=DistConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     _fitted: dict[str, str] = PrivateAttr(default_factory=dict)
-    """Step-count defaults scaled to a short run: dotted key -> what and why (run_length.py)."""
+    """Values chosen for this run rather than set: dotted key -> what and why (run_length.py, with_value)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -66,8 +66,6 @@ class RunConfig(Section):
         """Unset step-count defaults sized for a longer run are scaled to train.steps first,
         and so are the task's presets the user left to it (the validation context's
         ``preset``, a run_length.Preset: resolve() passes it)."""
-        from trainwell.run_length import fit_defaults
-
         sections = {k: f.annotation for k, f in cls.model_fields.items() if isinstance(f.annotation, type)}
         data, notes = fit_defaults(data, sections, (info.context or {}).get("preset"))
         cfg = handler(data)
