@@ -129,6 +129,21 @@ def test_autopilot_skips_and_rolls_back_on_every_rank_together(tmp_path: Path) -
     assert kinds[:4] == [("skip", 8), ("skip", 15), ("rollback", 16), ("restart", 16)]
 
 
+def test_one_host_read_per_step_on_every_rank(tmp_path: Path) -> None:
+    """Under tensor parallelism a step still reads the device once (its one ``tolist()``),
+    with the autopilot on and two micro-batches: the table of every rank's scalars travels
+    in one all_gather, the gradient norm of the sharded weights comes back in the same read."""
+    worker = Path(__file__).with_name("tp_reads_worker.py")
+    overrides = [*BASE, "train.accumulate=2", "log.every=1000", *TP2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker),
+           str(tmp_path / "tp"), str(tmp_path / "reads"), *overrides]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / "reads" / f"rank{rank}.json").read_text())
+        assert seen["reads"] == {"tolist": seen["steps"]}, (rank, seen)
+
+
 def test_quarantine_under_tensor_parallel_is_one_processes(tmp_path: Path) -> None:
     """One sample's loss blows up (NaN) at iteration 12: both processes of the tensor-parallel
     pair hold that batch, skip the update and quarantine that one sample, exactly as one

@@ -123,3 +123,15 @@ def test_fsdp2_trains_and_restarts_from_sharded_checkpoints(single: Path, tmp_pa
     state = torch.load(tmp_path / "full.pt", weights_only=False)
     model = build_task(load_config(None, ["task.name=digits"])).build_model()
     model.load_state_dict(state["model"])  # strict: every key, every shape
+
+
+def test_timed_checkpoints_are_taken_by_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    """checkpoint.every_minutes under FSDP2 (every rank writes its shards: ranks that disagreed
+    on a save would wait for each other for ever): rank 0's clock decides, its answer
+    travelling with a step's gather; the run completes with several timed checkpoints."""
+    run = tmp_path / "run"
+    train(run, "dist.parallel=fsdp", "instruments.preset=off", "checkpoint.every_steps=0",
+          "checkpoint.every_minutes=0.0003", "checkpoint.keep_last=30", nproc=2)
+    saved = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+    assert len(saved) >= 3 and saved[-1] == 30, saved
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"

@@ -8,41 +8,12 @@ is not a device read and is not counted."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
-import torch
+from sync_helpers import count_reads
 
 from trainwell.config import load_config
 from trainwell.train import loop
 from trainwell.train.flight import build_flight
-
-READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-
-
-def count_reads(monkeypatch: pytest.MonkeyPatch, loader) -> Counter:  # noqa: ANN001
-    seen: Counter = Counter()
-    counting = [True]
-    for name in READS:
-        real = getattr(torch.Tensor, name)
-
-        def wrapped(self, *a, _real=real, _name=name, **k):  # noqa: ANN001, ANN002, ANN003
-            if counting[0]:
-                seen[_name] += 1
-            return _real(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapped)
-    draw = loader.next
-
-    def next_batch():  # noqa: ANN202
-        counting[0] = False
-        try:
-            return draw()
-        finally:
-            counting[0] = True
-
-    monkeypatch.setattr(loader, "next", next_batch)
-    return seen
 
 
 @pytest.mark.parametrize("task", ["digits", "bytes-lm"])

@@ -66,7 +66,11 @@ class DistContext:
     """This process's rank among all processes (torchrun's RANK); -1 = ``rank`` (no tensor parallelism)."""
     stop_agreed: bool = False
     """A stop (SIGTERM/SIGINT) requested on any rank, as agreed at the last step's gather."""
+    clock_agreed: bool = False
+    """Rank 0's answer to the wall-clock question (a timed checkpoint due), as of the last
+    step's gather."""
     _stop_local: bool = False
+    _clock_local: bool = False
     _owns_group: bool = False
 
     def __post_init__(self) -> None:
@@ -110,27 +114,28 @@ class DistContext:
         return divisor * self.world / global_total
 
     def gather_scalars(self, local: list[Tensor]) -> Tensor:
-        """Every rank's packed step scalars, plus its stop flag: (world, n + 1) on the
-        device, one all_gather. Each rank then reduces the same table the same way, so every
+        """Every rank's packed step scalars, plus its stop and clock flags: (world, n + 2) on
+        the device, one all_gather. Each rank then reduces the same table the same way, so every
         rank reaches the same verdict (a NaN on one rank is a NaN on all).
 
         Under tensor parallelism the processes of a group computed the same scalars from the
         same batch: their rows fold into one by an elementwise max (the value itself when they
         agree, NaN when any is NaN, a stop when any asked), one row per data-parallel rank."""
-        flag = torch.full((), float(self._stop_local), device=self.device)
-        row = torch.stack([_plain(v).float().reshape(()) for v in local] + [flag])  # (n + 1,)
+        flags = torch.tensor([float(self._stop_local), float(self._clock_local)], device=self.device)
+        row = torch.cat([torch.stack([_plain(v).float().reshape(()) for v in local]), flags])  # (n + 2,)
         table = [torch.empty_like(row) for _ in range(self.processes)]
         dist.all_gather(table, row)
         if self.tp == 1:
-            return torch.stack(table)  # (world, n + 1)
+            return torch.stack(table)  # (world, n + 2)
         # processes are numbered data-parallel rank x tp + tensor-parallel rank (the mesh's order)
-        return torch.stack(table).view(self.world, self.tp, -1).amax(dim=1)  # (world, n + 1)
+        return torch.stack(table).view(self.world, self.tp, -1).amax(dim=1)  # (world, n + 2)
 
     def rows(self, flat: list[float], n: int) -> list[list[float]]:
         """Split the host copy of ``gather_scalars``' table into one row per rank and note
-        whether any rank asked to stop."""
-        rows = [flat[r * (n + 1): (r + 1) * (n + 1)] for r in range(self.world)]
+        whether any rank asked to stop, and rank 0's clock."""
+        rows = [flat[r * (n + 2): (r + 1) * (n + 2)] for r in range(self.world)]
         self.stop_agreed = any(row[n] > 0 for row in rows)
+        self.clock_agreed = rows[0][n + 1] > 0
         return [row[:n] for row in rows]
 
     def agree_stop(self, requested: bool) -> bool:
@@ -138,6 +143,15 @@ class DistContext:
         travels with the next step's gather and every rank stops after the same step."""
         self._stop_local = requested
         return self.stop_agreed
+
+    def agree_clock(self, local: bool) -> bool:
+        """Rank 0's answer to a wall-clock question, the same on every rank (clocks differ
+        between processes): ``local`` travels with the next step's gather, and the answer
+        returned is rank 0's from this step's. No collective of its own, no extra sync. An
+        agreed yes is acted on now, so the question is not asked again with it."""
+        agreed = self.clock_agreed
+        self._clock_local = local and not agreed
+        return agreed
 
     def gather_objects(self, obj: Any) -> list[Any]:
         """Picklable objects from every data-parallel rank (rare paths only: quarantine,

@@ -67,10 +67,10 @@ class Checkpointer:
         if self.cfg.every_steps and step % self.cfg.every_steps == 0:
             return True
         minutes = self.cfg.every_minutes
-        due = bool(minutes) and time.monotonic() - self._last_time >= minutes * 60
-        if minutes and self.dist is not None:
-            return self.dist.broadcast(due)  # clocks differ: rank 0's decides for all
-        return due
+        time_up = bool(minutes) and time.monotonic() - self._last_time >= minutes * 60
+        if not minutes or self.dist is None:
+            return time_up
+        return self.dist.agree_clock(time_up)  # clocks differ: rank 0's decides for all
 
     def save(self, st: TrainState, pilot: Autopilot, *, healthy: bool | None = None) -> str | None:
         """Save now. Returns None on success, or the failure message when on_error is
