@@ -80,6 +80,11 @@ def test_diagnose_finds_problems_in_a_dataloader_and_a_generator(tmp_path) -> No
     assert d.findings[0].id == "loss_without_gradient"
 
 
+def test_the_short_run_knows_the_batch_size_of_batches_that_come_ready_made(tmp_path) -> None:
+    d = trainwell.diagnose(model(), batches(size=24), F.cross_entropy, run_dir=tmp_path, steps=20)
+    assert d.stats["run"]["batch_size"] == 24  # not train.batch_size's default 32
+
+
 def test_a_dataloader_is_read_with_its_own_collate(tmp_path) -> None:
     loader = DataLoader(Pairs(), batch_size=16, shuffle=True, collate_fn=as_dict)
     d = trainwell.diagnose(model(), loader, dict_loss, run_dir=tmp_path, steps=20)

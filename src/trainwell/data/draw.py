@@ -46,6 +46,18 @@ def next_batch(loader: Loader) -> Any:
     return loader.next()[0][1]
 
 
+def batch_size_of(data: Any, collate: Callable[[list[Any]], Any], *, batch_size: int, seed: int) -> int:
+    """Samples in one training step's batch of ``data``: ``batch_size`` for data trainwell
+    batches itself, a DataLoader's own, and for other batches that come ready-made the size
+    of the next one (read to find out)."""
+    loader = probe_loader(data, collate, torch.device("cpu"), batch_size=batch_size, seed=seed)
+    if not isinstance(loader, BatchStream):
+        return loader.batch_size
+    if loader.seeded is not None:
+        return loader.seeded.batch_size
+    return batch_len(next_batch(loader))
+
+
 def draw_samples(data: Any, collate: Callable[[list[Any]], Any], n: int, seed: int,
                  device: torch.device) -> tuple[Any, int]:
     """(a batch of ``n`` samples on ``device``, how many it holds): fewer only when the data

@@ -16,7 +16,8 @@ from torch import nn
 
 from trainwell.config import RunConfig, deep_merge
 from trainwell.data.batches import DataWarning
-from trainwell.errors import TrainingHalted
+from trainwell.data.draw import batch_size_of
+from trainwell.errors import DataError, TrainingHalted
 from trainwell.tasks.base import Task
 
 OVERFIT_LR = 1e-3
@@ -228,7 +229,7 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
         status, message = "halted", str(e)
     rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
     st = RunStats(
-        steps=steps, lr=cfg.optim.lr, batch_size=cfg.train.batch_size, optimizer=cfg.optim.name,
+        steps=steps, lr=cfg.optim.lr, batch_size=_run_batch_size(cfg, task), optimizer=cfg.optim.name,
         clip_norm=cfg.clip.max_norm, status=status, message=message,
     )  # fmt: skip
     from trainwell.instruments.outliers import series
@@ -251,6 +252,15 @@ def short_run(cfg: RunConfig, task: Task, run_dir: Path, steps: int) -> RunStats
         if r.get("inst/noise_scale_ps") is not None:
             st.noise_scale = float(r["inst/noise_scale_ps"])
     return st
+
+
+def _run_batch_size(cfg: RunConfig, task: Task) -> int:
+    """The short run's batch size: the configured one, or the size of the batches of data
+    that comes in batches (a generator of batches of 64 trains on 64 whatever the config says)."""
+    try:
+        return batch_size_of(task.train_data(), task.collate, batch_size=cfg.train.batch_size, seed=cfg.seed)
+    except DataError:  # a stream with no batch left to measure: the configured size
+        return cfg.train.batch_size
 
 
 def median(values: list[float]) -> float:
