@@ -186,3 +186,20 @@ def test_the_commands_refuse_a_batch_size_that_a_dataloader_would_ignore(stream_
     assert "train.batch_size = 64, but train_data is a DataLoader with batch_size=16" in capsys.readouterr().err
     assert main(["lr-find", *loader, "--run-dir", str(tmp_path / "l")]) == 2
     assert "train.batch_size = 64, but train_data is a DataLoader with batch_size=16" in capsys.readouterr().err
+
+
+def test_train_on_a_user_tasks_dataloader_takes_its_batch_size(stream_task: str, tmp_path, capsys) -> None:
+    """trainwell train, as diagnose and lr-find: a DataLoader's batch size is the run's, an
+    explicit other one is refused by name before anything runs."""
+    import tomllib
+
+    from trainwell.cli.main import main
+
+    loader = ["--set", stream_task, "--set", 'task.options={kind = "loader"}', "--set", "train.steps=12",
+              "--progress", "off"]
+    assert main(["train", *loader, "--set", "train.batch_size=64", "--run-dir", str(tmp_path / "bad")]) == 2
+    assert "train.batch_size = 64, but train_data is a DataLoader with batch_size=16" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+    assert main(["train", *loader, "--run-dir", str(tmp_path / "good")]) == 0
+    config = tomllib.loads((tmp_path / "good" / "config.toml").read_text())
+    assert config["train"]["batch_size"] == 16

@@ -12,7 +12,7 @@ import torch
 
 from trainwell import drills
 from trainwell.config import RunConfig
-from trainwell.data.source import build_loader
+from trainwell.data.source import build_loader, loader_batch_size
 from trainwell.dist import DistContext
 from trainwell.dist import setup as setup_distributed
 from trainwell.errors import ConfigError
@@ -48,7 +48,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistContext | None = None) -> TrainState:
+def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistContext | None = None,
+                train_data: Any = None) -> TrainState:
+    """The model, optimizer, schedule, loader and EMA of a run; ``train_data``: the task's,
+    when the caller has it already."""
     model = plain = task.build_model().to(device)
     precision = resolve_precision(cfg.precision, device)
     if dist is not None:  # before the optimizer: FSDP2 turns the parameters into shards in place
@@ -60,7 +63,8 @@ def build_state(cfg: RunConfig, task: Task, device: torch.device, dist: DistCont
         group.setdefault("initial_lr", group["lr"])
     shard = (dist.rank, dist.world) if dist is not None else (0, 1)  # this rank's slice of each batch
     # a Dataset, in-memory data (batched fast path), a stream, or a DataLoader / batches (data/source.py)
-    loader = build_loader(task.train_data(), task.collate, device, batch_size=cfg.train.batch_size,
+    data = task.train_data() if train_data is None else train_data
+    loader = build_loader(data, task.collate, device, batch_size=cfg.train.batch_size,
                           accumulate=cfg.train.accumulate, seed=cfg.seed, shard=shard)
     return TrainState(
         model=torch.compile(model) if cfg.train.compile else model,
@@ -109,7 +113,9 @@ def build_flight(cfg: RunConfig, task: Task | None, run_dir: str | Path | None, 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     task = task if task is not None else build_task(cfg)
-    st = build_state(cfg, task, device, dist)
+    train_data = task.train_data()
+    cfg = loader_batch_size(cfg, train_data)  # a DataLoader's batch size is the run's (or a ConfigError)
+    st = build_state(cfg, task, device, dist, train_data)
     # the final-layer activation feeds the health tracker (rollback targets): guards off, none
     probe = FinalActivationProbe(st.model) if cfg.guards.enabled else None
     # instruments measure on rank 0's shard (the plain module: no collective)
