@@ -182,3 +182,23 @@ def test_the_test_value_comes_from_the_weights_the_run_evaluated(tiny_digits, tm
     sub = by["my_submission:make_submission"]
     assert sub["test_value"] is None and "does not reproduce the run's last eval/accuracy" in sub["test_missing"]
     assert all(x["split"] == "validation" for x in tab["lines"])  # oneshot reports validation
+
+
+def test_a_metric_that_samples_gets_a_test_value_that_does_not_change(tmp_path):
+    """The VAE's nelbo draws its latent at every evaluation: the rebuilt model agrees with the
+    run within that noise, and the test value is evaluated with a fixed seed."""
+    from trainwell.bench.heldout import evaluate_test
+
+    p = Problem("tiny_vae_split", "digits VAE, 40 steps", {"task": {"name": "digits-vae"},
+                "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/nelbo", False, "-")
+    PROBLEMS.add(p.name, p, p.help)
+    try:
+        root = bench({"bench": {"problems": [p.name], "algorithms": ["adam"], "seeds": 1}},
+                     out_dir=tmp_path / "b", out=io.StringIO())
+    finally:
+        PROBLEMS._items.pop(p.name)
+        PROBLEMS._help.pop(p.name)
+    (run,), _ = read_results(root)
+    assert run["test_missing"] is None and run["test_value"] > 0
+    (Path(run["run_dir"]) / TEST_FILE).unlink()
+    assert evaluate_test(run["run_dir"], "eval/nelbo")["metrics"]["test/nelbo"] == run["test_value"]
