@@ -8,6 +8,9 @@ clipping at ``clip.max_norm``, AdamW with trainwell's settings (torch's fused ke
   trainwell   ``trainwell.train.loop.run`` with its defaults (guards on, the minimal
               instruments every 16 steps, metrics.jsonl and TensorBoard every 10 steps),
               no progress output and no checkpoint inside the run
+  fit         (probe only) ``trainwell.fit`` on a ``TensorDataset`` of the probe's tensors, as
+              a user holds them: the plain loop is then the indexing loop fit's fixed cost
+              is judged against
   tw_economy  (MLP only) the same with ``instruments.preset=economy``
   fabric      Lightning Fabric: ``fabric.setup``, ``fabric.backward``, ``fabric.clip_gradients``
   trainer     the Lightning Trainer, quiet: no logger, progress bar, model summary,
@@ -113,7 +116,7 @@ BASE_SETUPS = ("plain", "trainwell", "fabric", "trainer", "accelerate")
 WORKLOADS = {
     "probe": Workload("one Linear(64, 10), batch 128: the fixed cost of a step",
                       ("task.name=peers:probe_task", "train.batch_size=128", "schedule.warmup_steps=20"),
-                      steps=600, warmup=100, setups=BASE_SETUPS),
+                      steps=600, warmup=100, setups=(*BASE_SETUPS, "fit")),
     "mlp": Workload("digits MLP (task defaults: depth 2, width 128, batch 64)", ("task.name=digits",),
                     steps=300, warmup=50, setups=(*BASE_SETUPS, "tw_economy", "plain_bp", "cockpit")),
     # the task's model; seq_len 64 and batch 8 as in overhead.py (the defaults, 128 x 32, took
@@ -255,7 +258,7 @@ def bench_lockstep(workload: str) -> None:
     import lockstep
 
     steps, skip, block = LOCKSTEP[workload]
-    labels = [s for s in WORKLOADS[workload].setups if s in BASE_SETUPS] + ["plain.2"]
+    labels = [s for s in WORKLOADS[workload].setups if s in (*BASE_SETUPS, "fit")] + ["plain.2"]
     bodies = []
     for label in labels:
         setup = label.partition(".")[0]

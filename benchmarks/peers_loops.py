@@ -98,6 +98,21 @@ def run_trainwell(p: Prepared, steps: int) -> float:
     return float([h["train/loss"] for h in result.history if "train/loss" in h][-1])
 
 
+def run_fit(p: Prepared, steps: int) -> float:
+    """``trainwell.fit`` on a TensorDataset of the same tensors, as a user holds them: fit
+    indexes it a batch at a time with the same sampler (data/inmemory.py)."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import trainwell
+
+    x, y = p.task.train_data().tensors
+    with tempfile.TemporaryDirectory(prefix="tw-peers-") as d:
+        result = trainwell.fit(seeded_model(p), TensorDataset(x, y), torch.nn.functional.cross_entropy, p.cfg,
+                               run_dir=Path(d) / "run", progress=False)
+    return float([h["train/loss"] for h in result.history if "train/loss" in h][-1])
+
+
 def run_fabric(p: Prepared, steps: int) -> float:
     import lightning as L
 
@@ -191,5 +206,5 @@ def run_cockpit(p: Prepared, steps: int) -> float:
 
 
 RUNNERS: dict[str, Callable[[Prepared, int], float]] = {
-    "plain": run_plain, "plain_bp": run_plain, "trainwell": run_trainwell, "tw_economy": run_trainwell, "fabric": run_fabric,
+    "plain": run_plain, "plain_bp": run_plain, "trainwell": run_trainwell, "fit": run_fit, "tw_economy": run_trainwell, "fabric": run_fabric,
     "trainer": run_trainer, "accelerate": run_accelerate, "cockpit": run_cockpit}
