@@ -92,8 +92,10 @@ def _evaluate(run_dir: Path, metric: str) -> dict[str, Any]:
     if why is not None:
         return _missing(why)
     torch.manual_seed(run.cfg.seed)  # a metric that samples gives the same test value every time
-    values = _metrics(run, data)
-    return {"step": run.step, "metrics": {f"test/{k}": _finite(v) for k, v in values.items()}, "missing": None}
+    values = {f"test/{k}": _finite(v) for k, v in _metrics(run, data).items()}
+    name = "test/" + metric.split("/", 1)[-1]
+    why = None if values.get(name) is not None else f"{name} is {'not finite' if name in values else 'not reported'}"
+    return {"step": run.step, "metrics": values, "missing": why}
 
 
 def _rebuild(run_dir: Path) -> _Rebuilt | str:
