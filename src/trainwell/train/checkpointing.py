@@ -9,6 +9,7 @@ the first update is kept in host memory as the rollback target of last resort.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -222,9 +223,12 @@ class Checkpointer:
 
     def _check_config(self, saved: dict[str, Any], info: CheckpointInfo) -> None:
         now, then = flatten_config(self.config), flatten_config(saved)
+        # a key the saved config lacks is a setting added to trainwell since: at its default
+        # (which keeps the earlier behaviour) it changes nothing
+        added = {k for k in set(now) - set(then) if now[k] == _defaults().get(k)}
         changed = sorted(
             k for k in set(now) | set(then)
-            if now.get(k) != then.get(k) and not k.startswith(RESUMABLE_CHANGES)
+            if now.get(k) != then.get(k) and not k.startswith(RESUMABLE_CHANGES) and k not in added
         )
         if changed:
             shown = ", ".join(f"{k} ({then.get(k)!r} -> {now.get(k)!r})" for k in changed[:8])
@@ -232,6 +236,14 @@ class Checkpointer:
                 f"cannot resume from {info.path}: the config changed since it was saved: {shown}. "
                 "Resume with the run's own config.toml, or start a new run"
             )
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """Every setting's default, by dotted key."""
+    from trainwell.config import RunConfig
+
+    return flatten_config(RunConfig().to_dict())
 
 
 def _host_copy(parts: dict[str, Any]) -> dict[str, Any]:
