@@ -78,7 +78,7 @@ setuptools < 81: Cockpit 1.0.2 imports ``pkg_resources``, which setuptools 81 re
 
 
 def ensure_venv() -> None:
-    """Re-run this script inside benchmarks/.peers-venv, making it the first time."""
+    """Re-run the script that was started inside benchmarks/.peers-venv, making it the first time."""
     python = VENV / "bin" / "python"
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
@@ -92,7 +92,7 @@ def ensure_venv() -> None:
         # torch ("operator torchvision::nms does not exist") and breaks importing Lightning
         # (its torchmetrics imports torchvision when present); BackPACK needs it only for examples
         subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "-q", "torchvision"], check=True)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    os.execv(str(python), [str(python), os.path.abspath(sys.argv[0]), *sys.argv[1:]])  # the script run (peers.py or one that imports it)
 
 
 # ---------------------------------------------------------------- workloads
@@ -273,7 +273,10 @@ def bench_lockstep(workload: str) -> None:
           f"turns of 7 steps, the order rotating every {block} rounds; 1-min load {load:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after; last losses "
           + ", ".join(f"{lab} {v:.6g}" for lab, v in zip(labels, losses, strict=True)))
-    for line in lockstep.describe([result], [("plain.2", "plain"), *((s, "plain") for s in labels[1:-1])], skip):
+    pairs = [("plain.2", "plain"), *((s, "plain") for s in labels[1:-1])]
+    # the goal "a fixed cost no larger than Accelerate's", paired round by round
+    pairs += [(s, "accelerate") for s in ("trainwell", "fit") if s in labels and "accelerate" in labels]
+    for line in lockstep.describe([result], pairs, skip):
         print(line, flush=True)
 
 
