@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trainwell.tune.analysis import analyse, reason_kind
+from trainwell.tune.analysis import analyse
+from trainwell.tune.checks import reason_kind
 from trainwell.tune.records import Dimension, StudyView, TrialRecord
 
 LR = Dimension("optim.lr", "log", 1e-4, 1e-1)

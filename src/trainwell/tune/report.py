@@ -18,7 +18,8 @@ from trainwell.report.assets import html_page
 from trainwell.report.charts import BOX, PALETTE, Line, Scale, frame, line_chart, value_range
 from trainwell.report.series import collect, downsample_indices
 from trainwell.sinks import METRICS_FILE, read_jsonl
-from trainwell.tune.analysis import Analysis, AxisPoint, Isolation, fmt
+from trainwell.tune.analysis import Analysis, AxisPoint, Isolation
+from trainwell.tune.checks import fmt
 from trainwell.tune.records import Dimension, StudyView, TrialRecord
 from trainwell.tune.show import ordered
 

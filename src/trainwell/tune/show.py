@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trainwell.tune.analysis import Analysis, fmt
+from trainwell.tune.analysis import Analysis
+from trainwell.tune.checks import fmt
 from trainwell.tune.records import StudyView, TrialRecord
 
 STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "infeasible": 3, "failed": 4}
