@@ -139,3 +139,22 @@ def test_state_round_trip_continues_identically():
     assert a.state_dict() == b.state_dict()
     assert a.rollbacks >= 1
     assert not any(isinstance(x, float) and math.isnan(x) for x in a.state_dict().values())
+
+
+def test_after_a_restore_divergence_is_judged_against_the_restored_state():
+    """A restart from the state before the first update (no best yet) sits at the initial
+    loss, far above the best the run reached later: that is no divergence. A restart from a
+    checkpoint is judged against that checkpoint's own best."""
+    p = RollbackPolicy(divergence_steps=10)
+    feed(p, [6.0 - 0.05 * i for i in range(100)])  # the run got its smoothed loss down to ~1.4
+    before = p.best
+    initial_state = RollbackPolicy().state_dict()  # what the autopilot saved before step 1
+    p.update(record(100, 101, loss=9.0), Verdict(Action.ROLLBACK, "skips", "rollback"))
+    p.rebase(initial_state)
+    restarted = feed(p, [6.0 - 0.01 * i for i in range(40)], start=0)  # from the initial loss, falling
+    assert all(v.action is Action.APPLY for v in restarted)  # judged against the old best: a rollback at once
+    assert p.target == before  # recovery still means getting back to the level before the incident
+    checkpoint = {**initial_state, "best_loss_ema": 2.0}
+    p.rebase(checkpoint)
+    diverging = feed(p, [4.0] * 30, start=40)
+    assert any(v.action is Action.ROLLBACK and v.reason == "divergence" for v in diverging)

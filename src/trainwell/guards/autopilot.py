@@ -263,12 +263,14 @@ class Autopilot:
         """Resume (``rollback=False``): restore everything. Rollback (``True``): restore
         the guards' windows and the health tracker from the checkpoint, keep the run's
         history (rollback count, quarantine list, counters: restoring the rollback count
-        would let a run roll back forever)."""
+        would let a run roll back forever); the divergence rule's baseline becomes the
+        restored state's (``RollbackPolicy.rebase``)."""
         for guard in self.guards:
             if guard.name in state:  # a guard added to guards.use since: starts empty
                 guard.load_state_dict(state[guard.name])
         self.health.load_state_dict(state["health"])
         if rollback:
+            self.rollback.rebase(state["rollback"])
             return
         self.rollback.load_state_dict(state["rollback"])
         self.quarantine.load_state_dict(state["quarantine"])

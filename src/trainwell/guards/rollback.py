@@ -192,6 +192,15 @@ class RollbackPolicy:
             return True
         return False
 
+    def rebase(self, restored: dict[str, Any]) -> None:
+        """After a restore: the divergence rule judges the restarted run against the restored
+        state's own best smoothed loss, not against the best the run reached later. A restart
+        from an early state sits above that later best for a while by design (from the
+        state before the first update, at the initial loss: there the rule learns a new best,
+        as at the start of a run) and would otherwise be taken for a divergence at once. The
+        counters stay: they are what stops a run that keeps rolling back."""
+        self.best = restored.get("best_loss_ema")
+
     # ------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
