@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainwell.config import RunConfig, as_run_config, load_config
+from trainwell.data.loader import split_batch
 from trainwell.data.source import loader_batch_size
 from trainwell.errors import ConfigError, TaskError
 from trainwell.sinks.console import quiet
@@ -120,6 +121,27 @@ class FunctionTask(Task):
         mean = self._score(model, batch, pair)
         count = float(pair[2] if pair is not None else _batch_len(batch))
         return LossOutput(sum=mean * count, count=count)
+
+    @torch.no_grad()
+    def sample_losses(self, model: nn.Module, batch: Any) -> Tensor | None:
+        """Each sample's loss: ``loss_fn`` is a mean over the batch, so scored on one sample
+        it is that sample's loss. Pairs take one forward of the batch, then ``loss_fn`` row by
+        row; other batches one forward per sample (a model that cannot take a batch of one,
+        such as BatchNorm in training mode, gives None). Only on a refused update."""
+        pair = None if self.model_form else self._outputs(model, batch)
+        if pair is not None:
+            out, y, n = pair
+            rows = [split_batch(t, [1] * n) for t in (out, y)]
+            if rows[0] is None or rows[1] is None:
+                return None
+            return torch.stack([self.loss_fn(o, t).detach().float() for o, t in zip(*rows, strict=True)])
+        samples = split_batch(batch, [1] * _batch_len(batch))
+        if samples is None:
+            return None
+        try:
+            return torch.stack([self.loss(model, row).sum.detach().float() for row in samples])
+        except (RuntimeError, ValueError, TaskError):  # e.g. BatchNorm: "Expected more than 1 value per channel"
+            return None
 
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         pair = self._outputs(model, batch)

@@ -116,6 +116,12 @@ class Task:
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         raise NotImplementedError  # abstract
 
+    def sample_losses(self, model: nn.Module, batch: Any) -> Tensor | None:
+        """(B,) each sample's loss, computed on demand: the autopilot asks for them only when
+        it refused an update and ``loss`` reported no ``per_sample`` (to name the samples
+        responsible). None (the default): this task cannot tell them apart."""
+        return None
+
     def metrics(self, model: nn.Module, batch: Any) -> MetricSums:
         """Default: the loss itself, per target."""
         out = self.loss(model, batch)

@@ -137,7 +137,7 @@ def build_flight(cfg: RunConfig, task: Task | None, run_dir: str | Path | None, 
     start_run(cfg, st, out_dir, main, bar)
     rate = Rate(*throughput.for_run(unwrap(st.model), task, device, st.precision.dtype, cfg.log.peak_tflops),
                 device=device)
-    return Flight(cfg, task, st, out_dir, main, pilot, ckpt, Interventions(cfg.guards, st, pilot, ckpt, bar.log),
+    return Flight(cfg, task, st, out_dir, main, pilot, ckpt, Interventions(cfg.guards, st, pilot, ckpt, bar.log, task),
                   bar, sinks, rate, probe, runner, task.eval_data(), resumed_from)
 
 

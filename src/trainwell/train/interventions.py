@@ -19,6 +19,7 @@ from trainwell.errors import TrainingHalted
 from trainwell.guards.autopilot import Autopilot
 from trainwell.guards.base import Action, Verdict
 from trainwell.guards.config import GuardsConfig
+from trainwell.tasks.base import Task
 from trainwell.train.checkpointing import Checkpointer
 from trainwell.train.record import StepRecord
 from trainwell.train.state import TrainState
@@ -29,9 +30,12 @@ NO_TARGET = ("A rollback was due, but there is no healthy checkpoint to roll bac
 
 
 class Interventions:
-    def __init__(self, cfg: GuardsConfig, st: TrainState, pilot: Autopilot, ckpt: Checkpointer, log: Any) -> None:
-        """``log``: a callable for one console line (the progress bar's ``log``)."""
-        self.cfg, self.st, self.pilot, self.ckpt, self.log = cfg, st, pilot, ckpt, log
+    def __init__(self, cfg: GuardsConfig, st: TrainState, pilot: Autopilot, ckpt: Checkpointer, log: Any,
+                 task: Task | None = None) -> None:
+        """``log``: a callable for one console line (the progress bar's ``log``); ``task``:
+        scores a refused update's samples again when its loss reported no per-sample losses."""
+        self.cfg, self.st, self.pilot, self.ckpt, self.log, self.task = cfg, st, pilot, ckpt, log, task
+        self._unnamed_said = False
         self.rollback_before: int | None = None
         """A rollback goes to a healthy checkpoint older than this: the step where the
         incident began, then older than the last target while the run has not recovered."""
@@ -61,6 +65,8 @@ class Interventions:
         losses (one extra look at this batch's losses, no extra forward)."""
         if not (self.cfg.enabled and self.cfg.quarantine):
             return
+        if not out.per_sample and not reason.startswith("input_"):
+            out.per_sample = self._sample_losses(out)
         if self.st.dist is not None:  # every rank judges every rank's samples: the same quarantine everywhere
             from trainwell.dist.outputs import gather_step_output
 
@@ -70,6 +76,27 @@ class Interventions:
                                                iteration=self.st.iteration, reason=why)
         if new:
             self.st.loader.exclude(frozenset(self.pilot.quarantine.ids()))  # a no-op where ids are stream positions
+
+    def _sample_losses(self, out: StepOutput) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(ids, each sample's loss) of the refused update's micro-batches, scored again by the
+        task (the model is as it was: the update was not applied), or [] when it cannot tell
+        its samples apart (said once on the console). One process only: scoring sample by
+        sample runs forwards whose collectives (DDP's buffers, FSDP2's gathers) other ranks,
+        holding other batch sizes, would not match."""
+        scored = []
+        if self.task is not None and self.st.dist is None:
+            with self.st.precision.autocast():
+                for ids, batch in out.micro:
+                    losses = self.task.sample_losses(self.st.model, batch)
+                    if losses is None or losses.numel() != ids.numel():
+                        scored = []
+                        break
+                    scored.append((ids, losses))
+        if not scored and not self._unnamed_said:
+            self._unnamed_said = True
+            self.log("autopilot: the samples behind a refused update cannot be named (the task's loss gives "
+                     "no per-sample losses): updates are skipped, no sample is quarantined")
+        return scored
 
     def _culprits(self, out: StepOutput, reason: str) -> tuple[str, list[int]]:
         inputs = out.per_sample_input_rms() if reason.startswith("input_") else None

@@ -38,6 +38,9 @@ class StepOutput:
     """The schedule factor of this update (record.lr / peak lr): apply_update uses it as is."""
     runner_due: bool = False
     """Whether the instruments runner wants this update (asked once a step)."""
+    micro: list[MicroBatch] = field(default_factory=list)
+    """The update's micro-batches: a refused update's samples are scored again from them
+    when the task reported no per-sample losses (``Task.sample_losses``)."""
 
     def per_sample_input_rms(self) -> tuple[Tensor, Tensor] | None:
         """(ids, per-sample input RMS on the host) over all micro-batches, or None."""
@@ -74,7 +77,7 @@ def compute_update(
         probe.arm()  # the last Linear layer's input, first micro-batch
     reads = HostReads(comm)
     out, divisor = _forward_backward(st, task, micro, comm, reads, capture, measure_inputs)
-    out.runner_due = runner_due
+    out.runner_due, out.micro = runner_due, micro
     act = probe.take() if probe is not None else None
     if probe is not None:
         probe.disarm()
