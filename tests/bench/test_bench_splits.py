@@ -80,14 +80,19 @@ def test_the_byte_problem_holds_out_test_files_beside_the_validation_files():
     assert np.array_equal(without.split.val, task.split.val) and without.test_data() is None
 
 
-@pytest.fixture
-def tiny_quadratic():
-    p = Problem("tiny_quadratic_split", "quadratic, 60 steps", {"task": {"name": "quadratic"},
-                "train": {"steps": 60, "batch_size": 32, "eval_every": 20}}, "eval/loss", False, "quadratic_deep")
+def _registered(p: Problem):
+    """``p`` among the problems for the length of a test."""
     PROBLEMS.add(p.name, p, p.help)
     yield p.name
     PROBLEMS._items.pop(p.name)
     PROBLEMS._help.pop(p.name)
+
+
+@pytest.fixture
+def tiny_quadratic():
+    yield from _registered(Problem("tiny_quadratic_split", "quadratic, 60 steps", {"task": {"name": "quadratic"},
+                           "train": {"steps": 60, "batch_size": 32, "eval_every": 20}}, "eval/loss", False,
+                           "quadratic_deep"))
 
 
 def _plant(run_dir: str, value: float) -> None:
@@ -159,12 +164,8 @@ def test_budget_chooses_the_schedule_on_validation_whatever_the_test_values_say(
 
 @pytest.fixture
 def tiny_digits():
-    p = Problem("tiny_digits_split", "digits MLP, 40 steps", {"task": {"name": "digits"},
-                "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/accuracy", True, "-")
-    PROBLEMS.add(p.name, p, p.help)
-    yield p.name
-    PROBLEMS._items.pop(p.name)
-    PROBLEMS._help.pop(p.name)
+    yield from _registered(Problem("tiny_digits_split", "digits MLP, 40 steps", {"task": {"name": "digits"},
+                           "train": {"steps": 40, "batch_size": 32, "eval_every": 20}}, "eval/accuracy", True, "-"))
 
 
 def test_the_test_value_comes_from_the_weights_the_run_evaluated(tiny_digits, tmp_path, monkeypatch):
