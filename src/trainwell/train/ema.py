@@ -59,7 +59,6 @@ class ShardedEMA:
     ``n_averaged`` counts the updates, as AveragedModel's does."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
         self.average = get_ema_multi_avg_fn(decay)
         live = _tensors(model)
         with torch.no_grad():
