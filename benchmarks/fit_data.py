@@ -13,7 +13,14 @@ time of a long run minus that of a short one, over the extra steps (start-up, ru
 and the end's evaluation cancel out). Rounds interleave the setups in a rotating order; the
 figure is the median over rounds.
 
+``--lockstep``: all setups in one process, in threads taking turns of 7 steps
+(benchmarks/lockstep.py), paired against the DataLoader loop: finer than separate runs on a
+loaded machine. The turn is taken at a ResumableSampler draw, so there the plain loops draw
+their ids from trainwell's sampler too (the DataLoader through a batch sampler over it, still
+fetching sample by sample and collating): every setup sees the same ids.
+
     PYTHONPATH=src .venv/bin/python benchmarks/fit_data.py [--rounds 7] [--short 200] [--long 1200]
+    PYTHONPATH=src .venv/bin/python benchmarks/fit_data.py --lockstep
 """
 
 from __future__ import annotations
@@ -54,9 +61,17 @@ def plain(batches, steps: int) -> None:
                 return
 
 
+LOCKSTEP = False
+"""Whether the plain loops draw their ids from trainwell's sampler (--lockstep)."""
+
+
 def run_dataloader(steps: int) -> None:
     x, y = data()
-    dl = DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True)
+    if LOCKSTEP:
+        # a batch sampler yields lists of ints (as torch's BatchSampler over a RandomSampler)
+        dl = DataLoader(TensorDataset(x, y), batch_sampler=(ids.tolist() for ids in SamplerBatches(N, steps)))
+    else:
+        dl = DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True)
     plain(lambda: dl, steps)
 
 
@@ -64,12 +79,33 @@ def run_index(steps: int) -> None:
     x, y = data()
 
     def batches():
+        if LOCKSTEP:
+            for idx in SamplerBatches(N, steps):
+                yield x[idx], y[idx]
+            return
         perm = torch.randperm(N)
         for i in range(0, N - B + 1, B):
             idx = perm[i:i + B]
             yield x[idx], y[idx]
 
     plain(batches, steps)
+
+
+class SamplerBatches:
+    """``steps`` batches of ids drawn from trainwell's ResumableSampler (seed 0, as fit's)."""
+
+    def __init__(self, n: int, steps: int) -> None:
+        self.n, self.steps = n, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        from trainwell.data.sampler import ResumableSampler
+
+        sampler = ResumableSampler(self.n, seed=0)
+        for _ in range(self.steps):
+            yield sampler.draw(B)
 
 
 def fit(train_data, steps: int, loss=nn.functional.cross_entropy) -> None:
@@ -107,12 +143,34 @@ def timed(fn, steps: int) -> float:
     return time.perf_counter() - t
 
 
+def lockstep_main(setups: dict, steps: int = 3000, skip: int = 210, block: int = 10) -> None:
+    import functools
+
+    import lockstep
+
+    global LOCKSTEP
+    LOCKSTEP = True
+    labels = list(setups)
+    lock = lockstep.Lockstep(len(labels), block, turn=7)
+    lock.install()
+    load = os.getloadavg()[0]
+    lock.run([functools.partial(setups[name], steps) for name in labels])
+    result = {"labels": labels, "turn": 7, "block": block, "wall": lock.wall, "cpu": lock.cpu, "first": lock.first}
+    print(f"lockstep, {steps} steps each, the first {skip} not timed; 1-min load {load:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after")
+    pairs = [(name, "dataloader") for name in labels if name != "dataloader"]
+    for line in lockstep.describe([result], pairs, skip):
+        if "(cpu)" in line or "per-step" in line:
+            print(line)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--short", type=int, default=200)
     p.add_argument("--long", type=int, default=1200)
     p.add_argument("--threads", type=int, default=1)  # 2 spin on a shared 2-core machine (RESULTS.md section 5)
+    p.add_argument("--lockstep", action="store_true", help="all setups in one process taking turns of 7 steps")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
@@ -121,6 +179,9 @@ def main() -> None:
         import datasets  # noqa: F401
     except ImportError:
         del setups["fit_hf"]
+    if args.lockstep:
+        lockstep_main(setups)
+        return
     names = list(setups)
     per_step: dict[str, list[float]] = {n: [] for n in names}
     for name in names:  # warm-up: imports, first allocations

@@ -49,7 +49,7 @@ class DictRows(Dataset):
         return {k: v[i] for k, v in self.columns.items()}
 
     def get_batch(self, idx: Tensor) -> dict[str, Tensor]:
-        return {k: v[idx] for k, v in self.columns.items()}
+        return {k: v.index_select(0, idx) for k, v in self.columns.items()}
 
 
 class StackRows(Dataset):

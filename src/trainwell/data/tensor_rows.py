@@ -37,6 +37,6 @@ class TensorRows(Dataset):
         """Rows ``idx`` (B,) of every tensor, by one index_select each (no per-sample loop)."""
         idx = idx.to(self.tensors[0].device)
         if self._single:
-            return self.tensors[0][idx]
-        return tuple(t[idx] for t in self.tensors)
+            return self.tensors[0].index_select(0, idx)
+        return tuple(t.index_select(0, idx) for t in self.tensors)
 
