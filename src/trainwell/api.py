@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainwell.config import RunConfig, as_run_config, load_config
+from trainwell.data.batches import batch_len
 from trainwell.data.loader import split_batch
 from trainwell.data.source import loader_batch_size
 from trainwell.errors import ConfigError, TaskError
@@ -97,7 +98,7 @@ class FunctionTask(Task):
     def _outputs(self, model: nn.Module, batch: Any) -> tuple[Any, Any, int] | None:
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             x, y = batch
-            return model(x), y, _batch_len(y)
+            return model(x), y, batch_len(y)
         return None
 
     def _score(self, model: nn.Module, batch: Any, pair: tuple[Any, Any, int] | None) -> Tensor:
@@ -119,7 +120,7 @@ class FunctionTask(Task):
     def loss(self, model: nn.Module, batch: Any) -> LossOutput:
         pair = None if self.model_form else self._outputs(model, batch)
         mean = self._score(model, batch, pair)
-        count = float(pair[2] if pair is not None else _batch_len(batch))
+        count = float(pair[2] if pair is not None else batch_len(batch))
         return LossOutput(sum=mean * count, count=count)
 
     @torch.no_grad()
@@ -135,7 +136,7 @@ class FunctionTask(Task):
             if rows[0] is None or rows[1] is None:
                 return None
             return torch.stack([self.loss_fn(o, t).detach().float() for o, t in zip(*rows, strict=True)])
-        samples = split_batch(batch, [1] * _batch_len(batch))
+        samples = split_batch(batch, [1] * batch_len(batch))
         if samples is None:
             return None
         try:
@@ -272,11 +273,3 @@ def _as_config(config: RunConfig | Mapping[str, Any] | str | Path | None) -> Run
     return load_config(config, base=base, check_task=False)
 
 
-def _batch_len(x: Any) -> int:
-    if isinstance(x, Tensor):
-        return int(x.shape[0]) if x.ndim else 1
-    if isinstance(x, Mapping):
-        return _batch_len(next(iter(x.values())))
-    if isinstance(x, (tuple, list)):
-        return _batch_len(x[0]) if x and not isinstance(x[0], (int, float)) else len(x)
-    return 1

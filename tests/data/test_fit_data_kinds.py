@@ -203,3 +203,37 @@ def test_fit_refuses_data_it_cannot_use_with_a_trainwell_error(tmp_path):
     with pytest.raises(DataError, match="train_data is a int; expected a Dataset, a DataLoader"):
         trainwell.fit(nn.Linear(3, 2), 7, nn.functional.cross_entropy, {"train": {"steps": 5}},
                       run_dir=tmp_path / "r", progress=False)
+
+
+def test_batch_len_counts_tensors_then_plain_lists_and_refuses_neither():
+    from trainwell.data.batches import batch_len
+    from trainwell.errors import DataError
+
+    assert batch_len((torch.zeros(5, 3), torch.zeros(5))) == 5
+    assert batch_len({"text": ["a", "b", "c"], "y": torch.zeros(3)}) == 3  # the tensor decides
+    assert batch_len({"text": ["a", "b"], "ids": [[1, 2], [3, 4]]}) == 2  # no tensor: the first plain list
+    assert batch_len([torch.tensor(1.0), torch.zeros(4, 2)]) == 4  # a 0-dim leaf has no batch dimension
+    with pytest.raises(DataError, match="no tensor with a batch"):
+        batch_len({"cfg": object()})
+
+
+def test_fit_on_batches_of_text_without_tensors(tmp_path):
+    """Batches holding no tensor at all (a model that encodes its own text, loss_fn(model,
+    batch)) train, and each counts as many samples as it holds texts."""
+
+    class Chars(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, texts):
+            return torch.tensor([float(len(t)) for t in texts]) * self.w
+
+    def loss_fn(model, batch):
+        return nn.functional.mse_loss(model(batch["text"]), torch.tensor(batch["target"]))
+
+    batches = [{"text": ["ab", "c", "def"], "target": [1.0, 0.5, 1.5]}] * 4
+    cfg = {"train": {"steps": 80}, "optim": {"lr": 0.05}, "schedule": {"name": "constant"}}
+    res = trainwell.fit(Chars(), batches, loss_fn, cfg, run_dir=tmp_path / "r", progress=False)
+    assert res.steps == 80
+    assert abs(float(res.model.w.detach()) - 0.5) < 0.05  # least squares: sum(len * y) / sum(len^2) = 7 / 14

@@ -201,12 +201,27 @@ def seeded_loader(loader: DataLoader, seed: int) -> tuple[DataLoader, SeededBatc
 
 
 def batch_len(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its first tensor."""
+    """Samples in a batch: the first dimension of its first tensor; a batch without one (a
+    model that tokenizes its own text) counts the items of its first list of plain values."""
     for leaf in tree_leaves(batch):
         if isinstance(leaf, Tensor) and leaf.ndim:
             return int(leaf.shape[0])
+    n = _plain_list_len(batch)
+    if n is not None:
+        return n
     raise DataError(f"a training batch ({type(batch).__name__}) holds no tensor with a batch "
                     "dimension; batches must be tensors, or tuples, lists or dicts of them")
+
+
+def _plain_list_len(batch: Any) -> int | None:
+    """The length of the first list (or tuple) of plain values (numbers, strings) in ``batch``."""
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if not isinstance(batch, (list, tuple)) or not batch:
+        return None
+    if all(isinstance(v, (str, bytes, int, float, bool)) for v in batch):
+        return len(batch)
+    return next((n for n in map(_plain_list_len, batch) if n is not None), None)
 
 
 def _cut(batch: Any, sizes: list[int], key: str) -> list[Any]:

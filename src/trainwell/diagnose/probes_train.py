@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from trainwell.config import RunConfig, deep_merge
-from trainwell.data.batches import DataWarning
+from trainwell.data.batches import DataWarning, batch_len
 from trainwell.data.draw import batch_size_of
 from trainwell.errors import DataError, TrainingHalted
 from trainwell.tasks.base import Task
@@ -70,7 +70,7 @@ def overfit_one_batch(task: Task, model: nn.Module, batch: Any, max_steps: int =
     opt = torch.optim.Adam(params, lr=OVERFIT_LR)
     first = best = last = math.nan
     steps = 0
-    samples = _batch_len(batch)
+    samples = batch_len(batch)
     reached: set[int] = set()
     for steps in range(1, max_steps + 1):
         out = task.loss(model, batch)
@@ -269,7 +269,3 @@ def median(values: list[float]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
-def _batch_len(batch: Any) -> int:
-    from trainwell.instruments.functional import batch_size
-
-    return batch_size(batch)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from trainwell.data.batches import batch_len
 from trainwell.tasks.base import LossOutput, Task
 
 
@@ -241,18 +242,12 @@ class Curvature:
 # ---------------------------------------------------------------- batch structure
 
 
-def batch_size(batch: Any) -> int:
-    """Length of the leading dimension of the batch's first tensor."""
-    for t in _tensors(batch):
-        if t.ndim >= 1:
-            return int(t.shape[0])
-    raise ValueError("the batch holds no tensor with a batch dimension")
 
 
 def batch_dims(batch: Any, n: int | None = None) -> Any:
     """The vmap ``in_dims`` of a batch: 0 for tensors whose leading dimension is the batch
     size, None for everything else (scalars, strings, constants)."""
-    n = batch_size(batch) if n is None else n
+    n = batch_len(batch) if n is None else n
     if isinstance(batch, Tensor):
         return 0 if batch.ndim >= 1 and batch.shape[0] == n else None
     if isinstance(batch, tuple | list):
@@ -275,7 +270,7 @@ def unsqueeze(sample: Any, dims: Any) -> Any:
 
 def take(batch: Any, k: int) -> Any:
     """The first ``k`` samples of a batch (tensors with the batch dimension are sliced)."""
-    n = batch_size(batch)
+    n = batch_len(batch)
     if k >= n:
         return batch
 
@@ -290,13 +285,3 @@ def take(batch: Any, k: int) -> Any:
 
     return cut(batch)
 
-
-def _tensors(obj: Any) -> Iterator[Tensor]:
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, tuple | list):
-        for o in obj:
-            yield from _tensors(o)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            yield from _tensors(o)
