@@ -40,13 +40,20 @@ def test_a_1e4_spike_after_warmup_is_skipped_with_evidence(quantity):
     assert "step 200" in v.message
 
 
-def test_silent_during_the_first_half_window():
+def test_the_first_half_window_judges_only_a_far_loss_jump():
+    """Until the window holds half its size the z-score is silent (OLMo-core, llm.c); from 8
+    applied steps on, a loss more than 2 x sigma robust spreads above the median of the
+    losses so far is already a spike. Nothing before 8 steps, and no gradient norm, early."""
     values = clean_values(1, 200)
+    values[5] = {**values[5], "loss": values[5]["loss"] * 1e4}  # 5 applied steps: not judged
+    values[40] = {**values[40], "loss": values[40]["loss"] * 1.3}  # far under the early bar
+    values[50] = {**values[50], "grad_norm": values[50]["grad_norm"] * 1e4}  # gradients: not early
     values[63] = {**values[63], "loss": values[63]["loss"] * 1e4}  # 63 values seen, warmup 64
-    values[150] = {**values[150], "loss": values[150]["loss"] * 1e4}
+    values[150] = {**values[150], "loss": values[150]["loss"] * 2}  # the z-score's business
     verdicts = run(SpikeGuard(window=128), values)
-    assert verdicts[63].action is Action.APPLY
-    assert verdicts[150].action is Action.SKIP
+    assert [i for i, v in enumerate(verdicts) if v.action is Action.SKIP] == [63, 150]
+    assert "robust spreads above the median" in verdicts[63].message
+    assert "of the first 63 applied steps" in verdicts[63].message
 
 
 def test_skipped_records_do_not_enter_the_window():

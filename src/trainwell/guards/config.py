@@ -17,7 +17,7 @@ class GuardsConfig(Section):
     nonfinite: Literal["skip", "stop"] = "skip"
     """A NaN/Inf loss or grad norm: 'skip' the update and count it (repeated skips lead to a rollback), or 'stop' with a diagnosis. Maintainers disagree (torchtitan #916 vs OLMo-core), so it is your choice; 'skip' keeps long runs alive."""
     spike_window: int = Field(128, ge=8)
-    """Applied steps in the rolling window of the spike test. 128 as OLMo-core's SkipStep optimizer; the test is silent for the first half window."""
+    """Applied steps in the rolling window of the spike test. 128 as OLMo-core's SkipStep optimizer; the z-score is silent for the first half window, where from the 8th step only a loss more than 2 x spike_sigma robust spreads above the median of the losses so far is a spike (a bad sample of a small dataset would otherwise enter the window unjudged and hide its later returns)."""
     spike_sigma: float = Field(6.0, gt=0.0)
     """An update whose loss or grad norm is more than this many standard deviations above the window's mean is skipped. 6 as OLMo-core: a clean run essentially never reaches it."""
     spike_loss_floor: float = Field(0.02, ge=0.0)
