@@ -1,0 +1,74 @@
+"""A SIGTERM outside the steps: during the set-up it stops the run at its first step with a
+checkpoint (exit 143); after the last step (the final evaluation) the run ends as usual:
+final checkpoint, summary, every line printed, exit 0. Each run is a subprocess that sends
+the signal to itself at that moment, so the timing is exact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+SCRIPT = """
+import os, signal, sys
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+import trainwell
+from trainwell.cli.main import main
+
+when, run_dir = sys.argv[1], sys.argv[2]
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+
+def kill_self():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+if when == "setup":  # while the run is being built: its run directory, model, optimizer, data
+    import trainwell.train.loop as loop
+    build = loop.build_flight
+    loop.build_flight = lambda *a, **k: (kill_self(), build(*a, **k))[1]
+
+calls = []
+def accuracy(out, target):
+    if when == "final_eval" and not calls:
+        kill_self()  # the first evaluation is the final one (eval_every = 0)
+    calls.append(1)
+    return (out.argmax(-1) == target).float().mean()
+
+try:
+    trainwell.fit(nn.Linear(4, 2), TensorDataset(x, y), nn.functional.cross_entropy,
+                  {"train": {"steps": 12, "batch_size": 16, "eval_every": 0}, "checkpoint": {"every_steps": 5}},
+                  eval_data=TensorDataset(x, y), metrics={"accuracy": accuracy}, run_dir=run_dir)
+except trainwell.TrainwellError as e:
+    print(f"stopped: {e}", flush=True)
+    sys.exit(getattr(e, "exit_code", 1))
+print("returned", flush=True)
+"""
+
+
+def launch(when: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), when, str(run_dir)],
+                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_sigterm_during_the_final_evaluation_lets_the_run_end(tmp_path):
+    proc = launch("final_eval", tmp_path / "r")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "returned" in proc.stdout
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 12
+    assert "eval/accuracy" in summary["final"]
+    assert (tmp_path / "r" / "checkpoints" / "step-00000012").is_dir()
+
+
+def test_a_sigterm_during_the_set_up_stops_at_the_first_step_with_a_checkpoint(tmp_path):
+    proc = launch("setup", tmp_path / "r")
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert "stopped by signal 15 at step 0" in proc.stdout
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] == 0
