@@ -60,6 +60,26 @@ def test_the_plan_of_each_protocol():
     assert "optim.betas[0]" in budget[0].study["tune"]["space"]  # AlgoPerf's NAdamW space
 
 
+def test_the_autopilot_flies_the_runs_unless_the_benchmark_says_otherwise(tiny, tmp_path, monkeypatch):
+    """bench.autopilot = false: the algorithm alone. Every protocol's runs get the guards off;
+    a run that blows up (SGD at lr 10 on the quadratic) is then infeasible with no
+    intervention, where the autopilot steps in by default."""
+    for protocol in ("oneshot", "deepobs", "budget", "algoperf"):
+        on, off = (plan(load_bench({"bench": {"problems": ["quadratic_deep"], "algorithms": ["sgd"],
+                                              "protocol": protocol, "autopilot": a}}))[0] for a in (True, False))
+        assert "guards" not in on.study and off.study["guards"] == {"enabled": False}, protocol
+    (tmp_path / "hot_sgd.py").write_text(
+        "import torch\n\n\ndef make(groups, hp, steps):\n    return torch.optim.SGD(groups, lr=10.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lines = {}
+    for autopilot in (True, False):
+        root = bench({"bench": {"problems": tiny[:1], "algorithms": ["hot_sgd:make"], "seeds": 1,
+                                "autopilot": autopilot}}, out_dir=tmp_path / f"b{autopilot}", out=io.StringIO())
+        lines[autopilot] = read_results(root)[1]["lines"][0]
+    assert lines[True]["infeasible"] == 1 and lines[True]["interventions"] > 0
+    assert lines[False]["infeasible"] == 1 and lines[False]["interventions"] == 0
+
+
 def test_every_problem_of_a_bench_file_at_once():
     with pytest.raises(ConfigError) as e:
         load_bench({"bench": {"problems": ["quadratic", "digits_2c2d"], "algorithms": ["adamm", "sgd"],

@@ -68,6 +68,8 @@ class BenchConfig(Section):
     """oneshot: seeds per algorithm and problem (3: a first look; 10 for a verdict)."""
     lr_points: int = Field(36, ge=2)
     """deepobs: points of the log learning-rate grid from 1e-5 to 1e2 (DeepOBS: 36)."""
+    autopilot: bool = True
+    """Whether the runs fly with the autopilot (skips, quarantine, rollbacks with a lower lr: its interventions are counted per line, and deepobs's stable lr leaves out the runs it stepped into), as a user's run would. false: the algorithm alone, as DeepOBS and AlgoPerf measure it (guards.enabled = false): a run that blows up ends with a non-finite value, infeasible."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def _algoperf_study(cfg: BenchConfig, problem: Problem, aname: str, k: int) -> S
     the training time to each evaluation can be summed."""
     algo = resolve_algorithm(aname)
     schedule = _schedule("warmup_cosine", problem)  # AlgoPerf's baseline: warmup (5%), then cosine
-    base = merged(problem.run_config(), algo.config, {"schedule": schedule, "log": {"every": 1}})
+    base = merged(problem.run_config(), algo.config, {"schedule": schedule, "log": {"every": 1}}, _autopilot(cfg))
     safe = aname.replace(":", "-").replace("/", "-")
     tune: dict[str, Any] = {"name": f"{problem.name}__{safe}__{cfg.ruleset}{k}", "objective": "best"}
     if cfg.ruleset == "external":
@@ -169,7 +171,7 @@ def _algoperf_study(cfg: BenchConfig, problem: Problem, aname: str, k: int) -> S
 
 def _study(cfg: BenchConfig, problem: Problem, aname: str, schedule: str) -> StudyPlan:
     algo = resolve_algorithm(aname)
-    base = merged(problem.run_config(), algo.config, {"schedule": _schedule(schedule, problem)})
+    base = merged(problem.run_config(), algo.config, {"schedule": _schedule(schedule, problem)}, _autopilot(cfg))
     safe = aname.replace(":", "-").replace("/", "-")
     name = f"{problem.name}__{safe}" + (f"__{schedule}" if cfg.protocol == "budget" else "")
     tune: dict[str, Any] = {"name": name, "objective": "final"}
@@ -184,6 +186,11 @@ def _study(cfg: BenchConfig, problem: Problem, aname: str, schedule: str) -> Stu
         tune |= {"sampler": "random", "trials": BUDGETS[cfg.budget], "space": dict(algo.space)}
     path = Path(problem.name) / safe / (schedule if cfg.protocol == "budget" else "")
     return StudyPlan(problem, aname, schedule, {**base, "tune": tune}, reruns, path)
+
+
+def _autopilot(cfg: BenchConfig) -> dict[str, Any]:
+    """The runs' guards section: the defaults, or none at all (``bench.autopilot = false``)."""
+    return {} if cfg.autopilot else {"guards": {"enabled": False}}
 
 
 def _schedule(name: str, problem: Problem) -> dict[str, Any]:
