@@ -51,24 +51,23 @@ print("returned", flush=True)
 """
 
 
-def launch(when: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), when, str(run_dir)],
+def launch(when: str, run_dir: Path, returncode: int) -> tuple[str, dict]:
+    """Run the script with the signal at ``when``; its stdout and the run's summary.json."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), when, str(run_dir)],
                           capture_output=True, text=True, timeout=300, env={"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == returncode, proc.stdout + proc.stderr
+    return proc.stdout, json.loads((run_dir / "summary.json").read_text())
 
 
 def test_a_sigterm_during_the_final_evaluation_lets_the_run_end(tmp_path):
-    proc = launch("final_eval", tmp_path / "r")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "returned" in proc.stdout
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["steps"] == 12
-    assert "eval/accuracy" in summary["final"]
+    stdout, summary = launch("final_eval", tmp_path / "r", returncode=0)
+    assert "returned" in stdout
+    assert summary["status"] == "completed" and summary["steps"] == 12 and "eval/accuracy" in summary["final"]
     assert (tmp_path / "r" / "checkpoints" / "step-00000012").is_dir()
 
 
 def test_a_sigterm_during_the_set_up_stops_at_the_first_step_with_a_checkpoint(tmp_path):
-    proc = launch("setup", tmp_path / "r")
-    assert proc.returncode == 143, proc.stdout + proc.stderr
-    assert "stopped by signal 15 at step 0" in proc.stdout
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    stdout, summary = launch("setup", tmp_path / "r", returncode=143)
+    assert "stopped by signal 15 at step 0" in stdout
     assert summary["status"] == "interrupted" and summary["steps"] == 0
+    assert (tmp_path / "r" / "checkpoints" / "step-00000000").is_dir()
