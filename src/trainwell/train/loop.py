@@ -60,22 +60,23 @@ def run(
     """Train according to ``cfg``; everything the run produces goes to its run directory.
     ``resume``: continue from the newest valid checkpoint in ``run_dir`` if it has one.
     ``extra_sinks``: more sinks for the writing process (a study's pruning reads evaluations)."""
-    # SIGTERM/SIGINT are caught from the start to the end: one during the set-up stops the run
-    # at its first step (saved); one after the last step lets the run end as usual
-    with quiet() if progress is False else nullcontext(), StopRequest() as stop:  # progress=False: nothing printed
-        return _run(cfg, task, run_dir, progress, resume, extra_sinks, stop)
+    with quiet() if progress is False else nullcontext():  # progress=False: nothing printed
+        return _run(cfg, task, run_dir, progress, resume, extra_sinks)
 
 
 def _run(cfg: RunConfig, task: Task | None, run_dir: str | Path | None, progress: bool | None, resume: bool,
-         extra_sinks: Sequence[Sink], stop: StopRequest) -> RunResult:
+         extra_sinks: Sequence[Sink]) -> RunResult:
     t_begin = time.perf_counter()
     f = build_flight(cfg, task, run_dir, progress, resume, extra_sinks)
     status = "failed"
     try:
-        while f.st.step < cfg.train.steps:
-            _stop_if_asked(f, stop)
-            _one_step(f)
-        _finish_training(f)
+        # SIGTERM/SIGINT: stop after the step (saved); one after the last step lets the final
+        # evaluation and checkpoint finish, and the run ends as usual
+        with StopRequest() as stop:
+            while f.st.step < cfg.train.steps:
+                _stop_if_asked(f, stop)
+                _one_step(f)
+            _finish_training(f)
         status = "completed"
     except (Interrupted, TrainingHalted) as e:
         status = "interrupted" if isinstance(e, Interrupted) else "halted"

@@ -3,9 +3,9 @@
 The handler only sets a flag; the loop checks it between steps, saves a checkpoint and
 raises Interrupted, which the CLI turns into exit code 128 + signal number (143 for
 SIGTERM, 130 for SIGINT: the shell's convention, so schedulers and wrappers see why).
-A second Ctrl-C while saving interrupts at once. The handlers are in place from the start
-of a run to its end (train/loop.py): a signal during the set-up is honoured at the first
-step, one after the last step lets the run end as usual.
+A second Ctrl-C while saving interrupts at once. The handlers stay in place through the
+final evaluation and checkpoint (train/loop.py): a signal after the last step lets them
+finish, and the run ends as usual.
 """
 
 from __future__ import annotations
