@@ -103,21 +103,23 @@ class SpikeGuard:
 
     def _refresh(self) -> None:
         lw, gw = self.loss_window, self.grad_window
-        floor = self.loss_floor * abs(self.loss_ref or 0.0)
-        if len(lw.values) < self.warmup:
-            self._ref = None
-            self._early = None
-            if len(lw.values) >= EARLY_MIN:
-                med, spread = lw.median_spread()
-                self._early = (med, max(spread, self.min_rel_std * abs(med), floor, 1e-12))
-            return
-        self._early = None
-        if self.robust:
-            (lc, ls), (gc, gs) = lw.median_spread(), gw.median_spread()
-        else:  # kept up to date by the windows themselves
-            lc, ls, gc, gs = lw.mean, lw.std, gw.mean, gw.std
-        rel = self.min_rel_std
-        self._ref = (lc, max(ls, rel * abs(lc), floor, 1e-12), gc, max(gs, rel * abs(gc), self._log_floor, 1e-12))
+        n = len(lw.values)
+        self._ref = self._early = None
+        if n >= self.warmup:
+            if self.robust:
+                (lc, ls), (gc, gs) = lw.median_spread(), gw.median_spread()
+            else:  # kept up to date by the windows themselves
+                lc, ls, gc, gs = lw.mean, lw.std, gw.mean, gw.std
+            gs = max(gs, self.min_rel_std * abs(gc), self._log_floor, 1e-12)
+            self._ref = (lc, self._loss_spread(lc, ls), gc, gs)
+        elif n >= EARLY_MIN:
+            med, spread = lw.median_spread()
+            self._early = (med, self._loss_spread(med, spread))
+
+    def _loss_spread(self, center: float, spread: float) -> float:
+        """The loss's spread with its floors (the z-score's and the early check's alike): at
+        ``min_rel_std`` of its level and at ``loss_floor`` of the loss at initialisation."""
+        return max(spread, self.min_rel_std * abs(center), self.loss_floor * abs(self.loss_ref or 0.0), 1e-12)
 
     def check(self, record: StepRecord) -> Verdict:
         # Non-finite values are the NonFiniteGuard's business, and a z-score of NaN says nothing.

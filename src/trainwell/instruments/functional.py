@@ -242,8 +242,6 @@ class Curvature:
 # ---------------------------------------------------------------- batch structure
 
 
-
-
 def batch_dims(batch: Any, n: int | None = None) -> Any:
     """The vmap ``in_dims`` of a batch: 0 for tensors whose leading dimension is the batch
     size, None for everything else (scalars, strings, constants)."""
