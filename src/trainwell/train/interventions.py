@@ -31,7 +31,7 @@ NO_TARGET = ("A rollback was due, but there is no healthy checkpoint to roll bac
 
 class Interventions:
     def __init__(self, cfg: GuardsConfig, st: TrainState, pilot: Autopilot, ckpt: Checkpointer, log: Any,
-                 task: Task | None = None) -> None:
+                 task: Task) -> None:
         """``log``: a callable for one console line (the progress bar's ``log``); ``task``:
         scores a refused update's samples again when its loss reported no per-sample losses."""
         self.cfg, self.st, self.pilot, self.ckpt, self.log, self.task = cfg, st, pilot, ckpt, log, task
@@ -84,7 +84,7 @@ class Interventions:
         sample runs forwards whose collectives (DDP's buffers, FSDP2's gathers) other ranks,
         holding other batch sizes, would not match."""
         scored = []
-        if self.task is not None and self.st.dist is None:
+        if self.st.dist is None:
             with self.st.precision.autocast():
                 for ids, batch in out.micro:
                     losses = self.task.sample_losses(self.st.model, batch)
